@@ -1,0 +1,213 @@
+"""The forgetting report: one pydantic model, exported as JSON Schema.
+
+Every run (data-point or feature unlearning) produces one `ForgettingReport`.
+The keys named in the Foundation issue are a contract: add fields freely,
+never rename or drop one without bumping `SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+Verdict = Literal["passed", "failed", "inconclusive"]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestBlock(_Block):
+    """What was asked to be forgotten."""
+
+    request_id: str
+    kind: Literal["data", "feature"]
+    client_ids: list[int] = Field(default_factory=list)
+    n_forget: int = Field(ge=0, description="Number of forgotten examples (rows for feature unlearning).")
+    forget_fraction: float | None = None
+    reason: str | None = None
+
+
+class ModelBlock(_Block):
+    """Which registered model version this report belongs to, and its parent."""
+
+    name: str
+    parent_version: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+
+
+class UtilityBlock(_Block):
+    """Accuracies of the model before unlearning, after it, and of the retrain reference."""
+
+    test_acc_before: float
+    test_acc_after: float
+    test_acc_retrain: float | None = None
+    retain_acc_before: float | None = None
+    retain_acc_after: float
+    retain_acc_retrain: float | None = None
+    forget_acc_before: float
+    forget_acc_after: float
+    forget_acc_retrain: float | None = None
+
+
+class RocCurve(_Block):
+    fpr: list[float]
+    tpr: list[float]
+
+
+class AttackResult(_Block):
+    """One membership-inference attack of forget-set members against never-seen data."""
+
+    attack: str
+    auc: float
+    tpr_at_fpr: dict[str, float] = Field(default_factory=dict, description="TPR at FPR targets, keys like '0.01'.")
+    roc: RocCurve | None = None
+    n_members: int
+    n_nonmembers: int
+
+
+class EpsilonEstimate(_Block):
+    """Empirical epsilon lower bound at `delta` (method-notes §4), Clopper-Pearson at `confidence`."""
+
+    epsilon_lower: float
+    epsilon_point: float | None = None
+    delta: float
+    confidence: float
+    threshold: float | None = None
+    tpr: float | None = None
+    fpr: float | None = None
+
+
+class ModelAudit(_Block):
+    """Audit of one model (before, after or retrain) on the forget set."""
+
+    attacks: list[AttackResult] = Field(default_factory=list)
+    epsilon: EpsilonEstimate | None = None
+    criterion_mi: float | None = Field(None, description="Plug-in I(Z;V) of the marginal-unlearning criterion, nats (method-notes §3.1).")
+    forget_loss_mean: float | None = None
+    holdout_loss_mean: float | None = None
+    loss_histogram: dict[str, list[float]] | None = Field(
+        None, description="Histogram of per-example losses: keys 'edges', 'forget', 'holdout' (densities)."
+    )
+
+
+class AuditBlock(_Block):
+    """Verification of forgetting (Foundation keys first, details after)."""
+
+    mia_auc_before: float | None
+    mia_auc_after: float | None
+    mia_auc_retrain: float | None = None
+    delta: float
+    epsilon_lower: float | None = None
+    epsilon_lower_before: float | None = None
+    epsilon_lower_retrain: float | None = None
+    confidence: float | None = None
+    tpr_at_fpr: dict[str, float] = Field(default_factory=dict)
+    criterion_mi_before: float | None = None
+    criterion_mi_after: float | None = None
+    criterion_mi_retrain: float | None = None
+    forget_loss_distance_to_retrain: float | None = Field(
+        None, description="Kolmogorov-Smirnov-style distance between the after and retrain forget-loss laws (from histograms)."
+    )
+    verdict: Verdict
+    reasons: list[str] = Field(default_factory=list)
+    before: ModelAudit | None = None
+    after: ModelAudit | None = None
+    retrain: ModelAudit | None = None
+
+
+class AccountingBlock(_Block):
+    """Opacus privacy accounting of the released model (issue 4)."""
+
+    accountant: Literal["rdp", "prv", "gdp"]
+    epsilon: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float | None = None
+    per_client: dict[str, float] = Field(default_factory=dict)
+
+
+class CostBlock(_Block):
+    """Wall-clock cost, unlearning and retraining measured side by side in one engine."""
+
+    unlearn_seconds: float
+    retrain_seconds: float | None = None
+    speedup: float | None = None
+    unlearn_rounds: int | None = None
+    retrain_rounds: int | None = None
+    train_seconds: float | None = None
+
+
+class ParetoPoint(_Block):
+    t: float
+    s_auc: float
+    utility: float
+    mi: float | None = None
+    distortion: float | None = None
+
+
+class FeatureBlock(_Block):
+    """Feature unlearning: dependence of Z on S and task utility, before and after (method-notes §2)."""
+
+    sensitive: str
+    method: str
+    t: float
+    mi_before: float
+    mi_after: float
+    s_auc_before: float
+    s_auc_after: float
+    utility_before: float
+    utility_after: float
+    pareto: list[ParetoPoint] = Field(default_factory=list)
+
+
+class RoundLog(_Block):
+    """One federated round, for the curves in the HTML report."""
+
+    phase: Literal["train", "unlearn", "retrain"]
+    round: int
+    test_acc: float | None = None
+    test_loss: float | None = None
+    criterion_mi: float | None = None
+    n_clients: int | None = None
+
+
+class ForgettingReport(_Block):
+    """The forgetting report attached to each unlearned model version."""
+
+    schema_version: str = SCHEMA_VERSION
+    created_at: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    request: RequestBlock
+    method: str
+    method_config: dict = Field(default_factory=dict)
+    dataset: dict = Field(default_factory=dict)
+    model: ModelBlock
+    utility: UtilityBlock | None = None
+    audit: AuditBlock | None = None
+    accounting: AccountingBlock | None = None
+    cost: CostBlock | None = None
+    feature: FeatureBlock | None = None
+    rounds: list[RoundLog] = Field(default_factory=list)
+    seed: int | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON (sorted keys), recorded on the model version's tags."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def json_schema() -> dict:
+    """The JSON Schema of `ForgettingReport` (checked in as report/forgetting_report.schema.json)."""
+    return ForgettingReport.model_json_schema()

@@ -1,0 +1,97 @@
+"""The unlearn-fl ClientApp: trains, evaluates, unlearns and audits on the client's own data.
+
+Thin wiring: decode the message, call unlearn_fl.engine.client_logic, encode the reply.
+Only model arrays and aggregate statistics are ever returned.
+
+The client's id is its `partition-id` from the node config (simulation), and in a
+deployment `--node-config "partition-id=K num-partitions=N"` on each SuperNode.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from unlearn_fl.engine import client_logic as local
+from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, decode_spec, decode_withdrawals
+from unlearn_fl.models import MLP, parse_hidden
+
+app = ClientApp()
+
+
+def _client_id(context: Context) -> int:
+    try:
+        return int(context.node_config["partition-id"])
+    except KeyError:
+        raise RuntimeError("this SuperNode has no partition-id: start it with --node-config \"partition-id=K num-partitions=N\"") from None
+
+
+def _setup(msg: Message, context: Context):
+    cfg = dict(msg.content[CONFIG])
+    spec = decode_spec(cfg)
+    cid = _client_id(context)
+    withdrawals = decode_withdrawals(str(cfg.get("withdrawals", "")))
+    cd, retained, forgotten = local.local_views(spec, cid, withdrawals)
+    model = None
+    if ARRAYS in msg.content:
+        from unlearn_fl.data import load_table
+
+        t = load_table(spec.dataset, spec.target)
+        model = MLP(t.X.shape[1], t.n_classes, parse_hidden(str(cfg["hidden"])))
+        model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
+    return cfg, cid, withdrawals, cd, retained, forgotten, model
+
+
+def _numeric(d: dict) -> dict:
+    return {k: float(v) if isinstance(v, float) else int(v) for k, v in d.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    cfg, cid, withdrawals, cd, retained, forgotten, model = _setup(msg, context)
+    seed = int(cfg["seed"]) + 7919 * cid
+    if cfg["phase"] == "unlearn":
+        ref = list(cfg.get("reference-mean", [])) or None
+        model, metrics = local.local_unlearn(model, cd, retained, forgotten, str(cfg["method"]),
+                                             json.loads(str(cfg["method-config"])), ref, seed)
+    else:
+        metrics = local.local_train(model, retained, int(cfg["local-epochs"]), float(cfg["lr"]), int(cfg["batch-size"]), seed)
+    metrics["num-examples"] = max(1, int(metrics["num-examples"]))
+    content = RecordDict({ARRAYS: ArrayRecord(model.state_dict()), METRICS: MetricRecord(_numeric(metrics))})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    _, _, _, _, retained, forgotten, model = _setup(msg, context)
+    metrics = local.local_evaluate(model, retained, forgotten)
+    return Message(content=RecordDict({METRICS: MetricRecord(_numeric(metrics))}), reply_to=msg)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    cfg = dict(msg.content[CONFIG])
+    task = cfg.get("task")
+    if task == "hello":
+        return Message(content=RecordDict({METRICS: MetricRecord({"client-id": _client_id(context)})}), reply_to=msg)
+    cfg, cid, withdrawals, cd, retained, forgotten, model = _setup(msg, context)
+    if task == "count":
+        return Message(content=RecordDict({METRICS: MetricRecord({"forget-n": len(forgotten)})}), reply_to=msg)
+    if task == "stats":
+        stats = local.local_stats(model, retained, str(cfg["statistic"]))
+        return Message(content=RecordDict({CONFIG: ConfigRecord(stats)}), reply_to=msg)
+    if task == "audit":
+        audit = local.local_audit(
+            model, cd, forgotten,
+            extra_nonmember_losses=np.asarray(cfg.get("nonmember-losses", []), dtype=np.float64),
+            extra_nonmember_labels=np.asarray(cfg.get("nonmember-labels", []), dtype=np.int64),
+            retain_mean=list(cfg.get("retain-mean", [])) or None,
+            n_retain=int(cfg.get("retain-n", 0)),
+            statistic=str(cfg["statistic"]),
+            delta=float(cfg["delta"]), confidence=float(cfg["confidence"]), seed=int(cfg["seed"]),
+        )
+        return Message(content=RecordDict({CONFIG: ConfigRecord({"audit": audit.model_dump_json()})}), reply_to=msg)
+    raise ValueError(f"unknown query task {task!r}")

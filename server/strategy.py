@@ -1,0 +1,50 @@
+"""The unlearning strategy: any Flower strategy, with withdrawn clients hidden from it.
+
+`UnlearningStrategy(base)` delegates sampling and aggregation to `base` (FedAvg by
+default; FedProx, FedAdam, ... work unchanged) but hands it a view of the Grid from
+which withdrawn nodes are removed, so a withdrawn client is never sampled again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, Strategy
+
+
+class _GridView:
+    """A Grid that does not list excluded nodes; everything else is the real Grid."""
+
+    def __init__(self, grid: Grid, exclude: set[int]) -> None:
+        self._grid, self._exclude = grid, set(exclude)
+
+    def get_node_ids(self) -> list[int]:
+        return [n for n in self._grid.get_node_ids() if n not in self._exclude]
+
+    def __getattr__(self, name: str):
+        return getattr(self._grid, name)
+
+
+def default_base_strategy() -> Strategy:
+    # min_* = 1: a federation may shrink to one retained client after withdrawals.
+    return FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1)
+
+
+class UnlearningStrategy:
+    """Wraps a Flower strategy for rounds in which some nodes must not take part."""
+
+    def __init__(self, base: Strategy | None = None) -> None:
+        self.base = base if base is not None else default_base_strategy()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, exclude: set[int] = frozenset()
+    ) -> Iterable[Message]:
+        return self.base.configure_train(server_round, arrays, config, _GridView(grid, exclude))  # type: ignore[arg-type]
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return self.base.aggregate_train(server_round, replies)
+
+    def __repr__(self) -> str:
+        return f"UnlearningStrategy(base={self.base.__class__.__name__})"

@@ -1,0 +1,37 @@
+"""Bad input: exit code 2, one line on stderr naming the problem, nothing written to the registry."""
+
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--withdraw", "7"], "unknown client id 7"),
+        (["--withdraw", "a,b"], "--withdraw 'a,b'"),
+        (["--forget-fraction", "1.5"], "outside (0, 1]"),
+        (["--forget-fraction", "0"], "outside (0, 1]"),
+        (["--clients", "0"], "at least one client"),
+        (["--dataset", "missing.csv", "--target", "y"], "no such file"),
+        (["--dataset", "bad.csv", "--target", "y"], "non-numeric values"),
+        (["--dataset", "bad.csv"], "needs a target column"),
+        (["--tracking-uri", "sqlite:///no/such/dir/m.db"], "folder no/such/dir does not exist"),
+        (["--tracking-uri", "http://127.0.0.1:9/"], "cannot reach MLflow server"),
+        (["--tracking-uri", "ftp://x"], "unsupported tracking URI"),
+        (["--method", "magic"], "unknown method 'magic'"),
+        (["--method-config", "{bad"], "not valid JSON"),
+        (["--method-config", '{"gamma": -1}'], "gamma"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_cwd, args, needle):
+    (tmp_cwd / "bad.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)) + "junk,1\n")
+    p = subprocess.run(CLI + args, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, p.stderr
+    assert needle in lines[0] and "Traceback" not in p.stderr
+    assert not (tmp_cwd / "mlflow.db").exists() and not (tmp_cwd / "unlearn-report").exists()

@@ -1,0 +1,77 @@
+"""Data-point unlearning methods on a small model, against a model retrained without D_f."""
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn_fl.data import DataSpec, federation
+from unlearn_fl.methods import METHODS, get_method, marginal_criterion
+from unlearn_fl.models import evaluate, make_model, per_example_loss, train_epochs
+
+
+@pytest.fixture(scope="module")
+def e2():
+    """Digits; forget 75% of the training 3s (the authors' E2 shape); holdout = half of the test split."""
+    fed = federation(DataSpec(num_clients=1, holdout_fraction=0.0, seed=0))
+    tr, te = fed.scaled(fed.client_train_idx[0]), fed.scaled(fed.test_idx)
+    rng = np.random.default_rng(0)
+    threes = np.where(tr.y == 3)[0]
+    f = rng.choice(threes, int(0.75 * len(threes)), replace=False)
+    mask = np.zeros(len(tr), bool)
+    mask[f] = True
+    forget, retain = tr.subset(np.where(mask)[0]), tr.subset(np.where(~mask)[0])
+    holdout, test = te.subset(np.arange(0, len(te), 2)), te.subset(np.arange(1, len(te), 2))
+    torch.manual_seed(0)
+    original = make_model(64, 10, (128, 64), seed=0)
+    train_epochs(original, tr, 40, 1e-3, 64, seed=0)
+    retrained = get_method("retrain").unlearn(original, retain, forget, holdout, get_method("retrain").make_config(epochs=40)).model
+    return dict(retain=retain, forget=forget, holdout=holdout, test=test, original=original, retrained=retrained)
+
+
+def test_registry_names_and_configs():
+    assert set(METHODS) >= {"marginal", "retrain", "finetune", "gradient-ascent"}
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        get_method("nope")
+    with pytest.raises(Exception):
+        get_method("marginal").make_config(gamma=-1)
+
+
+def test_marginal_moves_forget_loss_toward_retrained_and_keeps_retain_accuracy(e2):
+    m = get_method("marginal")
+    res = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config())
+    loss = lambda model: per_example_loss(model, e2["forget"]).mean()
+    before, after, ref = loss(e2["original"]), loss(res.model), loss(e2["retrained"])
+    assert ref > before  # the retrained model never saw D_f
+    assert after > before, res.stopped_because  # unlearning moved the forget loss toward the retrained one
+    assert abs(after - ref) < abs(before - ref)
+    assert evaluate(res.model, e2["retain"])[0] >= evaluate(e2["original"], e2["retain"])[0] - 0.03
+    assert evaluate(e2["original"], e2["forget"])[0] == 1.0  # it was memorised ...
+    # ... and the original model is not modified in place.
+    assert evaluate(e2["original"], e2["forget"])[0] == 1.0
+
+
+def test_without_early_stopping_the_penalty_over_forgets_and_the_default_stops_before(e2):
+    """method-notes §3.2: driving Î to zero collapses forget accuracy far below the retrained level."""
+    m = get_method("marginal")
+    ref_acc = evaluate(e2["retrained"], e2["forget"])[0]
+    trap = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(early_stop=False, epochs=20))
+    default = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config())
+    trap_acc, default_acc = evaluate(trap.model, e2["forget"])[0], evaluate(default.model, e2["forget"])[0]
+    assert trap_acc < ref_acc - 0.3, (trap_acc, ref_acc)
+    assert default_acc > ref_acc - 0.1, (default_acc, ref_acc, default.stopped_because)
+    assert default.stopped_because != "max epochs"
+    assert evaluate(default.model, e2["test"])[0] > evaluate(trap.model, e2["test"])[0]
+
+
+def test_gradient_ascent_and_finetune_run_behind_the_same_interface(e2):
+    for name in ("finetune", "gradient-ascent"):
+        m = get_method(name)
+        res = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(epochs=2))
+        assert evaluate(res.model, e2["test"])[0] > 0.85, name
+
+
+def test_criterion_is_zero_for_identical_sets_and_bounds_detection(e2):
+    r = marginal_criterion(e2["original"], e2["retain"], e2["retain"])
+    assert r.mi == pytest.approx(0.0, abs=1e-9) and r.tv_bound == pytest.approx(0.0, abs=1e-4)
+    c = marginal_criterion(e2["original"], e2["forget"], e2["retain"], epsilon=1e-6)
+    assert c.mi > 0 and c.satisfied is False and 0 < c.tv_bound <= 1

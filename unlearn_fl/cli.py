@@ -1,0 +1,266 @@
+"""`unlearn-fl`: simulate | feature | lineage | report.
+
+Bad input exits with code 2 and one line on stderr naming the problem; nothing is
+written to the registry before every input has been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input: shown as one line, exit code 2."""
+
+
+def _fail(msg: str) -> int:
+    print(f"unlearn-fl: error: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _pydantic_message(e) -> str:
+    errs = e.errors()
+    first = errs[0]
+    loc = ".".join(str(x) for x in first.get("loc", ()) if x != "__root__")
+    msg = first.get("msg", str(e)).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+# ------------------------------------------------------------------ simulate
+
+
+def _add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="simulated federation: train, withdraw, unlearn, audit, record")
+    p.add_argument("--dataset", default="digits", help="digits | breast_cancer | wine | iris | PATH.csv")
+    p.add_argument("--target", default=None, help="target column of a CSV dataset")
+    p.add_argument("--clients", type=int, default=5)
+    p.add_argument("--partition", choices=["iid", "dirichlet"], default="iid")
+    p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (dirichlet partition)")
+    p.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each client's data kept as never-trained holdout")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--local-epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--hidden", default="64", help="hidden layer sizes, e.g. 64 or 128,64")
+    p.add_argument("--withdraw", default="0", help="comma-separated client ids that withdraw")
+    p.add_argument("--forget-fraction", type=float, default=1.0, help="share of those clients' data to forget, in (0,1]")
+    p.add_argument("--reason", default=None)
+    p.add_argument("--method", default="marginal", help="unlearning method (see `unlearn-fl methods`)")
+    p.add_argument("--method-config", default="{}", help='JSON settings of the method, e.g. \'{"gamma": 4}\'')
+    p.add_argument("--unlearn-rounds", type=int, default=3)
+    p.add_argument("--no-reference", action="store_true", help="skip the retrain-from-scratch reference")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-name", default="unlearn-fl")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    p.add_argument("--out", default="unlearn-report")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _simulate_config(a):
+    from pydantic import ValidationError
+
+    from unlearn_fl.config import RunConfig
+    from unlearn_fl.data import DataError, DataSpec, load_table
+    from unlearn_fl.models import parse_hidden
+
+    if a.clients < 1:
+        raise UsageError(f"--clients {a.clients}: a federation needs at least one client")
+    try:
+        withdraw = tuple(int(x) for x in a.withdraw.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"--withdraw {a.withdraw!r}: give comma-separated integer client ids, e.g. 0,3") from None
+    try:
+        method_config = json.loads(a.method_config)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--method-config is not valid JSON ({e.msg}); e.g. '{{\"gamma\": 4}}'") from None
+    try:
+        spec = DataSpec(dataset=a.dataset, target=a.target, num_clients=a.clients, partition=a.partition, alpha=a.alpha,
+                        holdout_fraction=a.holdout_fraction, seed=a.seed)
+        cfg = RunConfig(data=spec, rounds=a.rounds, local_epochs=a.local_epochs, lr=a.lr, hidden=parse_hidden(a.hidden),
+                        withdraw=withdraw, forget_fraction=a.forget_fraction, reason=a.reason, method=a.method,
+                        method_config=method_config, unlearn_rounds=a.unlearn_rounds, reference=not a.no_reference,
+                        model_name=a.model_name, tracking_uri=a.tracking_uri, out=Path(a.out), seed=a.seed)
+    except ValidationError as e:
+        raise UsageError(_pydantic_message(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    try:
+        from unlearn_fl.data import federation
+
+        load_table(spec.dataset, spec.target)
+        federation(spec)
+    except DataError as e:
+        raise UsageError(str(e)) from None
+    return cfg
+
+
+def _quiet_logs() -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def run_simulation_job(cfg, progress=None, strategy=None):
+    """Run `cfg` on Flower's simulation engine; returns the ForgettingReport (raises what the server raised)."""
+    from flwr.simulation import run_simulation
+
+    from client.client_app import app as client_app
+    from server.server_app import make_server_app
+
+    result: dict = {}
+    server_app = make_server_app(cfg, strategy=strategy, progress=progress, result=result)
+    backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": min(2, os.cpu_count() or 1)}}
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=cfg.data.num_clients, backend_config=backend)
+    if "error" in result:
+        raise result["error"]
+    if "report" not in result:
+        raise RuntimeError("the simulation ended without a report (see the Flower log above)")
+    return result["report"]
+
+
+def _summary(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console()
+    u, a, k = report.utility, report.audit, report.cost
+    t = Table(title=f"Withdrawal {report.request.request_id}: clients {report.request.client_ids}, "
+                    f"{report.request.n_forget} examples, method {report.method}")
+    t.add_column("")
+    for col in ("before", "after", "retrain"):
+        t.add_column(col, justify="right")
+    f = lambda v: "-" if v is None else f"{v:.3f}"
+    t.add_row("test accuracy", f(u.test_acc_before), f(u.test_acc_after), f(u.test_acc_retrain))
+    t.add_row("retain accuracy", f(u.retain_acc_before), f(u.retain_acc_after), f(u.retain_acc_retrain))
+    t.add_row("forget accuracy", f(u.forget_acc_before), f(u.forget_acc_after), f(u.forget_acc_retrain))
+    t.add_row("MIA AUC (forget vs unseen)", f(a.mia_auc_before), f(a.mia_auc_after), f(a.mia_auc_retrain))
+    t.add_row(f"empirical ε lower (δ={a.delta:g})", f(a.epsilon_lower_before), f(a.epsilon_lower), f(a.epsilon_lower_retrain))
+    t.add_row("criterion Î(Z;V) nats", f(a.criterion_mi_before), f(a.criterion_mi_after), f(a.criterion_mi_retrain))
+    c.print(t)
+    c.print(f"cost: unlearning {k.unlearn_seconds:.1f}s vs retraining {f(k.retrain_seconds)}s  (speed-up {f(k.speedup)}x)")
+    c.print(f"verdict: [bold]{a.verdict}[/bold]")
+    for r in a.reasons:
+        c.print(f"  - {r}")
+    c.print(f"model {report.model.name} v{report.model.version} (parent v{report.model.parent_version})")
+
+
+def cmd_simulate(a) -> int:
+    try:
+        cfg = _simulate_config(a)
+        from unlearn_fl.tracking import TrackingError, check_tracking_uri
+
+        try:
+            check_tracking_uri(cfg.tracking_uri)
+        except TrackingError as e:
+            raise UsageError(str(e)) from None
+    except UsageError as e:
+        return _fail(str(e))
+    _quiet_logs()
+    progress = None
+    prog_ctx = None
+    if not a.quiet:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        prog_ctx = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, r: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = prog_ctx.add_task(f"{phase:>8} rounds", total=total)
+            prog_ctx.update(tasks[phase], completed=r)
+
+    try:
+        if prog_ctx:
+            with prog_ctx:
+                report = run_simulation_job(cfg, progress)
+        else:
+            report = run_simulation_job(cfg)
+    except Exception as e:
+        print(f"unlearn-fl: error: the run failed: {e.__class__.__name__}: {e}", file=sys.stderr)
+        return 1
+    _summary(report)
+    print(f"report: {Path(cfg.out) / 'forgetting_report.json'} and forgetting_report.html")
+    return 0
+
+
+# ------------------------------------------------------------------ lineage
+
+
+def cmd_lineage(a) -> int:
+    from unlearn_fl.tracking import TrackingError, check_tracking_uri, lineage
+
+    try:
+        check_tracking_uri(a.tracking_uri)
+        rows = lineage(a.tracking_uri, a.model_name)
+    except TrackingError as e:
+        return _fail(str(e))
+    except Exception as e:
+        return _fail(f"cannot read model {a.model_name!r} from {a.tracking_uri}: {e.__class__.__name__}: {e}")
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.tree import Tree
+
+    children: dict[str, list[dict]] = {}
+    for r in rows:
+        children.setdefault(r.get("parent_version", ""), []).append(r)
+    tree = Tree(f"[bold]{a.model_name}[/bold]")
+
+    def label(r: dict) -> str:
+        al = f" [cyan]@{','.join(r['aliases'])}[/cyan]" if r["aliases"] else ""
+        wd = f" withdrawn={r.get('withdrawn_clients') or '-'} requests={r.get('request_ids') or '-'}" if r.get("kind") == "unlearned" else ""
+        verdict = f" verdict={r['verdict']}" if r.get("verdict") else ""
+        warn = " [red]contains withdrawn data[/red]" if r.get("contains_withdrawn") == "true" else ""
+        return f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}{wd}{verdict}{warn}"
+
+    def add(node, parent: str) -> None:
+        for r in children.get(parent, []):
+            add(node.add(label(r)), r["version"])
+
+    add(tree, "")
+    Console().print(tree)
+    return 0
+
+
+# ------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unlearn-fl", description="Verified machine unlearning for Flower federations.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_simulate(sub)
+    lp = sub.add_parser("lineage", help="the version tree of a registered model")
+    lp.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    lp.add_argument("--model-name", default="unlearn-fl")
+    lp.add_argument("--json", action="store_true")
+    sub.add_parser("methods", help="list the unlearning methods")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        return cmd_simulate(args)
+    if args.command == "lineage":
+        return cmd_lineage(args)
+    if args.command == "methods":
+        from unlearn_fl.methods import METHODS
+
+        for name, m in METHODS.items():
+            print(f"{name:16s} {m.summary}")
+        return 0
+    return _fail(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""A client's side of the protocol, on its own data only (no Flower types here).
+
+`client/client_app.py` decodes Flower messages and calls these functions; they load
+the client's shard, apply its withdrawals (rows under a withdrawal are never trained
+on again), run the local step and return arrays plus aggregate metrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from unlearn_fl.data import ClientData, DataSpec, Split, client_data, forget_mask
+from unlearn_fl.engine.protocol import Withdrawal
+from unlearn_fl.methods import get_method
+from unlearn_fl.methods.criterion import mean_statistic
+from unlearn_fl.methods.loop import run_unlearning
+from unlearn_fl.models import MLP, evaluate, per_example_loss, train_epochs
+
+torch.set_num_threads(1)
+
+
+def local_views(spec: DataSpec, client_id: int, withdrawals: dict[int, Withdrawal]) -> tuple[ClientData, Split, Split]:
+    """(the client's data, its retained rows, its forgotten rows) under the withdrawals so far."""
+    cd = client_data(spec, client_id)
+    w = withdrawals.get(client_id)
+    if w is None:
+        return cd, cd.train, cd.train.subset(np.zeros(0, dtype=np.int64))
+    mask = forget_mask(len(cd.train), w.fraction, w.request_id)
+    return cd, cd.train.subset(np.where(~mask)[0]), cd.train.subset(np.where(mask)[0])
+
+
+def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size: int, seed: int) -> dict:
+    loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed)
+    return {"num-examples": len(retained), "train-loss": loss}
+
+
+def local_unlearn(
+    model: MLP,
+    cd: ClientData,
+    retained: Split,
+    forgotten: Split,
+    method_name: str,
+    method_config: dict,
+    reference_mean: list[float] | None,
+    seed: int,
+) -> tuple[MLP, dict]:
+    """The method's local unlearning step (method-notes §3.4).
+
+    A forget-holder runs the forget term on its forgotten rows (plus cross-entropy on any rows
+    it keeps); a retainer runs the retain term (cross-entropy) only. The example count sent
+    for weighting is the rows the step used.
+    """
+    method = get_method(method_name)
+    cfg = method.make_config(**{**method_config, "seed": seed})
+    ref = None if reference_mean is None else np.asarray(reference_mean, dtype=np.float32)
+    result = run_unlearning(method, model, retained, forgotten, cd.holdout, cfg, reference_mean=ref)
+    # Same keys from every client: Flower's aggregation requires it.
+    metrics = {
+        "num-examples": max(1, len(retained) + (len(forgotten) if method.uses_forget else 0)),
+        "steps": result.steps,
+        "forget-n": len(forgotten),
+        # 1 when this client's held-out stopping rule fired (the forget set looks unseen, or
+        # holdout accuracy on its classes started to fall): the server needs no further rounds.
+        "target-reached": int(len(forgotten) > 0 and result.stopped_because not in ("max epochs", "nothing to do")),
+    }
+    return result.model, metrics
+
+
+def local_stats(model: MLP, retained: Split, statistic: str) -> dict:
+    """Mean output statistic and count over retained rows: an aggregate, not data."""
+    if len(retained) == 0:
+        return {"count": 0}
+    return {"count": len(retained), "mean": mean_statistic(model, retained, statistic).tolist()}
+
+
+def local_evaluate(model: MLP, retained: Split, forgotten: Split) -> dict:
+    """Correct counts and summed losses, so the server can pool exact accuracies."""
+    out: dict = {"num-examples": len(retained)}
+    for name, split in (("retain", retained), ("forget", forgotten)):
+        if len(split):
+            acc, loss = evaluate(model, split)
+            out[f"{name}-correct"] = acc * len(split)
+            out[f"{name}-loss-sum"] = loss * len(split)
+        out[f"{name}-n"] = len(split)
+    return out
+
+
+def local_losses(model: MLP, cd: ClientData, forgotten: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example losses of the forgotten rows (members) and the local holdout (non-members).
+
+    They stay on the client: the audit is computed here and only its summary is returned.
+    """
+    return per_example_loss(model, forgotten), per_example_loss(model, cd.holdout)
+
+
+HIST_BINS = 40
+
+
+def loss_histogram(forget_losses: np.ndarray, holdout_losses: np.ndarray, max_loss: float) -> dict[str, list[float]]:
+    """Densities of per-example losses on shared edges, log1p-spaced (an aggregate, not rows)."""
+    edges = np.expm1(np.linspace(0.0, np.log1p(max_loss), HIST_BINS + 1))
+    out = {"edges": edges.tolist()}
+    for name, v in (("forget", forget_losses), ("holdout", holdout_losses)):
+        h, _ = np.histogram(np.clip(v, 0, max_loss), bins=edges)
+        out[name] = (h / max(1, len(v))).tolist()
+    return out
+
+
+def label_matched(losses: np.ndarray, labels: np.ndarray, target_labels: np.ndarray, seed: int) -> np.ndarray:
+    """The largest subsample of (losses, labels) whose class mix matches `target_labels`.
+
+    Without it a non-iid forget set would be told apart from test data by its label mix,
+    not by membership (seen here: AUC 0.37 for a model that never saw the client).
+    """
+    if len(losses) == 0 or len(target_labels) == 0:
+        return losses[:0]
+    classes, counts = np.unique(target_labels, return_counts=True)
+    p = counts / counts.sum()
+    avail = np.array([(labels == c).sum() for c in classes])
+    n_total = int(np.floor(np.min(np.where(p > 0, avail / p, np.inf))))
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.where(labels == c)[0], size=int(np.floor(pc * n_total)), replace=False) for c, pc in zip(classes, p)]
+    idx = np.concatenate(picked) if picked else np.zeros(0, dtype=int)
+    return losses[idx]
+
+
+def local_audit(
+    model: MLP,
+    cd: ClientData,
+    forgotten: Split,
+    extra_nonmember_losses: np.ndarray,
+    extra_nonmember_labels: np.ndarray,
+    retain_mean: list[float] | None,
+    n_retain: int,
+    statistic: str,
+    delta: float,
+    confidence: float,
+    seed: int,
+    max_loss: float = 20.0,
+):
+    """Membership audit of this client's forgotten rows against never-seen data, computed here.
+
+    Members: the forgotten rows. Non-members: the client's local holdout plus the server's
+    test losses (server data, sent in the message) subsampled to the forget set's label mix.
+    Returns a `ModelAudit` summary only.
+    """
+    from unlearn_fl.audit.epsilon import empirical_epsilon
+    from unlearn_fl.audit.mia import loss_threshold_attack
+    from unlearn_fl.methods.criterion import marginal_mi_from_means
+    from unlearn_fl.report.schema import ModelAudit
+
+    members, holdout = local_losses(model, cd, forgotten)
+    extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),
+                          np.asarray(extra_nonmember_labels, dtype=np.int64), forgotten.y, seed)
+    nonmembers = np.concatenate([holdout, extra])
+    attack = loss_threshold_attack(members, nonmembers)
+    eps = empirical_epsilon(-members, -nonmembers, delta=delta, confidence=confidence, seed=seed)
+    crit = None
+    if retain_mean is not None and n_retain > 0:
+        qf = mean_statistic(model, forgotten, statistic)
+        crit = marginal_mi_from_means(qf, len(forgotten), np.asarray(retain_mean), n_retain)
+    return ModelAudit(
+        attacks=[attack],
+        epsilon=eps,
+        criterion_mi=crit,
+        forget_loss_mean=float(members.mean()),
+        holdout_loss_mean=float(nonmembers.mean()),
+        loss_histogram=loss_histogram(members, nonmembers, max_loss),
+    )

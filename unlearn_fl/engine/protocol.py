@@ -1,0 +1,75 @@
+"""What server and clients say to each other: message kinds and config keys.
+
+Everything a client needs arrives in the message's ConfigRecord, so the same
+ClientApp runs under the simulation engine and the deployment engine. A client
+answers with model arrays and aggregate statistics only, never rows.
+
+Message kinds (Flower message types):
+- train  `phase=train`    local training on the client's retained data
+- train  `phase=unlearn`  the method's local unlearning step (role: forget-holder or retainer)
+- query  `task=hello`     the client's id (its partition id), so the server maps nodes to clients
+- query  `task=stats`     mean output statistic + count over retained data (method-notes §3.4)
+- query  `task=audit`     membership audit of the forget set, computed locally, summary returned
+- evaluate                accuracy/loss counts on retained data and the forget set
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from unlearn_fl.data import DataSpec
+
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+
+DATA_PREFIX = "data."
+
+
+def encode_spec(spec: DataSpec) -> dict:
+    """DataSpec -> flat config entries (None becomes '')."""
+    return {DATA_PREFIX + k: ("" if v is None else v) for k, v in spec.model_dump().items()}
+
+
+def decode_spec(config: dict) -> DataSpec:
+    raw = {k[len(DATA_PREFIX):]: v for k, v in config.items() if k.startswith(DATA_PREFIX)}
+    if raw.get("target") == "":
+        raw["target"] = None
+    return DataSpec(**raw)
+
+
+@dataclass
+class Withdrawal:
+    """One client's part of a withdrawal: which request, how much of its data."""
+
+    request_id: str
+    fraction: float
+
+
+def encode_withdrawals(w: dict[int, Withdrawal]) -> str:
+    return json.dumps({str(k): {"request_id": v.request_id, "fraction": v.fraction} for k, v in w.items()})
+
+
+def decode_withdrawals(text: str) -> dict[int, Withdrawal]:
+    if not text:
+        return {}
+    return {int(k): Withdrawal(**v) for k, v in json.loads(text).items()}
+
+
+@dataclass
+class TrainInstruction:
+    """Decoded `train` config."""
+
+    spec: DataSpec
+    phase: str
+    seed: int
+    lr: float
+    epochs: int
+    batch_size: int
+    hidden: tuple[int, ...]
+    withdrawals: dict[int, Withdrawal] = field(default_factory=dict)
+    method: str = ""
+    method_config: dict = field(default_factory=dict)
+    reference_mean: list[float] | None = None
+    server_round: int = 0

@@ -1,0 +1,87 @@
+"""The interface every data-point unlearning method implements.
+
+A method has a pydantic config and, for the parts the federated engine runs on a
+client, a `forget_term`: the loss a client adds for its forget batch (None when
+the method ignores the forget set). Central unlearning and a federated client's
+local step run the same loop (`methods/loop.py`) over different data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from unlearn_fl.data import Split
+from unlearn_fl.methods.statistics import Statistic
+
+
+class MethodConfig(BaseModel):
+    """Settings shared by every method; methods add their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(5, ge=1, le=1000, description="Maximum local epochs over the forget/retain data.")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1, description="Retain batch size (the paper's B_r = 64).")
+    forget_batch_size: int = Field(16, ge=1, description="Forget batch size (the paper's B_f = 16).")
+    early_stop: bool = Field(True, description="Stop at the held-out signal (method-notes §3.2 stopping rule).")
+    check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
+    stop_margin: float = Field(0.0, description="Stop once forget loss ≥ matched holdout loss − margin.")
+    max_matched_drop: float = Field(
+        0.05, ge=0, description="Stop where the holdout accuracy on the forget set's classes starts to fall by more (authors' rule)."
+    )
+    max_holdout_drop: float = Field(0.03, ge=0, description="Roll back one check if overall holdout accuracy falls by more.")
+    seed: int = 0
+
+
+@dataclass
+class ForgetBatch:
+    """What the forget term sees: the forget batch, and reference statistics to compare with."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    retain_x: torch.Tensor | None = None
+    retain_y: torch.Tensor | None = None
+    reference_mean: torch.Tensor | None = None
+    """Mean statistic of the reference group when it is not in the batch (federated: from the server)."""
+    holdout_x: torch.Tensor | None = None
+    holdout_y: torch.Tensor | None = None
+
+
+@dataclass
+class UnlearnResult:
+    model: torch.nn.Module
+    steps: int
+    stopped_because: str
+    history: list[dict] = field(default_factory=list)
+
+
+class Method:
+    """Base class: subclasses set `name`, `config_cls`, and override what differs."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    summary: ClassVar[str] = ""
+    retrains: ClassVar[bool] = False
+    """True when the method starts from a fresh model (exact unlearning)."""
+    uses_forget: ClassVar[bool] = False
+    """True when `forget_term` is defined (the forget-holder runs it)."""
+
+    def make_config(self, **overrides) -> MethodConfig:
+        return self.config_cls(**overrides)
+
+    def forget_term(self, model: torch.nn.Module, batch: ForgetBatch, cfg: MethodConfig) -> torch.Tensor | None:
+        """Loss added for a forget batch; None: the forget set is not used."""
+        return None
+
+    def statistic(self, cfg: MethodConfig) -> Statistic | None:
+        return None
+
+    def unlearn(self, model: torch.nn.Module, retain: Split, forget: Split, holdout: Split, cfg: MethodConfig) -> UnlearnResult:
+        """Central unlearning: the model after forgetting `forget` (the input model is not modified)."""
+        from unlearn_fl.methods.loop import run_unlearning
+
+        return run_unlearning(self, model, retain, forget, holdout, cfg)

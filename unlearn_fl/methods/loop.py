@@ -1,0 +1,140 @@
+"""The unlearning loop shared by central runs and federated clients.
+
+Each step takes a retain batch (cross-entropy: keep utility) and a forget batch
+(the method's forget term), as in the authors' code (method-notes §3.2: B_r = 64,
+B_f = 16, Adam). Early stopping on a held-out signal avoids the over-forgetting trap
+of §3.2: stop as soon as the forget set "looks unseen" (its mean loss has risen to the
+loss of never-trained holdout data of the same classes), or where that
+holdout accuracy starts to fall (the authors' rule: the retrained model lies where
+test accuracy starts to fall), and roll back one check if overall holdout accuracy
+falls by more than `max_holdout_drop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from unlearn_fl.data import Split
+from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig, UnlearnResult
+from unlearn_fl.models import batches, evaluate, make_model, tensors, train_epochs
+
+
+@torch.no_grad()
+def matched_holdout_metrics(model: torch.nn.Module, holdout: Split, forget_labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean loss) on the holdout re-weighted to the forget set's label mix.
+
+    This is what 'unseen' looks like for D_f. Classes of D_f absent from the holdout fall
+    back to the overall holdout figures.
+    """
+    if len(holdout) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    X, y = tensors(holdout)
+    logits = model(X)
+    correct = (logits.argmax(1) == y).double().numpy()
+    losses = F.cross_entropy(logits, y, reduction="none").double().numpy()
+    labels, counts = np.unique(forget_labels, return_counts=True)
+    acc = loss = 0.0
+    for c, k in zip(labels, counts):
+        sel = holdout.y == c
+        if not sel.any():
+            sel = np.ones(len(holdout), dtype=bool)
+        acc += k * float(correct[sel].mean())
+        loss += k * float(losses[sel].mean())
+    return acc / counts.sum(), loss / counts.sum()
+
+
+def _cycle_batches(n: int, size: int, gen: torch.Generator):
+    while True:
+        yield from batches(n, size, gen)
+
+
+def run_unlearning(
+    method: Method,
+    model: torch.nn.Module,
+    retain: Split,
+    forget: Split,
+    holdout: Split,
+    cfg: MethodConfig,
+    reference_mean: np.ndarray | None = None,
+) -> UnlearnResult:
+    """Run `method` from `model` (copied) on local data; see the module docstring.
+
+    reference_mean: the retain group's mean statistic when the retain data is elsewhere
+    (a federated forget-holder with no retained rows); otherwise the retain batch is used.
+    """
+    if method.retrains:
+        fresh = make_model(model.n_features, model.n_classes, model.hidden, seed=cfg.seed)
+        train_epochs(fresh, retain, cfg.epochs, cfg.lr, cfg.batch_size, seed=cfg.seed)
+        return UnlearnResult(fresh, steps=cfg.epochs * -(-len(retain) // cfg.batch_size), stopped_because="retrained")
+
+    model = copy.deepcopy(model)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    Xr, yr = tensors(retain)
+    Xf, yf = tensors(forget)
+    Xh, yh = tensors(holdout)
+    uses_forget = len(forget) > 0 and method.uses_forget
+    n_r, n_f = len(retain), len(forget)
+    steps_per_epoch = max(-(-n_r // cfg.batch_size) if n_r else 0, -(-n_f // cfg.forget_batch_size) if uses_forget else 0)
+    if steps_per_epoch == 0:
+        return UnlearnResult(model, 0, "nothing to do")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    r_iter = _cycle_batches(n_r, cfg.batch_size, gen) if n_r else itertools.repeat(None)
+    f_iter = _cycle_batches(n_f, cfg.forget_batch_size, gen) if uses_forget else itertools.repeat(None)
+    h_idx = torch.arange(len(holdout))
+
+    can_stop = cfg.early_stop and uses_forget and len(holdout) > 0
+    start_hold = evaluate(model, holdout)[0] if can_stop else float("nan")
+    start_matched = matched_holdout_metrics(model, holdout, forget.y)[0] if can_stop else float("nan")
+    history: list[dict] = []
+    best_state = copy.deepcopy(model.state_dict())
+    stopped = "max epochs"
+    step = 0
+    for step in range(1, cfg.epochs * steps_per_epoch + 1):
+        model.train()
+        opt.zero_grad()
+        loss = torch.zeros(())
+        rb = next(r_iter)
+        if rb is not None:
+            loss = loss + F.cross_entropy(model(Xr[rb]), yr[rb])
+        fb = next(f_iter)
+        if fb is not None:
+            batch = ForgetBatch(
+                Xf[fb], yf[fb],
+                Xr[rb] if rb is not None else None, yr[rb] if rb is not None else None,
+                _ref(reference_mean),
+                Xh[h_idx] if len(holdout) else None, yh[h_idx] if len(holdout) else None,
+            )
+            term = method.forget_term(model, batch, cfg)
+            if term is not None:
+                loss = loss + term
+        loss.backward()
+        opt.step()
+        if can_stop and step % cfg.check_every == 0:
+            f_acc, f_loss = evaluate(model, forget)
+            h_acc = evaluate(model, holdout)[0]
+            matched, matched_loss = matched_holdout_metrics(model, holdout, forget.y)
+            history.append({"step": step, "forget_acc": f_acc, "forget_loss": f_loss, "holdout_acc": h_acc,
+                            "matched_holdout_acc": matched, "matched_holdout_loss": matched_loss})
+            if h_acc < start_hold - cfg.max_holdout_drop:
+                model.load_state_dict(best_state)
+                stopped = f"holdout accuracy fell from {start_hold:.3f} to {h_acc:.3f}; rolled back to step {step - cfg.check_every}"
+                break
+            best_state = copy.deepcopy(model.state_dict())
+            if matched < start_matched - cfg.max_matched_drop:
+                stopped = f"holdout accuracy on the forget set's classes started to fall ({start_matched:.3f} -> {matched:.3f})"
+                break
+            if f_loss >= matched_loss - cfg.stop_margin:
+                stopped = f"forget loss {f_loss:.3f} reached the matched holdout loss {matched_loss:.3f} (looks unseen)"
+                break
+    return UnlearnResult(model, step, stopped, history)
+
+
+def _ref(mean: np.ndarray | None) -> torch.Tensor | None:
+    return None if mean is None else torch.as_tensor(mean, dtype=torch.float32)

@@ -1,0 +1,64 @@
+"""The paper's data-point unlearning objective (method-notes §3.2).
+
+    loss = CE(f_θ(B_r), y_r) + γ · Î(Z; V)
+
+Î is the plug-in MI (information/plugin.py) between the soft statistic Z of the
+outputs and V, the group indicator:
+- reference="retain" (the authors' construction): V=0 is B_r ∪ B_f, V=1 is B_r, so Î = 0
+  iff the forget batch's mean statistic equals the retain batch's;
+- reference="holdout": V=0 is B_f, V=1 is never-trained holdout data, so Î = 0 iff the
+  forget set's outputs look like those of unseen data (the "looks unseen" variant of §3.2).
+A federated forget-holder without retained rows gets the retain group's mean statistic
+from the server (an aggregate over retained clients, method-notes §3.4) as `reference_mean`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field
+
+from unlearn_fl.information.plugin import plugin_mi_from_means
+from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig
+from unlearn_fl.methods.statistics import Statistic, soft_statistic
+
+
+class MarginalConfig(MethodConfig):
+    gamma: float = Field(4.0, ge=0, description="Weight γ of the information penalty (authors: 1.5 to 5).")
+    statistic: Statistic = Field("prediction", description="Z: prediction (paper), correct or joint (label-aware).")
+    reference: Literal["retain", "holdout"] = Field("retain", description="Group the forget set is compared with.")
+
+
+class Marginal(Method):
+    name = "marginal"
+    config_cls: ClassVar[type[MethodConfig]] = MarginalConfig
+    summary = "Xu & Strohmer's information-regularized unlearning: CE on D_r + γ·Î(Z;V) on D_f"
+    uses_forget = True
+
+    def statistic(self, cfg: MarginalConfig) -> Statistic:  # type: ignore[override]
+        return cfg.statistic
+
+    def forget_term(self, model: torch.nn.Module, batch: ForgetBatch, cfg: MarginalConfig) -> torch.Tensor | None:  # type: ignore[override]
+        z_f = soft_statistic(model(batch.x), batch.y, cfg.statistic)
+        q_f = z_f.mean(0)
+        n_f = float(len(batch.y))
+        if cfg.reference == "holdout":
+            if batch.holdout_x is None:
+                raise ValueError("reference='holdout' needs holdout data: give the client a holdout (holdout-fraction > 0)")
+            with torch.no_grad():
+                q_ref = soft_statistic(model(batch.holdout_x), batch.holdout_y, cfg.statistic).mean(0)
+            means = torch.stack([q_f, q_ref])
+            weights = torch.tensor([n_f, float(len(batch.holdout_y))])
+            return cfg.gamma * plugin_mi_from_means(means, weights)
+        if batch.retain_x is not None:
+            q_r = soft_statistic(model(batch.retain_x), batch.retain_y, cfg.statistic).mean(0)
+            n_r = float(len(batch.retain_y))
+        elif batch.reference_mean is not None:
+            q_r, n_r = batch.reference_mean.to(q_f.dtype), float(cfg.batch_size)
+        else:
+            raise ValueError("reference='retain' needs retain data or the retain group's mean statistic from the server")
+        q0 = (n_r * q_r + n_f * q_f) / (n_r + n_f)
+        means = torch.stack([q0, q_r])
+        weights = torch.tensor([n_r + n_f, n_r])
+        return cfg.gamma * plugin_mi_from_means(means, weights)

@@ -1,0 +1,31 @@
+"""Per-example soft statistics Z whose law the marginal criterion compares (method-notes §3.2).
+
+Each maps logits (n, C) and labels (n,) to probability rows (n, K):
+- "prediction": Ŷ drawn from the softmax (the authors' estimator, K = C);
+- "correct": 1[Ŷ = Y], soft: (p_y, 1 − p_y) (label-aware, K = 2);
+- "joint": (Y, Ŷ), soft: onehot(y) ⊗ softmax (label-aware, K = C²); marginalising Y gives "prediction",
+  so I((Y,Ŷ);V) ≥ I(Ŷ;V).
+The label-aware ones follow method-notes §3.2's advice for forget sets that are a subpopulation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.nn import functional as F
+
+Statistic = Literal["prediction", "correct", "joint"]
+
+
+def soft_statistic(logits: torch.Tensor, y: torch.Tensor, kind: Statistic) -> torch.Tensor:
+    p = torch.softmax(logits, dim=1)
+    if kind == "prediction":
+        return p
+    if kind == "correct":
+        py = p.gather(1, y[:, None])
+        return torch.cat([py, 1.0 - py], dim=1)
+    if kind == "joint":
+        c = p.shape[1]
+        return (F.one_hot(y, c).to(p.dtype)[:, :, None] * p[:, None, :]).reshape(len(y), c * c)
+    raise ValueError(f"unknown statistic {kind!r}: use prediction, correct or joint")

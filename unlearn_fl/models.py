@@ -1,0 +1,138 @@
+"""Small torch models and the train / evaluate helpers every party uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from unlearn_fl.data import Split
+
+
+class MLP(nn.Module):
+    """A plain ReLU multilayer perceptron classifier returning logits."""
+
+    def __init__(self, n_features: int, n_classes: int, hidden: Sequence[int] = (64,)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, n_classes))
+        self.net = nn.Sequential(*layers)
+        self.n_features, self.n_classes, self.hidden = n_features, n_classes, tuple(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def make_model(n_features: int, n_classes: int, hidden: Sequence[int] = (64,), seed: int = 0) -> MLP:
+    """A freshly initialised MLP; the same seed gives the same weights."""
+    g = torch.random.fork_rng(devices=[])
+    with g:
+        torch.manual_seed(seed)
+        return MLP(n_features, n_classes, hidden)
+
+
+def parse_hidden(text: str | Sequence[int]) -> tuple[int, ...]:
+    """'64,32' -> (64, 32)."""
+    if isinstance(text, str):
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        try:
+            out = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"hidden layer sizes must be comma-separated integers, got {text!r}") from None
+    else:
+        out = tuple(int(p) for p in text)
+    if any(h <= 0 for h in out):
+        raise ValueError(f"hidden layer sizes must be positive, got {out}")
+    return out
+
+
+def tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(np.ascontiguousarray(split.X)), torch.from_numpy(np.ascontiguousarray(split.y))
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled epoch of index batches."""
+    perm = torch.randperm(n, generator=gen)
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def ce_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+def train_epochs(
+    model: nn.Module,
+    data: Split,
+    epochs: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    loss_fn: LossFn = ce_loss,
+) -> float:
+    """Adam on mini-batches for `epochs` epochs; returns the mean loss of the last epoch."""
+    if len(data) == 0 or epochs <= 0:
+        return float("nan")
+    X, y = tensors(data)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    last = 0.0
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        for idx in batches(len(y), batch_size, gen):
+            opt.zero_grad()
+            loss = loss_fn(model, X[idx], y[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        last = total / max(count, 1)
+    return last
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, X: np.ndarray | torch.Tensor) -> np.ndarray:
+    model.eval()
+    x = torch.as_tensor(X, dtype=torch.float32)
+    return torch.softmax(model(x), dim=1).numpy()
+
+
+@torch.no_grad()
+def per_example_loss(model: nn.Module, data: Split) -> np.ndarray:
+    """Cross-entropy of each example (the membership-inference signal)."""
+    if len(data) == 0:
+        return np.zeros(0, dtype=np.float64)
+    model.eval()
+    X, y = tensors(data)
+    return F.cross_entropy(model(X), y, reduction="none").double().numpy()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Split) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy); (nan, nan) on an empty split."""
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    X, y = tensors(data)
+    logits = model(X)
+    return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
+
+
+def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def clone_model(model: MLP) -> MLP:
+    m = MLP(model.n_features, model.n_classes, model.hidden)
+    m.load_state_dict(model.state_dict())
+    return m

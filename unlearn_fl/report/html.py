@@ -1,0 +1,178 @@
+"""Render a ForgettingReport as one self-contained HTML page (plots embedded as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+from unlearn_fl.report.schema import ForgettingReport
+
+_COLORS = {"before": "#d62728", "after": "#1f77b4", "retrain": "#2ca02c", "holdout": "#7f7f7f"}
+_VERDICT_COLORS = {"passed": "#1a7f37", "failed": "#cf222e", "inconclusive": "#9a6700"}
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _fig(w: float = 5.2, h: float = 3.4):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(w, h))
+
+
+def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
+    """(id, title, data URI) of every plot the report's content supports."""
+    out = []
+    a = r.audit
+    if a is not None:
+        models = [(k, getattr(a, k)) for k in ("before", "after", "retrain") if getattr(a, k) is not None]
+        if any(m.loss_histogram for _, m in models):
+            fig, ax = _fig()
+            for name, m in models:
+                h = m.loss_histogram
+                if not h:
+                    continue
+                edges = h["edges"]
+                ax.step(edges[1:], h["forget"], where="pre", color=_COLORS[name], label=f"forget set, {name}")
+            h0 = next(m.loss_histogram for _, m in models if m.loss_histogram)
+            ax.step(h0["edges"][1:], h0["holdout"], where="pre", color=_COLORS["holdout"], ls="--", label="never seen (before)")
+            ax.set_xscale("symlog", linthresh=0.01)
+            ax.set_xlabel("per-example cross-entropy")
+            ax.set_ylabel("share of examples")
+            ax.legend(fontsize=8)
+            ax.set_title("Loss on the forget set vs never-seen data")
+            out.append(("plot-losses", "Loss distributions", _png(fig)))
+        if any(m.attacks and m.attacks[0].roc for _, m in models):
+            fig, ax = _fig(4.2, 4.0)
+            for name, m in models:
+                if m.attacks and m.attacks[0].roc:
+                    roc = m.attacks[0].roc
+                    ax.plot(roc.fpr, roc.tpr, color=_COLORS[name], label=f"{name} (AUC {m.attacks[0].auc:.3f})")
+            ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
+            ax.set_xlabel("false positive rate")
+            ax.set_ylabel("true positive rate")
+            ax.set_title("Membership inference ROC (forget set)")
+            ax.legend(fontsize=8, loc="lower right")
+            out.append(("plot-roc", "Membership-inference ROC", _png(fig)))
+    u = r.utility
+    if u is not None:
+        fig, ax = _fig()
+        groups = ["test", "retain", "forget"]
+        vals = {
+            "before": [u.test_acc_before, u.retain_acc_before, u.forget_acc_before],
+            "after": [u.test_acc_after, u.retain_acc_after, u.forget_acc_after],
+            "retrain": [u.test_acc_retrain, u.retain_acc_retrain, u.forget_acc_retrain],
+        }
+        width = 0.26
+        for i, (name, v) in enumerate(vals.items()):
+            xs = [g + (i - 1) * width for g in range(3)]
+            ax.bar(xs, [x if x is not None else 0 for x in v], width, color=_COLORS[name], label=name)
+        ax.set_xticks(range(3), groups)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=8)
+        ax.set_title("Accuracy before / after / retrained")
+        out.append(("plot-accuracy", "Accuracy", _png(fig)))
+    if r.rounds:
+        fig, ax = _fig()
+        for phase, color in (("train", _COLORS["before"]), ("unlearn", _COLORS["after"]), ("retrain", _COLORS["retrain"])):
+            pts = [(x.round, x.test_acc) for x in r.rounds if x.phase == phase and x.test_acc is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", color=color, label=phase)
+        ax.set_xlabel("round")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=8)
+        ax.set_title("Federated rounds")
+        out.append(("plot-rounds", "Rounds", _png(fig)))
+    f = r.feature
+    if f is not None and f.pareto:
+        fig, ax = _fig()
+        xs = [p.s_auc for p in f.pareto]
+        ys = [p.utility for p in f.pareto]
+        ax.plot(xs, ys, marker="o", color=_COLORS["after"])
+        for p in f.pareto:
+            ax.annotate(f"t={p.t:g}", (p.s_auc, p.utility), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.axvline(0.5, color="#999", ls=":")
+        ax.set_xlabel(f"AUC of a probe predicting {f.sensitive} (0.5 = forgotten)")
+        ax.set_ylabel("task accuracy")
+        ax.set_title("Utility / forgetting Pareto curve")
+        out.append(("plot-pareto", "Pareto curve", _png(fig)))
+    return out
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "&mdash;"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(title: str, rows: list[tuple[str, object]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows)
+    return f"<section><h2>{html.escape(title)}</h2><table>{body}</table></section>"
+
+
+def render_html(r: ForgettingReport) -> str:
+    verdict = r.audit.verdict if r.audit else ("feature" if r.feature else "n/a")
+    color = _VERDICT_COLORS.get(verdict, "#57606a")
+    reasons = "".join(f"<li>{html.escape(x)}</li>" for x in (r.audit.reasons if r.audit else []))
+    parts = [
+        f"<header><h1>Forgetting report</h1><p class='sub'>request <code>{html.escape(r.request.request_id)}</code> · "
+        f"{r.request.kind} unlearning · method <code>{html.escape(r.method)}</code> · model {html.escape(r.model.name)} "
+        f"v{_fmt(r.model.version)} (parent v{_fmt(r.model.parent_version)}) · {html.escape(r.created_at)}</p>",
+        f"<div id='verdict' class='verdict' style='border-color:{color}'><span style='background:{color}'>"
+        f"{html.escape(verdict.upper())}</span><ul>{reasons}</ul></div></header>",
+    ]
+    q = r.request
+    parts.append(_table("Request", [("request id", q.request_id), ("kind", q.kind), ("clients", ", ".join(map(str, q.client_ids)) or None),
+                                    ("forgotten examples", q.n_forget), ("fraction", q.forget_fraction), ("reason", q.reason)]))
+    if r.utility:
+        u = r.utility
+        parts.append(_table("Utility", [("test accuracy before / after / retrain", f"{_fmt(u.test_acc_before)} / {_fmt(u.test_acc_after)} / {_fmt(u.test_acc_retrain)}"),
+                                        ("retain accuracy before / after / retrain", f"{_fmt(u.retain_acc_before)} / {_fmt(u.retain_acc_after)} / {_fmt(u.retain_acc_retrain)}"),
+                                        ("forget accuracy before / after / retrain", f"{_fmt(u.forget_acc_before)} / {_fmt(u.forget_acc_after)} / {_fmt(u.forget_acc_retrain)}")]))
+    if r.audit:
+        a = r.audit
+        parts.append(_table("Audit", [("MIA AUC before / after / retrain", f"{_fmt(a.mia_auc_before)} / {_fmt(a.mia_auc_after)} / {_fmt(a.mia_auc_retrain)}"),
+                                      (f"empirical ε lower bound (δ={a.delta:g}, {_fmt(a.confidence)} conf.) before / after / retrain",
+                                       f"{_fmt(a.epsilon_lower_before)} / {_fmt(a.epsilon_lower)} / {_fmt(a.epsilon_lower_retrain)}"),
+                                      ("TPR at FPR (after)", ", ".join(f"{k}: {v:.3f}" for k, v in a.tpr_at_fpr.items()) or None),
+                                      ("criterion Î(Z;V) nats before / after / retrain", f"{_fmt(a.criterion_mi_before)} / {_fmt(a.criterion_mi_after)} / {_fmt(a.criterion_mi_retrain)}"),
+                                      ("forget-loss KS distance to retrain", a.forget_loss_distance_to_retrain)]))
+    if r.accounting:
+        c = r.accounting
+        parts.append(_table("Privacy accounting", [("accountant", c.accountant), ("ε", c.epsilon), ("δ", c.delta), ("noise multiplier", c.noise_multiplier),
+                                                   ("sample rate", c.sample_rate), ("steps", c.steps), ("max grad norm", c.max_grad_norm)]))
+    if r.cost:
+        c = r.cost
+        parts.append(_table("Cost", [("unlearning seconds", c.unlearn_seconds), ("retraining seconds", c.retrain_seconds),
+                                     ("speed-up (retrain / unlearn)", c.speedup), ("unlearning rounds", c.unlearn_rounds), ("retrain rounds", c.retrain_rounds)]))
+    if r.feature:
+        f = r.feature
+        parts.append(_table("Feature unlearning", [("sensitive attribute", f.sensitive), ("method", f.method), ("t", f.t),
+                                                   ("MI before / after (nats)", f"{_fmt(f.mi_before)} / {_fmt(f.mi_after)}"),
+                                                   ("S-probe AUC before / after", f"{_fmt(f.s_auc_before)} / {_fmt(f.s_auc_after)}"),
+                                                   ("task accuracy before / after", f"{_fmt(f.utility_before)} / {_fmt(f.utility_after)}")]))
+    plots = _plots(r)
+    if plots:
+        parts.append("<section><h2>Plots</h2><div class='plots'>" + "".join(
+            f"<figure id='{pid}'><img alt='{html.escape(t)}' src='{uri}'><figcaption>{html.escape(t)}</figcaption></figure>" for pid, t, uri in plots
+        ) + "</div></section>")
+    css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f2328}"
+           "h1{margin-bottom:.2em}.sub{color:#57606a;margin-top:0}table{border-collapse:collapse;width:100%}"
+           "th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #d0d7de}th{width:45%;font-weight:500;color:#57606a}"
+           ".verdict{border:2px solid;border-radius:6px;padding:.6em 1em;margin:1em 0}.verdict span{color:#fff;font-weight:700;padding:2px 10px;border-radius:4px}"
+           ".plots{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figure img{max-width:520px}figcaption{color:#57606a;font-size:.9em}")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Forgetting report {html.escape(r.request.request_id)}</title>"
+            f"<style>{css}</style></head><body>{''.join(parts)}</body></html>")

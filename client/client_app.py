@@ -34,7 +34,11 @@ def _setup(msg: Message, context: Context):
     spec = decode_spec(cfg)
     cid = _client_id(context)
     withdrawals = decode_withdrawals(str(cfg.get("withdrawals", "")))
-    cd, retained, forgotten = local.local_views(spec, cid, withdrawals)
+    cd, retained, forgotten = local.local_views(spec, cid, withdrawals, str(cfg.get("active-request", "")))
+    failing = [int(x) for x in str(cfg.get("inject-failure", "")).split(",") if x.strip()]
+    if cid in failing and cfg.get("phase", cfg.get("task")) in ("unlearn",):
+        # Resilience testing only (run config `inject-failure`): this client fails its unlearning step.
+        raise RuntimeError(f"client {cid}: injected failure")
     model = None
     if ARRAYS in msg.content:
         from unlearn_fl.data import load_table
@@ -54,6 +58,8 @@ def train(msg: Message, context: Context) -> Message:
     cfg, cid, withdrawals, cd, retained, forgotten, model = _setup(msg, context)
     seed = int(cfg["seed"]) + 7919 * cid
     if cfg["phase"] == "unlearn":
+        # Retainers train on retained rows only; the forget-holders of the active request also
+        # run the method's forget term on the rows that request removes.
         ref = list(cfg.get("reference-mean", [])) or None
         model, metrics = local.local_unlearn(model, cd, retained, forgotten, str(cfg["method"]),
                                              json.loads(str(cfg["method-config"])), ref, seed)

@@ -1,8 +1,12 @@
-"""One withdrawal through a live federation (design.md, "One withdrawal, end to end").
+"""Withdrawals through a live federation (design.md, "One withdrawal, end to end").
 
-train R rounds -> the "before" model -> withdrawal request -> the method's unlearning
-rounds (or a retrain) -> the retrain-from-scratch reference in the same engine ->
-local audits on the withdrawing clients -> ForgettingReport -> MLflow versions.
+Training rounds run through the wrapped Flower strategy. After each round the server
+takes the withdrawals due (planned ones, and requests found in the request folder),
+and for each: registers the current model, runs the method's unlearning rounds (or a
+retrain), retrains a reference from scratch in the same engine, has the withdrawing
+clients audit their forget sets locally, and hands everything to the Recorder
+(report + MLflow version whose parent is the previous version). Training then goes
+on without the withdrawn data.
 """
 
 from __future__ import annotations
@@ -11,20 +15,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from server.strategy import UnlearningStrategy
 from unlearn_fl.config import RunConfig
 from unlearn_fl.data import dataset_info, server_test
-from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, Withdrawal, encode_spec, encode_withdrawals
+from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, Withdrawal, Withdrawals, encode_spec, encode_withdrawals
 from unlearn_fl.methods import get_method
 from unlearn_fl.models import MLP, evaluate, make_model, per_example_loss
 from unlearn_fl.report.schema import ModelAudit, RoundLog
-from unlearn_fl.requests import WithdrawalRequest
+from unlearn_fl.requests import RequestQueue, WithdrawalRequest
 
 log = logging.getLogger("unlearn_fl")
 
@@ -33,6 +38,10 @@ Progress = Callable[[str, int, int], None]
 
 class FederationError(RuntimeError):
     """The federation could not do what was asked (too few clients answered, ...)."""
+
+
+class WithdrawalAborted(FederationError):
+    """Unlearning could not be completed; no version was written, the previous one stands."""
 
 
 def _arrays(model: MLP) -> ArrayRecord:
@@ -45,17 +54,28 @@ def _load(template: MLP, arrays: ArrayRecord) -> MLP:
     return m
 
 
-@dataclass
-class Outcome:
-    """Models and measurements of one run, handed to the report builder."""
+def _with(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdrawals:
+    out = {c: list(v) for c, v in withdrawals.items()}
+    for c in request.client_ids:
+        out.setdefault(c, []).append(Withdrawal(request.request_id, request.fraction))
+    return out
 
+
+def fully_withdrawn(withdrawals: Withdrawals) -> set[int]:
+    return {c for c, v in withdrawals.items() if any(w.fraction >= 1.0 for w in v)}
+
+
+@dataclass
+class WithdrawalOutcome:
+    """Models and measurements of one withdrawal, handed to the Recorder."""
+
+    request: WithdrawalRequest
     before: MLP
     after: MLP
     retrain: MLP | None
-    request: WithdrawalRequest
     n_forget: int
+    trained_rounds: int
     rounds: list[RoundLog] = field(default_factory=list)
-    train_seconds: float = 0.0
     unlearn_seconds: float = 0.0
     retrain_seconds: float | None = None
     unlearn_rounds: int = 0
@@ -63,8 +83,20 @@ class Outcome:
     retain_acc: dict[str, float] = field(default_factory=dict)
     forget_acc: dict[str, float] = field(default_factory=dict)
     audits: dict[str, ModelAudit] = field(default_factory=dict)
-    clients_contained: dict[str, list[int]] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)
+    clients_after: list[int] = field(default_factory=list)
+    withdrawn_clients: list[int] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Recorder(Protocol):
+    """Where versions and reports go (MLflow + files in `server_app.py`; anything in tests)."""
+
+    def trained(self, model: MLP, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str | None: ...
+
+    def unlearned(self, outcome: WithdrawalOutcome) -> str | None: ...
+
+    def aborted(self, request: WithdrawalRequest, reason: str) -> None: ...
 
 
 class Federation:
@@ -79,21 +111,24 @@ class Federation:
         self._round = 0
 
     # ------------------------------------------------------------ messaging
-    def _base_config(self) -> dict:
+    def _config(self, withdrawals: Withdrawals, active: str = "", **extra) -> ConfigRecord:
         c = self.cfg
-        return {**encode_spec(c.data), "lr": c.lr, "local-epochs": c.local_epochs, "batch-size": c.batch_size,
-                "hidden": ",".join(map(str, c.hidden))}
+        return ConfigRecord({
+            **encode_spec(c.data), "lr": c.lr, "local-epochs": c.local_epochs, "batch-size": c.batch_size,
+            "hidden": ",".join(map(str, c.hidden)), "withdrawals": encode_withdrawals(withdrawals), "active-request": active,
+            "inject-failure": ",".join(map(str, c.inject_failure)), **extra,
+        })
 
     def _exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, timeout: float = 600) -> list[Message]:
+        """Send one message per node; return the replies without errors (errors are logged)."""
         msgs = [Message(content=content, dst_node_id=n, message_type=message_type) for n in node_ids]
         replies = list(self.grid.send_and_receive(msgs, timeout=timeout))
-        ok = [r for r in replies if not r.has_error()]
         for r in replies:
             if r.has_error():
                 log.warning("client node %s answered with an error: %s", r.metadata.src_node_id, r.error.reason)
-        return ok
+        return [r for r in replies if not r.has_error()]
 
-    def discover(self, timeout: float = 120.0) -> dict[int, int]:
+    def discover(self, timeout: float = 300.0) -> dict[int, int]:
         """Map client ids (partition ids) to node ids, waiting for all clients to connect."""
         want = self.cfg.data.num_clients
         t0 = time.monotonic()
@@ -109,35 +144,39 @@ class Federation:
             raise FederationError(f"clients {missing} did not answer the hello query")
         return self.node_of
 
+    def _nodes(self, clients: Iterable[int]) -> list[int]:
+        return [self.node_of[c] for c in clients]
+
     # ------------------------------------------------------------ evaluation
     def server_eval(self, model: MLP) -> tuple[float, float]:
         return evaluate(model, self.test)
 
-    def client_eval(self, model: MLP, withdrawals: dict[int, Withdrawal]) -> tuple[float, float]:
-        """(accuracy on all retained rows, accuracy on all forgotten rows), pooled over clients."""
-        cfg = ConfigRecord({**self._base_config(), "withdrawals": encode_withdrawals(withdrawals)})
-        replies = self._exchange(self.node_of.values(), "evaluate", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
+    def client_eval(self, model: MLP, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
+        """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
+        content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, active)})
+        replies = self._exchange(self.node_of.values(), "evaluate", content)
         tot = {"retain-correct": 0.0, "retain-n": 0, "forget-correct": 0.0, "forget-n": 0}
         for r in replies:
-            m = r.content[METRICS]
             for k in tot:
-                tot[k] += m.get(k, 0)
+                tot[k] += r.content[METRICS].get(k, 0)
         ra = tot["retain-correct"] / tot["retain-n"] if tot["retain-n"] else float("nan")
         fa = tot["forget-correct"] / tot["forget-n"] if tot["forget-n"] else float("nan")
         return ra, fa
 
-    # ------------------------------------------------------------ rounds
-    def _excluded(self, withdrawals: dict[int, Withdrawal]) -> set[int]:
-        return {self.node_of[c] for c, w in withdrawals.items() if w.fraction >= 1.0}
+    def count_forgotten(self, withdrawals: Withdrawals, request: WithdrawalRequest) -> int:
+        content = RecordDict({CONFIG: self._config(withdrawals, request.request_id, task="count")})
+        replies = self._exchange(self._nodes(request.client_ids), "query", content)
+        return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies))
 
-    def train_rounds(self, model: MLP, rounds: int, withdrawals: dict[int, Withdrawal], phase: str, logs: list[RoundLog]) -> MLP:
-        """`rounds` rounds of the wrapped strategy on retained data; withdrawn clients excluded."""
+    # ------------------------------------------------------------ rounds
+    def train_rounds(self, model: MLP, rounds: int, withdrawals: Withdrawals, phase: str, logs: list[RoundLog], first: int = 1) -> MLP:
+        """`rounds` rounds of the wrapped strategy on retained data; fully withdrawn clients excluded."""
         arrays = _arrays(model)
-        for r in range(1, rounds + 1):
+        exclude = set(self._nodes(fully_withdrawn(withdrawals)))
+        for r in range(first, first + rounds):
             self._round += 1
-            cfg = ConfigRecord({**self._base_config(), "phase": "train", "seed": self.cfg.seed * 1000 + self._round,
-                                "withdrawals": encode_withdrawals(withdrawals)})
-            msgs = list(self.strategy.configure_train(self._round, arrays, cfg, self.grid, exclude=self._excluded(withdrawals)))
+            cfg = self._config(withdrawals, phase="train", seed=self.cfg.seed * 1000 + self._round)
+            msgs = list(self.strategy.configure_train(self._round, arrays, cfg, self.grid, exclude=exclude))
             replies = list(self.grid.send_and_receive(msgs, timeout=600))
             new, _ = self.strategy.aggregate_train(self._round, replies)
             if new is None:
@@ -146,87 +185,97 @@ class Federation:
             model = _load(model, arrays)
             acc, loss = self.server_eval(model)
             logs.append(RoundLog(phase=phase, round=r, test_acc=acc, test_loss=loss, n_clients=len(msgs)))
-            self.progress(phase, r, rounds)
+            self.progress(phase, r, self.cfg.rounds if phase == "train" else first + rounds - 1)
         return model
 
-    def retained_stats(self, model: MLP, withdrawals: dict[int, Withdrawal], statistic: str) -> tuple[list[float] | None, int]:
+    def retained_stats(self, model: MLP, withdrawals: Withdrawals, statistic: str) -> tuple[list[float] | None, int]:
         """Pooled mean output statistic over all retained rows (method-notes §3.4): counts and means only."""
-        cfg = ConfigRecord({**self._base_config(), "task": "stats", "statistic": statistic,
-                            "withdrawals": encode_withdrawals(withdrawals)})
-        nodes = [n for c, n in self.node_of.items() if n not in self._excluded(withdrawals)]
-        replies = self._exchange(nodes, "query", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
+        content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, task="stats", statistic=statistic)})
+        clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
         total, acc = 0, None
-        for r in replies:
+        for r in self._exchange(self._nodes(clients), "query", content):
             m = r.content[CONFIG]
             k = int(m["count"])
-            if k == 0:
-                continue
-            v = np.asarray(m["mean"], dtype=np.float64) * k
-            acc = v if acc is None else acc + v
-            total += k
+            if k:
+                v = np.asarray(m["mean"], dtype=np.float64) * k
+                acc = v if acc is None else acc + v
+                total += k
         return (None if acc is None else (acc / total).tolist()), total
 
-    def unlearn_rounds(self, model: MLP, withdrawals: dict[int, Withdrawal], logs: list[RoundLog], dropped: list[str]) -> tuple[MLP, int]:
-        """The method's unlearning rounds; a round that costs too much test accuracy is rolled back."""
+    def unlearn_rounds(self, model: MLP, withdrawals: Withdrawals, request: WithdrawalRequest, logs: list[RoundLog],
+                       notes: list[str]) -> tuple[MLP, int]:
+        """The method's unlearning rounds.
+
+        Every forget-holder of the request must answer, and at least `min_unlearn_fraction` of the
+        retaining clients; a round short of that is retried `max_retries` times, then the
+        withdrawal is aborted (WithdrawalAborted) and nothing is recorded. A round that costs
+        more than `max_test_drop` test accuracy is rolled back and ends the unlearning.
+        """
         c = self.cfg
         method = get_method(c.method)
         mcfg = method.make_config(**{"epochs": c.local_epochs, **c.method_config})
         statistic = method.statistic(mcfg)
-        # The retain group's mean statistic must come from the server only when a forget-holder
-        # has no retained rows of its own and the method compares with the retain group.
         needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain"
-                       and any(w.fraction >= 1.0 for w in withdrawals.values()))
+                       and request.fraction >= 1.0)
+        holders = set(self._nodes(request.client_ids))
+        gone = fully_withdrawn(withdrawals) - set(request.client_ids)
+        retainers = {self.node_of[k] for k in self.node_of if k not in gone} - holders
         start_acc, _ = self.server_eval(model)
-        done = 0
-        for r in range(1, c.unlearn_rounds + 1):
+        done, r, attempts = 0, 0, 0
+        while r < c.unlearn_rounds:
+            r += 1
             self._round += 1
-            ref_mean, n_ref = (None, 0)
-            if needs_stats:
-                ref_mean, n_ref = self.retained_stats(model, withdrawals, statistic)
-            cfg = ConfigRecord({**self._base_config(), "phase": "unlearn", "seed": c.seed * 1000 + self._round,
-                                "withdrawals": encode_withdrawals(withdrawals), "method": c.method,
-                                "method-config": mcfg.model_dump_json(exclude={"seed"}),
-                                "reference-mean": ref_mean if ref_mean is not None else []})
-            # Forget-holders take part with their forgotten rows, so nobody is excluded here.
-            msgs = list(self.strategy.configure_train(self._round, _arrays(model), cfg, self.grid, exclude=set()))
+            ref_mean = self.retained_stats(model, withdrawals, statistic)[0] if needs_stats else None
+            cfg = self._config(withdrawals, request.request_id, phase="unlearn", seed=c.seed * 1000 + self._round,
+                               method=c.method, **{"method-config": mcfg.model_dump_json(exclude={"seed"}),
+                                                   "reference-mean": ref_mean or []})
+            # Nodes excluded: only clients gone through earlier requests; this request's holders take part.
+            msgs = list(self.strategy.configure_train(self._round, _arrays(model), cfg, self.grid, exclude=set(self._nodes(gone))))
             replies = list(self.grid.send_and_receive(msgs, timeout=600))
-            answered = {m.metadata.src_node_id for m in replies if not m.has_error()}
-            holders = {self.node_of[cid] for cid in withdrawals}
-            if not holders & answered:
-                dropped.append(f"unlearning round {r}: no withdrawing client answered; round skipped")
+            ok = [m for m in replies if not m.has_error()]
+            answered = {m.metadata.src_node_id for m in ok}
+            missing_holders = holders - answered
+            short = len(retainers & answered) < c.min_unlearn_fraction * len(retainers)
+            failed = sorted(k for k, n in self.node_of.items() if n in (holders | retainers) - answered)
+            if failed:
+                notes.append(f"unlearning round {r}: clients {failed} did not answer or failed")
+            if missing_holders or short:
+                attempts += 1
+                why = ("a withdrawing client did not answer" if missing_holders
+                       else f"only {len(retainers & answered)} of {len(retainers)} retaining clients answered "
+                            f"(minimum {c.min_unlearn_fraction:.0%})")
+                if attempts > c.max_retries:
+                    raise WithdrawalAborted(f"unlearning round {r}: {why}; aborted after {attempts} attempts, previous version kept")
+                notes.append(f"unlearning round {r}: {why}; retrying")
+                r -= 1
                 continue
-            new, _ = self.strategy.aggregate_train(self._round, replies)
+            new, _ = self.strategy.aggregate_train(self._round, ok)
             if new is None:
-                dropped.append(f"unlearning round {r}: no usable update")
-                continue
+                raise WithdrawalAborted(f"unlearning round {r}: no usable update")
             cand = _load(model, new)
             acc, loss = self.server_eval(cand)
+            logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(ok)))
             if acc < start_acc - c.max_test_drop:
-                logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(msgs)))
-                dropped.append(f"unlearning round {r} rolled back: test accuracy {acc:.3f} < {start_acc:.3f} - {c.max_test_drop}")
-                self.progress("unlearn", c.unlearn_rounds, c.unlearn_rounds)
+                notes.append(f"unlearning round {r} rolled back: test accuracy {acc:.3f} < {start_acc:.3f} - {c.max_test_drop}")
                 break
             model, done = cand, r
-            logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(msgs)))
             self.progress("unlearn", r, c.unlearn_rounds)
-            holder_replies = [m for m in replies if not m.has_error() and m.metadata.src_node_id in holders]
+            holder_replies = [m for m in ok if m.metadata.src_node_id in holders]
             if holder_replies and all(int(m.content[METRICS].get("target-reached", 0)) for m in holder_replies):
-                self.progress("unlearn", c.unlearn_rounds, c.unlearn_rounds)
                 break
+        self.progress("unlearn", c.unlearn_rounds, c.unlearn_rounds)
         return model, done
 
     # ------------------------------------------------------------ audit
-    def audit(self, model: MLP, withdrawals: dict[int, Withdrawal], statistic: str) -> ModelAudit:
+    def audit(self, model: MLP, withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str) -> ModelAudit:
         """Run the membership audit on each withdrawing client; merge the summaries."""
         test_losses = per_example_loss(model, self.test)
         ref_mean, n_ref = self.retained_stats(model, withdrawals, statistic)
-        cfg = ConfigRecord({**self._base_config(), "task": "audit", "statistic": statistic,
-                            "withdrawals": encode_withdrawals(withdrawals), "seed": self.cfg.seed,
-                            "nonmember-losses": test_losses.tolist(),
-                            "nonmember-labels": self.test.y.tolist(), "retain-mean": ref_mean or [],
-                            "retain-n": n_ref, "delta": self.cfg.audit.delta, "confidence": self.cfg.audit.confidence})
-        nodes = [self.node_of[c] for c in sorted(withdrawals)]
-        replies = self._exchange(nodes, "query", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
+        cfg = self._config(withdrawals, request.request_id, task="audit", statistic=statistic, seed=self.cfg.seed,
+                           **{"nonmember-losses": test_losses.tolist(), "nonmember-labels": self.test.y.tolist(),
+                              "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
+                              "confidence": self.cfg.audit.confidence})
+        replies = self._exchange(self._nodes(request.client_ids), "query", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
         audits = [ModelAudit.model_validate_json(r.content[CONFIG]["audit"]) for r in replies]
         if not audits:
             raise FederationError("no withdrawing client answered the audit query")
@@ -234,46 +283,38 @@ class Federation:
 
 
 def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
-    """One client: as is. Several: member-weighted AUC, the worst (largest) epsilon, the largest client's curves."""
+    """One client: as is. Several: member-weighted AUC and criterion, the worst (largest) ε, the largest client's curves."""
     if len(audits) == 1:
         return audits[0]
     sizes = np.array([a.attacks[0].n_members for a in audits], dtype=float)
-    big = audits[int(sizes.argmax())]
-    merged = big.model_copy(deep=True)
+    merged = audits[int(sizes.argmax())].model_copy(deep=True)
     merged.attacks[0].auc = float(np.average([a.attacks[0].auc for a in audits], weights=sizes))
+    merged.attacks[0].n_members = int(sizes.sum())
+    merged.attacks[0].n_nonmembers = int(sum(a.attacks[0].n_nonmembers for a in audits))
     eps = [a.epsilon for a in audits if a.epsilon is not None]
     if eps:
         merged.epsilon = max(eps, key=lambda e: e.epsilon_lower)
-    crits = [a.criterion_mi for a in audits if a.criterion_mi is not None]
-    merged.criterion_mi = float(np.average(crits, weights=sizes[: len(crits)])) if crits else None
+    crit = [(a.criterion_mi, s) for a, s in zip(audits, sizes) if a.criterion_mi is not None]
+    merged.criterion_mi = float(np.average([c for c, _ in crit], weights=[s for _, s in crit])) if crit else None
     return merged
 
 
-def run_withdrawal(grid: Grid, cfg: RunConfig, strategy: UnlearningStrategy | None = None, progress: Progress | None = None) -> Outcome:
-    """The whole path of one withdrawal in a federation (simulated or deployed)."""
-    torch.manual_seed(cfg.seed)
-    fed = Federation(grid, cfg, strategy, progress)
-    fed.discover()
-    info = dataset_info(cfg.data)
-    n_features, n_classes = info["n_features"], info["n_classes"]
-    logs: list[RoundLog] = []
-    dropped: list[str] = []
-
-    t0 = time.perf_counter()
-    before = fed.train_rounds(make_model(n_features, n_classes, cfg.hidden, seed=cfg.seed), cfg.rounds, {}, "train", logs)
-    train_s = time.perf_counter() - t0
-
-    request = WithdrawalRequest(client_ids=tuple(cfg.withdraw), fraction=cfg.forget_fraction, reason=cfg.reason,
-                                salt=f"seed={cfg.seed}")
-    withdrawals = {c: Withdrawal(request.request_id, cfg.forget_fraction) for c in cfg.withdraw}
+def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, request: WithdrawalRequest,
+                       trained_rounds: int, logs: list[RoundLog]) -> tuple[WithdrawalOutcome, Withdrawals]:
+    """Unlearn one request from `model`; returns the outcome and the withdrawals including it."""
+    cfg = fed.cfg
+    after_w = _with(withdrawals, request)
     method = get_method(cfg.method)
+    notes: list[str] = []
+    n_features, n_classes = model.n_features, model.n_classes
+    fresh = lambda: make_model(n_features, n_classes, cfg.hidden, seed=cfg.seed + 1)
 
     t1 = time.perf_counter()
     if method.retrains:
-        after = fed.train_rounds(make_model(n_features, n_classes, cfg.hidden, seed=cfg.seed + 1), cfg.rounds, withdrawals, "unlearn", logs)
-        n_unlearn = cfg.rounds
+        after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs)
+        n_unlearn = trained_rounds
     else:
-        after, n_unlearn = fed.unlearn_rounds(before, withdrawals, logs, dropped)
+        after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
     unlearn_s = time.perf_counter() - t1
 
     retrain, retrain_s = None, None
@@ -282,30 +323,84 @@ def run_withdrawal(grid: Grid, cfg: RunConfig, strategy: UnlearningStrategy | No
             retrain, retrain_s = after, unlearn_s
         else:
             t2 = time.perf_counter()
-            retrain = fed.train_rounds(make_model(n_features, n_classes, cfg.hidden, seed=cfg.seed + 1), cfg.rounds, withdrawals, "retrain", logs)
+            retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs)
             retrain_s = time.perf_counter() - t2
 
-    out = Outcome(before=before, after=after, retrain=retrain, request=request, n_forget=0, rounds=logs,
-                  train_seconds=train_s, unlearn_seconds=unlearn_s, retrain_seconds=retrain_s, unlearn_rounds=n_unlearn,
-                  dropped=dropped)
+    out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
+                            n_forget=fed.count_forgotten(after_w, request), trained_rounds=trained_rounds,
+                            rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
+                            unlearn_rounds=n_unlearn, notes=notes)
     statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
-    for name, m in (("before", before), ("after", after), ("retrain", retrain)):
+    for name, m in (("before", model), ("after", after), ("retrain", retrain)):
         if m is None:
             continue
         out.test_acc[name] = fed.server_eval(m)[0]
-        out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, withdrawals)
-        out.audits[name] = fed.audit(m, withdrawals, statistic)
-    out.n_forget = _count_forgotten(fed, withdrawals)
-    all_clients = list(range(cfg.data.num_clients))
-    out.clients_contained = {
-        "before": all_clients,
-        "after": [c for c in all_clients if withdrawals.get(c) is None or withdrawals[c].fraction < 1.0],
-    }
-    return out
+        out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
+        out.audits[name] = fed.audit(m, after_w, request, statistic)
+    gone = fully_withdrawn(after_w)
+    out.clients_after = [c for c in range(cfg.data.num_clients) if c not in gone]
+    out.withdrawn_clients = sorted(after_w)
+    out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
+    return out, after_w
 
 
-def _count_forgotten(fed: Federation, withdrawals: dict[int, Withdrawal]) -> int:
-    cfg = ConfigRecord({**fed._base_config(), "withdrawals": encode_withdrawals(withdrawals)})
-    nodes = [fed.node_of[c] for c in withdrawals]
-    replies = fed._exchange(nodes, "query", RecordDict({CONFIG: ConfigRecord({**cfg, "task": "count"})}))
-    return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies))
+def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: UnlearningStrategy | None = None,
+                   progress: Progress | None = None) -> list[WithdrawalOutcome]:
+    """Train, and apply every withdrawal as it falls due; the Recorder writes versions and reports."""
+    torch.manual_seed(cfg.seed)
+    fed = Federation(grid, cfg, strategy, progress)
+    fed.discover()
+    info = dataset_info(cfg.data)
+    queue = RequestQueue(cfg.requests_dir) if cfg.requests_dir else None
+    plans = cfg.schedule()
+    model = make_model(info["n_features"], info["n_classes"], cfg.hidden, seed=cfg.seed)
+    withdrawals: Withdrawals = {}
+    applied: set[str] = set()
+    outcomes: list[WithdrawalOutcome] = []
+    logs: list[RoundLog] = []
+    dirty = True  # the model has changed since it was last recorded
+    for r in range(1, cfg.rounds + 1):
+        model = fed.train_rounds(model, 1, withdrawals, "train", logs, first=r)
+        dirty = True
+        due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, salt=f"seed={cfg.seed};plan={i}")
+               for i, p in enumerate(plans) if (p.at_round or cfg.rounds) == r]
+        if queue is not None:
+            due += queue.poll()
+        for request in due:
+            if request.request_id in applied:
+                log.warning("withdrawal %s was already applied; ignoring the duplicate", request.request_id)
+                if queue is not None:
+                    queue.mark_applied(request, None)
+                continue
+            bad = [c for c in request.client_ids if c not in fed.node_of]
+            if bad or fully_withdrawn(_with(withdrawals, request)) >= set(fed.node_of):
+                reason = f"unknown client ids {bad}" if bad else "it would leave no client with data"
+                recorder.aborted(request, f"rejected: {reason}")
+                if queue is not None:
+                    queue.mark_failed(request, reason)
+                continue
+            if dirty:
+                recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],
+                                 withdrawals, [x for x in logs if x.phase == "train"])
+                dirty = False
+            try:
+                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs)
+            except WithdrawalAborted as e:
+                recorder.aborted(request, str(e))
+                if queue is not None:
+                    queue.mark_failed(request, str(e))
+                continue
+            version = recorder.unlearned(outcome)
+            if queue is not None:
+                queue.mark_applied(request, version)
+            applied.add(request.request_id)
+            outcomes.append(outcome)
+            model, withdrawals = outcome.after, new_w
+            logs = [x for x in logs if x.phase == "train"]
+    if dirty and outcomes:
+        # Training went on after the last withdrawal: record the final model too.
+        recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],
+                         withdrawals, [x for x in logs if x.phase == "train"])
+    elif dirty and not outcomes:
+        recorder.trained(model, list(range(cfg.data.num_clients)), withdrawals, logs)
+    return outcomes

@@ -48,12 +48,17 @@ def _add_simulate(sub) -> None:
     p.add_argument("--local-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--hidden", default="64", help="hidden layer sizes, e.g. 64 or 128,64")
-    p.add_argument("--withdraw", default="0", help="comma-separated client ids that withdraw")
+    p.add_argument("--withdraw", action="append", default=None, metavar="IDS[@ROUND]",
+                   help="clients that withdraw, e.g. 0 or 0,3 or 1@3 (after round 3); repeat for successive withdrawals (default: 0)")
     p.add_argument("--forget-fraction", type=float, default=1.0, help="share of those clients' data to forget, in (0,1]")
+    p.add_argument("--requests-dir", default=None, help="folder of withdrawal requests (`unlearn-fl withdraw`) polled after every round")
+    p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
+                   help="when the `production` alias moves to an unlearned version")
+    p.add_argument("--inject-failure", default="", help=argparse.SUPPRESS)
     p.add_argument("--reason", default=None)
     p.add_argument("--method", default="marginal", help="unlearning method (see `unlearn-fl methods`)")
     p.add_argument("--method-config", default="{}", help='JSON settings of the method, e.g. \'{"gamma": 4}\'')
-    p.add_argument("--unlearn-rounds", type=int, default=3)
+    p.add_argument("--unlearn-rounds", type=int, default=2, help="maximum unlearning rounds (early stopping may end sooner)")
     p.add_argument("--no-reference", action="store_true", help="skip the retrain-from-scratch reference")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-name", default="unlearn-fl")
@@ -71,10 +76,15 @@ def _simulate_config(a):
 
     if a.clients < 1:
         raise UsageError(f"--clients {a.clients}: a federation needs at least one client")
+    from unlearn_fl.config import WithdrawalPlan
+
     try:
-        withdraw = tuple(int(x) for x in a.withdraw.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(f"--withdraw {a.withdraw!r}: give comma-separated integer client ids, e.g. 0,3") from None
+        plans = [WithdrawalPlan.parse(t, a.forget_fraction, a.reason) for t in (a.withdraw or ["0"])]
+        failing = tuple(int(x) for x in a.inject_failure.split(",") if x.strip())
+    except ValidationError as e:
+        raise UsageError(_pydantic_message(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     try:
         method_config = json.loads(a.method_config)
     except json.JSONDecodeError as e:
@@ -83,9 +93,10 @@ def _simulate_config(a):
         spec = DataSpec(dataset=a.dataset, target=a.target, num_clients=a.clients, partition=a.partition, alpha=a.alpha,
                         holdout_fraction=a.holdout_fraction, seed=a.seed)
         cfg = RunConfig(data=spec, rounds=a.rounds, local_epochs=a.local_epochs, lr=a.lr, hidden=parse_hidden(a.hidden),
-                        withdraw=withdraw, forget_fraction=a.forget_fraction, reason=a.reason, method=a.method,
-                        method_config=method_config, unlearn_rounds=a.unlearn_rounds, reference=not a.no_reference,
-                        model_name=a.model_name, tracking_uri=a.tracking_uri, out=Path(a.out), seed=a.seed)
+                        withdrawals=plans, method=a.method, method_config=method_config, unlearn_rounds=a.unlearn_rounds,
+                        reference=not a.no_reference, model_name=a.model_name, tracking_uri=a.tracking_uri,
+                        out=Path(a.out), seed=a.seed, promote=a.promote, inject_failure=failing,
+                        requests_dir=Path(a.requests_dir) if a.requests_dir else None)
     except ValidationError as e:
         raise UsageError(_pydantic_message(e)) from None
     except ValueError as e:
@@ -109,8 +120,8 @@ def _quiet_logs() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def run_simulation_job(cfg, progress=None, strategy=None):
-    """Run `cfg` on Flower's simulation engine; returns the ForgettingReport (raises what the server raised)."""
+def run_simulation_job(cfg, progress=None, strategy=None) -> dict:
+    """Run `cfg` on Flower's simulation engine; returns {"reports": [...], "aborts": [...]} (raises what the server raised)."""
     from flwr.simulation import run_simulation
 
     from client.client_app import app as client_app
@@ -122,9 +133,9 @@ def run_simulation_job(cfg, progress=None, strategy=None):
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=cfg.data.num_clients, backend_config=backend)
     if "error" in result:
         raise result["error"]
-    if "report" not in result:
-        raise RuntimeError("the simulation ended without a report (see the Flower log above)")
-    return result["report"]
+    if "reports" not in result:
+        raise RuntimeError("the simulation ended without a result (see the Flower log above)")
+    return result
 
 
 def _summary(report) -> None:
@@ -144,7 +155,8 @@ def _summary(report) -> None:
     t.add_row("forget accuracy", f(u.forget_acc_before), f(u.forget_acc_after), f(u.forget_acc_retrain))
     t.add_row("MIA AUC (forget vs unseen)", f(a.mia_auc_before), f(a.mia_auc_after), f(a.mia_auc_retrain))
     t.add_row(f"empirical ε lower (δ={a.delta:g})", f(a.epsilon_lower_before), f(a.epsilon_lower), f(a.epsilon_lower_retrain))
-    t.add_row("criterion Î(Z;V) nats", f(a.criterion_mi_before), f(a.criterion_mi_after), f(a.criterion_mi_retrain))
+    g = lambda v: "-" if v is None else f"{v:.2e}"
+    t.add_row("criterion Î(Z;V) nats", g(a.criterion_mi_before), g(a.criterion_mi_after), g(a.criterion_mi_retrain))
     c.print(t)
     c.print(f"cost: unlearning {k.unlearn_seconds:.1f}s vs retraining {f(k.retrain_seconds)}s  (speed-up {f(k.speedup)}x)")
     c.print(f"verdict: [bold]{a.verdict}[/bold]")
@@ -181,14 +193,37 @@ def cmd_simulate(a) -> int:
     try:
         if prog_ctx:
             with prog_ctx:
-                report = run_simulation_job(cfg, progress)
+                result = run_simulation_job(cfg, progress)
         else:
-            report = run_simulation_job(cfg)
+            result = run_simulation_job(cfg)
     except Exception as e:
         print(f"unlearn-fl: error: the run failed: {e.__class__.__name__}: {e}", file=sys.stderr)
         return 1
-    _summary(report)
-    print(f"report: {Path(cfg.out) / 'forgetting_report.json'} and forgetting_report.html")
+    for report in result["reports"]:
+        _summary(report)
+        print(f"report: {Path(cfg.out) / report.request.request_id / 'forgetting_report.json'} (and .html)")
+    for rid, reason in result["aborts"]:
+        print(f"withdrawal {rid} NOT applied: {reason}", file=sys.stderr)
+    return 0 if not result["aborts"] else 3
+
+
+# ------------------------------------------------------------------ withdraw
+
+
+def cmd_withdraw(a) -> int:
+    """Validate a withdrawal request and put it in the folder a running server polls."""
+    from pydantic import ValidationError
+
+    from unlearn_fl.requests import RequestQueue, WithdrawalRequest
+
+    try:
+        ids = tuple(int(x) for x in a.client.split(",") if x.strip())
+        req = WithdrawalRequest(client_ids=ids, fraction=a.fraction, reason=a.reason, salt=a.salt)
+    except ValueError as e:
+        msg = _pydantic_message(e) if isinstance(e, ValidationError) else f"--client {a.client!r}: give integer client ids, e.g. 1 or 1,4"
+        return _fail(msg)
+    rid, new = RequestQueue(a.requests_dir).submit(req)
+    print(f"{rid} {'queued' if new else 'already submitted (duplicate, not queued again)'} in {a.requests_dir}")
     return 0
 
 
@@ -244,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--model-name", default="unlearn-fl")
     lp.add_argument("--json", action="store_true")
     sub.add_parser("methods", help="list the unlearning methods")
+    wp = sub.add_parser("withdraw", help="submit a withdrawal request to a running federation's request folder")
+    wp.add_argument("--client", required=True, help="client id(s), e.g. 1 or 1,4")
+    wp.add_argument("--fraction", type=float, default=1.0, help="share of the client's data to forget, in (0,1]")
+    wp.add_argument("--reason", default=None)
+    wp.add_argument("--salt", default="", help="makes a new request with the same content distinct from an earlier one")
+    wp.add_argument("--requests-dir", default="unlearn-requests", help="the folder the server polls (simulate --requests-dir)")
     return p
 
 
@@ -253,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_simulate(args)
     if args.command == "lineage":
         return cmd_lineage(args)
+    if args.command == "withdraw":
+        return cmd_withdraw(args)
     if args.command == "methods":
         from unlearn_fl.methods import METHODS
 

@@ -20,6 +20,30 @@ class AuditSettings(BaseModel):
     epsilon_target: float | None = Field(None, ge=0)
 
 
+class WithdrawalPlan(BaseModel):
+    """A withdrawal planned for a simulated run: which clients, how much, after which training round."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_ids: tuple[int, ...] = Field(min_length=1)
+    fraction: float = 1.0
+    at_round: int | None = Field(None, ge=1, description="After this training round; None: after the last one.")
+    reason: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, fraction: float = 1.0, reason: str | None = None) -> "WithdrawalPlan":
+        """'0,3' or '0,3@2' (clients 0 and 3 withdraw after round 2)."""
+        ids, _, at = text.partition("@")
+        try:
+            clients = tuple(int(x) for x in ids.split(",") if x.strip())
+            at_round = int(at) if at.strip() else None
+        except ValueError:
+            raise ValueError(f"--withdraw {text!r}: give comma-separated client ids with an optional @ROUND, e.g. 0,3@2") from None
+        if not clients:
+            raise ValueError(f"--withdraw {text!r} names no client: give at least one client id, e.g. --withdraw 0")
+        return cls(client_ids=clients, fraction=fraction, at_round=at_round, reason=reason)
+
+
 class RunConfig(BaseModel):
     """Everything `unlearn-fl simulate` (and the ServerApp) needs; identical run -> identical figures."""
 
@@ -31,14 +55,19 @@ class RunConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-3, gt=0)
     hidden: tuple[int, ...] = (64,)
-    withdraw: tuple[int, ...] = (0,)
-    forget_fraction: float = Field(1.0, description="Share of each withdrawing client's rows to forget, in (0, 1].")
-    reason: str | None = None
+    withdrawals: list[WithdrawalPlan] = Field(default_factory=lambda: [WithdrawalPlan(client_ids=(0,))])
+    requests_dir: Path | None = Field(None, description="Folder of withdrawal requests the server polls after every round.")
     method: str = "marginal"
     method_config: dict = Field(default_factory=dict)
-    unlearn_rounds: int = Field(3, ge=1, le=100)
+    unlearn_rounds: int = Field(2, ge=1, le=100, description="Maximum unlearning rounds; the forget-holders' stopping rule may end them sooner.")
     max_test_drop: float = Field(0.03, ge=0, le=1, description="An unlearning round that costs more test accuracy is rolled back.")
     reference: bool = Field(True, description="Also retrain from scratch without the withdrawn data, for comparison.")
+    min_unlearn_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of retaining clients that must answer an unlearning round (forget-holders always must)."
+    )
+    max_retries: int = Field(1, ge=0, le=10, description="Retries of an unlearning round that too few clients answered.")
+    promote: str = Field("on-pass", pattern="^(on-pass|always|never)$", description="When `production` moves to an unlearned version.")
+    inject_failure: tuple[int, ...] = Field((), description="Testing resilience: these clients fail every unlearning step.")
     model_name: str = Field("unlearn-fl", min_length=1)
     tracking_uri: str = "sqlite:///mlflow.db"
     out: Path = Path("unlearn-report")
@@ -48,18 +77,26 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
         n = self.data.num_clients
-        bad = [c for c in self.withdraw if not 0 <= c < n]
-        if bad:
-            raise ValueError(f"unknown client id {bad[0]} in --withdraw: clients are 0..{n - 1}")
-        if len(set(self.withdraw)) != len(self.withdraw):
-            raise ValueError(f"--withdraw repeats a client id: {list(self.withdraw)}")
-        if not self.withdraw:
-            raise ValueError("--withdraw names no client: give at least one client id, e.g. --withdraw 0")
-        if not 0.0 < self.forget_fraction <= 1.0:
-            raise ValueError(f"--forget-fraction {self.forget_fraction} is outside (0, 1]; use e.g. 0.5")
-        if self.forget_fraction == 1.0 and len(self.withdraw) >= n:
+        fully_gone: set[int] = set()
+        for plan in self.withdrawals:
+            bad = [c for c in plan.client_ids if not 0 <= c < n]
+            if bad:
+                raise ValueError(f"unknown client id {bad[0]} in --withdraw: clients are 0..{n - 1}")
+            if len(set(plan.client_ids)) != len(plan.client_ids):
+                raise ValueError(f"--withdraw repeats a client id: {list(plan.client_ids)}")
+            if not 0.0 < plan.fraction <= 1.0:
+                raise ValueError(f"--forget-fraction {plan.fraction} is outside (0, 1]; use e.g. 0.5")
+            if plan.at_round is not None and plan.at_round > self.rounds:
+                raise ValueError(f"--withdraw ...@{plan.at_round}: the run has only {self.rounds} rounds")
+            if plan.fraction == 1.0:
+                fully_gone |= set(plan.client_ids)
+        if len(fully_gone) >= n:
             raise ValueError("every client would withdraw all its data: nothing would be left to train on")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
         METHODS[self.method].make_config(**self.method_config)  # validates the method's settings
         return self
+
+    def schedule(self) -> list[WithdrawalPlan]:
+        """Planned withdrawals in the order they happen (unplanned rounds: after the last round)."""
+        return sorted(self.withdrawals, key=lambda p: p.at_round or self.rounds)

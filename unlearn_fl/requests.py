@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -44,3 +46,62 @@ class WithdrawalRequest(BaseModel):
     def request_id(self) -> str:
         body = json.dumps({"clients": list(self.client_ids), "fraction": self.fraction, "salt": self.salt}, sort_keys=True)
         return "wr-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+class RequestQueue:
+    """A folder of withdrawal requests that a running server polls between rounds.
+
+    pending/<id>.json   submitted, not yet applied
+    applied/<id>.json   applied; holds the resulting model version
+    failed/<id>.json    aborted (e.g. too few clients answered); the previous version is untouched
+
+    Writes are atomic (temp file + rename), so a server never reads half a request, and a
+    request whose id is already pending or applied is recognised as a duplicate.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        for sub in ("pending", "applied", "failed"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def _write(self, path: Path, text: str) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def status(self, request_id: str) -> str | None:
+        for sub in ("applied", "pending", "failed"):
+            if (self.root / sub / f"{request_id}.json").exists():
+                return sub
+        return None
+
+    def submit(self, request: WithdrawalRequest) -> tuple[str, bool]:
+        """(request id, True if new; False if the same request is already pending or applied)."""
+        rid = request.request_id
+        if self.status(rid) in ("pending", "applied"):
+            return rid, False
+        self._write(self.root / "pending" / f"{rid}.json", request.model_dump_json(indent=2))
+        return rid, True
+
+    def poll(self) -> list[WithdrawalRequest]:
+        """Pending requests, oldest first; a malformed file is moved to failed/ with the reason."""
+        out = []
+        for p in sorted((self.root / "pending").glob("*.json"), key=lambda q: q.stat().st_mtime):
+            try:
+                out.append(WithdrawalRequest.model_validate_json(p.read_text()))
+            except Exception as e:  # a bad file must not stop the federation
+                self._write(self.root / "failed" / p.name, json.dumps({"error": f"invalid request: {e}"}))
+                p.unlink(missing_ok=True)
+        return out
+
+    def mark_applied(self, request: WithdrawalRequest, version: str | None) -> None:
+        rid = request.request_id
+        body = {"request": json.loads(request.model_dump_json()), "version": version}
+        self._write(self.root / "applied" / f"{rid}.json", json.dumps(body, indent=2))
+        (self.root / "pending" / f"{rid}.json").unlink(missing_ok=True)
+
+    def mark_failed(self, request: WithdrawalRequest, reason: str) -> None:
+        rid = request.request_id
+        body = {"request": json.loads(request.model_dump_json()), "error": reason}
+        self._write(self.root / "failed" / f"{rid}.json", json.dumps(body, indent=2))
+        (self.root / "pending" / f"{rid}.json").unlink(missing_ok=True)

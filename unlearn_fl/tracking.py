@@ -73,7 +73,6 @@ class VersionSpec:
     input_example: Any
     kind: str  # "trained" | "unlearned"
     clients: list[int]
-    parent_version: str | None
     withdrawn_clients: list[int]
     request_ids: list[str]
     method: str
@@ -84,82 +83,94 @@ class VersionSpec:
     params: dict[str, Any]
 
 
-def _log_version(mlflow, client, model_name: str, run_name: str, spec: VersionSpec, artifacts_fn=None) -> tuple[str, str]:
-    """A nested run holding the model, its metrics and artifacts, registered as a new version.
+class Tracker:
+    """One MLflow parent run per federation; a nested run and a registered version per released model.
 
-    artifacts_fn(version, run_id) -> {file name: text} is called once the version number is known.
+    Use as a context manager. Versions form a chain: each new version's parent is the
+    previous one registered by this tracker (or `parent` given explicitly).
     """
-    with mlflow.start_run(run_name=run_name, nested=True) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in spec.params.items()})
-        for row in spec.round_metrics:
-            step = int(row["step"])
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step" and v is not None}, step=step)
-        mlflow.log_metrics({k: float(v) for k, v in spec.metrics.items() if v is not None})
-        info = mlflow.pytorch.log_model(spec.model, name="model", registered_model_name=model_name,
-                                        input_example=spec.input_example)
-        version = str(info.registered_model_version)
-        if artifacts_fn is not None:
-            with tempfile.TemporaryDirectory() as d:
-                for name, text in artifacts_fn(version, run.info.run_id).items():
-                    p = Path(d) / name
-                    p.write_text(text)
-                    mlflow.log_artifact(str(p), artifact_path="report")
-    tags = {
-        "kind": spec.kind,
-        "parent_version": spec.parent_version or "",
-        "clients": ",".join(map(str, spec.clients)),
-        "withdrawn_clients": ",".join(map(str, spec.withdrawn_clients)),
-        "request_ids": ",".join(spec.request_ids),
-        "method": spec.method,
-        "method_config_digest": _digest(spec.method_config),
-        "data_digest": spec.data_digest,
-        "run_id": run.info.run_id,
-    }
-    for k, v in tags.items():
-        client.set_model_version_tag(model_name, version, TAG + k, v)
-    return version, run.info.run_id
 
+    def __init__(self, uri: str, model_name: str, run_name: str, params: dict | None = None, promote: str = "on-pass") -> None:
+        self.uri, self.model_name, self.run_name, self.params, self.promote = uri, model_name, run_name, params or {}, promote
+        self.mlflow, self.client = _client(uri)
+        self.last_version: str | None = None
 
-def record_withdrawal(
-    uri: str,
-    model_name: str,
-    trained: VersionSpec,
-    unlearned: VersionSpec,
-    report,  # ForgettingReport; its model block is filled here
-    render_html,
-    promote: str = "on-pass",
-) -> tuple[str, str]:
-    """Register the trained and the unlearned model as parent and child versions; attach the report.
+    def __enter__(self) -> "Tracker":
+        self.mlflow.set_experiment(self.model_name)
+        self._run = self.mlflow.start_run(run_name=self.run_name)
+        self.mlflow.set_tag(TAG + "kind", "federation")
+        if self.params:
+            self.mlflow.log_params({k: str(v)[:500] for k, v in self.params.items()})
+        return self
 
-    Everything is validated before this is called; the two versions are written in one go
-    at the end of a run, so a failed run leaves the registry as it was.
-    """
-    mlflow, client = _client(uri)
-    mlflow.set_experiment(model_name)
-    with mlflow.start_run(run_name=f"federation-{report.request.request_id}") as parent:
-        mlflow.set_tags({TAG + "request_id": report.request.request_id, TAG + "kind": "federation"})
-        v_before, _ = _log_version(mlflow, client, model_name, "train", trained)
-        unlearned.parent_version = v_before
-        report.model.parent_version = v_before
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
 
-        def attach(version: str, run_id: str) -> dict[str, str]:
-            report.model.version, report.model.run_id = version, run_id
-            return {"forgetting_report.json": report.to_json(), "forgetting_report.html": render_html(report)}
+    @property
+    def run_id(self) -> str:
+        return self._run.info.run_id
 
-        v_after, _ = _log_version(mlflow, client, model_name, f"unlearn-{report.request.request_id}", unlearned, attach)
-        if report.cost and report.cost.speedup is not None:
-            mlflow.log_metric("speedup", report.cost.speedup)
-    verdict = report.audit.verdict if report.audit else "inconclusive"
-    client.set_model_version_tag(model_name, v_after, TAG + "verdict", verdict)
-    client.set_model_version_tag(model_name, v_after, TAG + "report_digest", report.digest())
-    client.set_model_version_tag(model_name, v_before, TAG + "contains_withdrawn", "true")
-    client.set_model_version_tag(model_name, v_before, TAG + "superseded_by", v_after)
-    client.set_model_version_tag(model_name, v_after, TAG + "contains_withdrawn", "false")
-    if promote == "always" or (promote == "on-pass" and verdict == "passed"):
-        client.set_registered_model_alias(model_name, "production", v_after)
-    else:
-        client.set_registered_model_alias(model_name, "candidate", v_after)
-    return v_before, v_after
+    def register(self, spec: VersionSpec, run_name: str, artifacts_fn=None, parent: str | None = None) -> str:
+        """Log `spec` in a nested run and register it; tags record its lineage."""
+        parent = parent if parent is not None else self.last_version
+        mlflow, client = self.mlflow, self.client
+        with mlflow.start_run(run_name=run_name, nested=True) as run:
+            mlflow.log_params({k: str(v)[:500] for k, v in spec.params.items()})
+            for row in spec.round_metrics:
+                mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step" and v is not None}, step=int(row["step"]))
+            mlflow.log_metrics({k: float(v) for k, v in spec.metrics.items() if v is not None})
+            info = mlflow.pytorch.log_model(spec.model, name="model", registered_model_name=self.model_name,
+                                            input_example=spec.input_example)
+            version = str(info.registered_model_version)
+            if artifacts_fn is not None:
+                with tempfile.TemporaryDirectory() as d:
+                    for name, text in artifacts_fn(version, parent, run.info.run_id).items():
+                        p = Path(d) / name
+                        p.write_text(text)
+                        mlflow.log_artifact(str(p), artifact_path="report")
+        tags = {
+            "kind": spec.kind,
+            "parent_version": parent or "",
+            "clients": ",".join(map(str, spec.clients)),
+            "withdrawn_clients": ",".join(map(str, spec.withdrawn_clients)),
+            "request_ids": ",".join(spec.request_ids),
+            "method": spec.method,
+            "method_config_digest": _digest(spec.method_config),
+            "data_digest": spec.data_digest,
+            "run_id": run.info.run_id,
+            "federation_run_id": self.run_id,
+            "contains_withdrawn": "false",
+        }
+        for k, v in tags.items():
+            client.set_model_version_tag(self.model_name, version, TAG + k, v)
+        if spec.kind == "trained" and parent is None:
+            client.set_registered_model_alias(self.model_name, "production", version)
+        elif spec.kind == "trained" and self._alias_version("production") == parent:
+            client.set_registered_model_alias(self.model_name, "production", version)
+        self.last_version = version
+        return version
+
+    def _alias_version(self, alias: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except Exception:
+            return None
+
+    def conclude_withdrawal(self, parent: str, version: str, verdict: str, report_digest: str) -> None:
+        """Tags and aliases after an unlearned version is registered.
+
+        The parent is marked as holding withdrawn data; `production` moves to the new version
+        when the verdict passes (policy `on-pass`), always, or never.
+        """
+        c = self.client
+        c.set_model_version_tag(self.model_name, version, TAG + "verdict", verdict)
+        c.set_model_version_tag(self.model_name, version, TAG + "report_digest", report_digest)
+        c.set_model_version_tag(self.model_name, parent, TAG + "contains_withdrawn", "true")
+        c.set_model_version_tag(self.model_name, parent, TAG + "superseded_by", version)
+        if self.promote == "always" or (self.promote == "on-pass" and verdict == "passed"):
+            c.set_registered_model_alias(self.model_name, "production", version)
+        else:
+            c.set_registered_model_alias(self.model_name, "candidate", version)
 
 
 def lineage(uri: str, model_name: str) -> list[dict]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from unlearn_fl.data import ClientData, DataSpec, Split, client_data, forget_mask
-from unlearn_fl.engine.protocol import Withdrawal
+from unlearn_fl.engine.protocol import Withdrawals
 from unlearn_fl.methods import get_method
 from unlearn_fl.methods.criterion import mean_statistic
 from unlearn_fl.methods.loop import run_unlearning
@@ -20,14 +20,22 @@ from unlearn_fl.models import MLP, evaluate, per_example_loss, train_epochs
 torch.set_num_threads(1)
 
 
-def local_views(spec: DataSpec, client_id: int, withdrawals: dict[int, Withdrawal]) -> tuple[ClientData, Split, Split]:
-    """(the client's data, its retained rows, its forgotten rows) under the withdrawals so far."""
+def local_views(spec: DataSpec, client_id: int, withdrawals: Withdrawals, active_request: str = "") -> tuple[ClientData, Split, Split]:
+    """(the client's data, its retained rows, the rows the active request forgets).
+
+    Rows under any withdrawal so far are never trained on again. The rows to forget are those
+    of the active request that no earlier request had already removed.
+    """
     cd = client_data(spec, client_id)
-    w = withdrawals.get(client_id)
-    if w is None:
-        return cd, cd.train, cd.train.subset(np.zeros(0, dtype=np.int64))
-    mask = forget_mask(len(cd.train), w.fraction, w.request_id)
-    return cd, cd.train.subset(np.where(~mask)[0]), cd.train.subset(np.where(mask)[0])
+    n = len(cd.train)
+    gone = np.zeros(n, dtype=bool)
+    now = np.zeros(n, dtype=bool)
+    for w in withdrawals.get(client_id, []):
+        m = forget_mask(n, w.fraction, w.request_id)
+        if w.request_id == active_request:
+            now |= m & ~gone
+        gone |= m
+    return cd, cd.train.subset(np.where(~gone)[0]), cd.train.subset(np.where(now)[0])
 
 
 def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size: int, seed: int) -> dict:

@@ -10,13 +10,18 @@ Message kinds (Flower message types):
 - query  `task=hello`     the client's id (its partition id), so the server maps nodes to clients
 - query  `task=stats`     mean output statistic + count over retained data (method-notes §3.4)
 - query  `task=audit`     membership audit of the forget set, computed locally, summary returned
+- query  `task=count`     how many rows the active request forgets on this client
+
+`withdrawals` (every request applied so far) and `active-request` (the request being
+unlearned now) travel in the config; a client derives its retained rows and its rows
+to forget from them, deterministically.
 - evaluate                accuracy/loss counts on retained data and the forget set
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from unlearn_fl.data import DataSpec
 
@@ -39,37 +44,23 @@ def decode_spec(config: dict) -> DataSpec:
     return DataSpec(**raw)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Withdrawal:
-    """One client's part of a withdrawal: which request, how much of its data."""
+    """One client's part of one withdrawal request: which request, how much of its data."""
 
     request_id: str
     fraction: float
 
 
-def encode_withdrawals(w: dict[int, Withdrawal]) -> str:
-    return json.dumps({str(k): {"request_id": v.request_id, "fraction": v.fraction} for k, v in w.items()})
+Withdrawals = dict[int, list[Withdrawal]]
+"""Every withdrawal applied so far, per client id, oldest first."""
 
 
-def decode_withdrawals(text: str) -> dict[int, Withdrawal]:
+def encode_withdrawals(w: Withdrawals) -> str:
+    return json.dumps({str(k): [{"request_id": x.request_id, "fraction": x.fraction} for x in v] for k, v in w.items()})
+
+
+def decode_withdrawals(text: str) -> Withdrawals:
     if not text:
         return {}
-    return {int(k): Withdrawal(**v) for k, v in json.loads(text).items()}
-
-
-@dataclass
-class TrainInstruction:
-    """Decoded `train` config."""
-
-    spec: DataSpec
-    phase: str
-    seed: int
-    lr: float
-    epochs: int
-    batch_size: int
-    hidden: tuple[int, ...]
-    withdrawals: dict[int, Withdrawal] = field(default_factory=dict)
-    method: str = ""
-    method_config: dict = field(default_factory=dict)
-    reference_mean: list[float] | None = None
-    server_round: int = 0
+    return {int(k): [Withdrawal(**x) for x in v] for k, v in json.loads(text).items()}

@@ -1,0 +1,91 @@
+"""Successive, queued, duplicate, tolerated-dropout and aborted withdrawals in real Flower simulations."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from unlearn_fl.requests import RequestQueue, WithdrawalRequest
+from unlearn_fl.tracking import lineage
+
+CLI = [sys.executable, "-m", "unlearn_fl.cli"]
+
+
+def _simulate(d, *args, timeout=900):
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    p = subprocess.run(CLI + ["simulate", "--quiet", "--clients", "4", "--rounds", "3", "--tracking-uri", uri,
+                              "--out", str(d / "out"), "--model-name", "m", *args],
+                       capture_output=True, text=True, timeout=timeout, cwd=d)
+    return p, uri
+
+
+@pytest.fixture(scope="module")
+def successive(tmp_path_factory):
+    d = tmp_path_factory.mktemp("succ")
+    q = RequestQueue(d / "requests")
+    req = WithdrawalRequest(client_ids=(2,), fraction=0.5, reason="consent revoked")
+    assert q.submit(req) == (req.request_id, True)
+    assert q.submit(req) == (req.request_id, False)  # the duplicate is recognised at submission
+    p, uri = _simulate(d, "--withdraw", "0@1", "--withdraw", "1@2", "--requests-dir", str(d / "requests"), "--no-reference")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return dict(dir=d, uri=uri, rows=lineage(uri, "m"), queued=req, queue=q)
+
+
+def test_each_withdrawal_is_a_child_of_the_previous_version(successive):
+    rows = successive["rows"]
+    kinds = [(r["version"], r["kind"], r["parent_version"]) for r in rows]
+    # round 1: train v1 -> unlearn client 0 (v2) and the queued request on client 2 (v3);
+    # round 2: train v4 -> unlearn client 1 (v5); round 3: train v6.
+    assert kinds == [("1", "trained", ""), ("2", "unlearned", "1"), ("3", "unlearned", "2"),
+                     ("4", "trained", "3"), ("5", "unlearned", "4"), ("6", "trained", "5")]
+    by = {r["version"]: r for r in rows}
+    assert by["2"]["withdrawn_clients"] == "0" and by["2"]["clients"] == "1,2,3"
+    assert by["3"]["withdrawn_clients"] == "0,2" and by["3"]["clients"] == "1,2,3"  # client 2 keeps half its data
+    assert by["5"]["withdrawn_clients"] == "0,1,2" and by["5"]["clients"] == "2,3"
+    assert successive["queued"].request_id in by["5"]["request_ids"].split(",")
+    assert all(by[v]["contains_withdrawn"] == "true" for v in ("1", "2", "4"))
+    assert by["6"]["contains_withdrawn"] == "false"
+
+
+def test_production_alias_follows_passed_versions_only(successive):
+    rows = successive["rows"]
+    prod = [r["version"] for r in rows if "production" in r["aliases"]]
+    assert len(prod) == 1
+    unlearned = [r for r in rows if r["kind"] == "unlearned"]
+    if all(r["verdict"] == "passed" for r in unlearned):
+        assert prod == ["6"]
+
+
+def test_queue_records_the_applied_version_and_ignores_the_duplicate(successive):
+    q, req = successive["queue"], successive["queued"]
+    assert q.status(req.request_id) == "applied"
+    applied = json.loads((q.root / "applied" / f"{req.request_id}.json").read_text())
+    assert applied["version"] == "3"
+    assert not list((q.root / "pending").glob("*.json"))
+
+
+def test_a_report_per_request(successive):
+    out = successive["dir"] / "out"
+    reports = sorted(p.parent.name for p in out.glob("wr-*/forgetting_report.json"))
+    assert len(reports) == 3
+    r = json.loads((out / successive["queued"].request_id / "forgetting_report.json").read_text())
+    assert r["request"]["reason"] == "consent revoked" and r["request"]["forget_fraction"] == 0.5
+    assert r["model"]["version"] == "3" and r["model"]["parent_version"] == "2"
+
+
+def test_dropout_is_tolerated_and_a_failing_holder_aborts_without_a_version(tmp_path):
+    # Client 3 fails every unlearning step: as a retainer (client 0's withdrawal) it is tolerated,
+    # as the withdrawing client it makes the unlearning abort and the previous version stand.
+    p, uri = _simulate(tmp_path, "--withdraw", "0@2", "--withdraw", "3", "--inject-failure", "3", "--no-reference")
+    assert p.returncode == 3, p.stderr[-3000:]
+    assert "NOT applied" in p.stderr
+    rows = lineage(uri, "m")
+    assert [(r["version"], r["kind"]) for r in rows] == [("1", "trained"), ("2", "unlearned"), ("3", "trained")]
+    assert all("3" not in r["withdrawn_clients"].split(",") for r in rows)
+    first = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
+    assert any("clients [3] did not answer or failed" in x for x in first["audit"]["reasons"])
+    aborted = list((tmp_path / "out").glob("wr-*/aborted.json"))
+    assert len(aborted) == 1 and "aborted" in json.loads(aborted[0].read_text())["error"]
+    assert [r["version"] for r in rows if "production" in r["aliases"]] != []

@@ -53,19 +53,36 @@ def _numeric(d: dict) -> dict:
     return {k: float(v) if isinstance(v, float) else int(v) for k, v in d.items() if isinstance(v, (int, float)) and np.isfinite(v)}
 
 
+_TRAIN_KEYS = ("num-examples", "train-loss")
+_UNLEARN_KEYS = ("num-examples", "steps", "forget-n", "target-reached")
+_DP_KEYS = ("dp-steps", "dp-sample-rate")
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     cfg, cid, withdrawals, cd, retained, forgotten, model = _setup(msg, context)
     seed = int(cfg["seed"]) + 7919 * cid
-    if cfg["phase"] == "unlearn":
+    dp_noise, dp_clip = float(cfg.get("dp-noise", 0.0)), float(cfg.get("dp-clip", 1.0))
+    holder = len(forgotten) > 0
+    if cfg["phase"] == "unlearn" and (holder or dp_noise <= 0):
         # Retainers train on retained rows only; the forget-holders of the active request also
-        # run the method's forget term on the rows that request removes.
+        # run the method's forget term on the rows that request removes. Under DP a holder's own
+        # retained rows sit this step out, so no row is ever trained on without DP-SGD.
         ref = list(cfg.get("reference-mean", [])) or None
-        model, metrics = local.local_unlearn(model, cd, retained, forgotten, str(cfg["method"]),
+        keep = retained if dp_noise <= 0 else retained.subset(np.zeros(0, dtype=np.int64))
+        model, metrics = local.local_unlearn(model, cd, keep, forgotten, str(cfg["method"]),
                                              json.loads(str(cfg["method-config"])), ref, seed)
+        if dp_noise > 0:
+            metrics.update({"dp-steps": 0, "dp-sample-rate": 0.0})
     else:
-        metrics = local.local_train(model, retained, int(cfg["local-epochs"]), float(cfg["lr"]), int(cfg["batch-size"]), seed)
+        metrics = local.local_train(model, retained, int(cfg["local-epochs"]), float(cfg["lr"]), int(cfg["batch-size"]),
+                                    seed, dp_noise=dp_noise, dp_clip=dp_clip)
+        if cfg["phase"] == "unlearn":
+            metrics.update({"steps": 0, "forget-n": 0, "target-reached": 0})
     metrics["num-examples"] = max(1, int(metrics["num-examples"]))
+    # Flower aggregates metrics only when every reply has the same keys.
+    keys = _UNLEARN_KEYS if cfg["phase"] == "unlearn" else _TRAIN_KEYS
+    metrics = {k: metrics.get(k, 0) for k in keys + (_DP_KEYS if dp_noise > 0 else ())}
     content = RecordDict({ARRAYS: ArrayRecord(model.state_dict()), METRICS: MetricRecord(_numeric(metrics))})
     return Message(content=content, reply_to=msg)
 

@@ -15,7 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from server.strategy import UnlearningStrategy
 from server.workflow import Progress, WithdrawalOutcome, run_federation
-from unlearn_fl.config import RunConfig, WithdrawalPlan
+from unlearn_fl.config import DPSettings, RunConfig, WithdrawalPlan
 from unlearn_fl.engine.protocol import Withdrawals
 from unlearn_fl.data import DataSpec, dataset_info, server_test
 from unlearn_fl.methods import get_method
@@ -49,6 +49,9 @@ def config_from_run_config(rc: dict) -> RunConfig:
         model_name=str(g("model-name", "unlearn-fl")), tracking_uri=str(g("tracking-uri", "sqlite:///mlflow.db")),
         out=Path(str(g("out", "unlearn-report"))), seed=int(g("seed", 0)), promote=str(g("promote", "on-pass")),
         inject_failure=tuple(int(x) for x in str(g("inject-failure", "")).split(",") if x.strip()),
+        dp=DPSettings(noise_multiplier=float(g("dp-noise", 0.0)), max_grad_norm=float(g("dp-clip", 1.0)),
+                      central_noise_multiplier=float(g("central-dp-noise", 0.0)),
+                      central_clipping_norm=float(g("central-dp-clip", 1.0)), accountant=str(g("accountant", "rdp"))),
     )
 
 
@@ -89,6 +92,7 @@ class MlflowRecorder:
             rounds=o.rounds, seed=cfg.seed,
         )
         report.audit.reasons.extend(f"note: {n}" for n in o.notes)
+        report.accounting = o.accounting
         spec = VersionSpec(model=o.after, input_example=self.example, kind="unlearned", clients=o.clients_after,
                            withdrawn_clients=o.withdrawn_clients, request_ids=o.request_ids, method=cfg.method,
                            method_config=self.method_config, data_digest=self.info["digest"],

@@ -87,6 +87,7 @@ class WithdrawalOutcome:
     withdrawn_clients: list[int] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    accounting: object | None = None
 
 
 class Recorder(Protocol):
@@ -109,6 +110,47 @@ class Federation:
         self.node_of: dict[int, int] = {}
         self.test = server_test(cfg.data)
         self._round = 0
+        self.dp_phases: dict[int, list[tuple[float, int]]] = {}
+        """Per client: (sample rate, steps) of every DP-SGD training it did (for the accountant)."""
+        self.central_rounds = 0
+
+    def _note_dp(self, replies: Iterable[Message]) -> None:
+        client_of = {n: c for c, n in self.node_of.items()}
+        for m in replies:
+            if m.has_error():
+                continue
+            met = m.content[METRICS]
+            if "dp-steps" in met and int(met["dp-steps"]) > 0:
+                self.dp_phases.setdefault(client_of[m.metadata.src_node_id], []).append(
+                    (float(met["dp-sample-rate"]), int(met["dp-steps"])))
+
+    def accounting(self, clients: Iterable[int]):
+        """Opacus accounting of a model trained by `clients` so far, or None without DP.
+
+        Local DP-SGD: each client's phases composed by the accountant; clients hold disjoint
+        rows, so the release's ε for any one row is the largest client ε. Central DP (Flower's
+        server-side fixed clipping): a client-level Gaussian mechanism, every client sampled, one
+        step per aggregated round.
+        """
+        from unlearn_fl.accounting.accountant import Phase, account, account_phases
+
+        dp, delta = self.cfg.dp, self.cfg.audit.delta
+        if dp.local:
+            per = {}
+            for c in clients:
+                phases = [Phase(noise_multiplier=dp.noise_multiplier, sample_rate=q, steps=s) for q, s in self.dp_phases.get(c, [])]
+                if phases:
+                    per[str(c)] = account_phases(phases, delta, dp.accountant, max_grad_norm=dp.max_grad_norm)
+            if not per:
+                return None
+            worst = max(per.values(), key=lambda b: b.epsilon)
+            block = worst.model_copy()
+            block.per_client = {k: v.epsilon for k, v in per.items()}
+            return block
+        if dp.central:
+            return account(dp.central_noise_multiplier, 1.0, self.central_rounds, delta, dp.accountant,
+                           max_grad_norm=dp.central_clipping_norm)
+        return None
 
     # ------------------------------------------------------------ messaging
     def _config(self, withdrawals: Withdrawals, active: str = "", **extra) -> ConfigRecord:
@@ -116,7 +158,8 @@ class Federation:
         return ConfigRecord({
             **encode_spec(c.data), "lr": c.lr, "local-epochs": c.local_epochs, "batch-size": c.batch_size,
             "hidden": ",".join(map(str, c.hidden)), "withdrawals": encode_withdrawals(withdrawals), "active-request": active,
-            "inject-failure": ",".join(map(str, c.inject_failure)), **extra,
+            "inject-failure": ",".join(map(str, c.inject_failure)),
+            "dp-noise": c.dp.noise_multiplier, "dp-clip": c.dp.max_grad_norm, **extra,
         })
 
     def _exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, timeout: float = 600) -> list[Message]:
@@ -181,6 +224,9 @@ class Federation:
             new, _ = self.strategy.aggregate_train(self._round, replies)
             if new is None:
                 raise FederationError(f"{phase} round {r}: no client returned a usable update")
+            if phase != "retrain":  # the reference is never released
+                self._note_dp(replies)
+                self.central_rounds += 1
             arrays = new
             model = _load(model, arrays)
             acc, loss = self.server_eval(model)
@@ -252,6 +298,8 @@ class Federation:
             new, _ = self.strategy.aggregate_train(self._round, ok)
             if new is None:
                 raise WithdrawalAborted(f"unlearning round {r}: no usable update")
+            self._note_dp(ok)
+            self.central_rounds += 1
             cand = _load(model, new)
             acc, loss = self.server_eval(cand)
             logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(ok)))
@@ -280,6 +328,18 @@ class Federation:
         if not audits:
             raise FederationError("no withdrawing client answered the audit query")
         return merge_audits(audits)
+
+
+def central_dp_strategy(cfg: RunConfig) -> UnlearningStrategy:
+    """FedAvg wrapped in Flower's own server-side fixed-clipping DP, wrapped in turn for unlearning."""
+    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
+
+    from server.strategy import default_base_strategy
+
+    dp = DifferentialPrivacyServerSideFixedClipping(default_base_strategy(), noise_multiplier=cfg.dp.central_noise_multiplier,
+                                                    clipping_norm=cfg.dp.central_clipping_norm,
+                                                    num_sampled_clients=cfg.data.num_clients)
+    return UnlearningStrategy(dp)
 
 
 def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
@@ -338,6 +398,7 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
         out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
         out.audits[name] = fed.audit(m, after_w, request, statistic)
     gone = fully_withdrawn(after_w)
+    out.accounting = fed.accounting(c for c in range(cfg.data.num_clients) if c not in gone)
     out.clients_after = [c for c in range(cfg.data.num_clients) if c not in gone]
     out.withdrawn_clients = sorted(after_w)
     out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
@@ -348,6 +409,8 @@ def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: Unl
                    progress: Progress | None = None) -> list[WithdrawalOutcome]:
     """Train, and apply every withdrawal as it falls due; the Recorder writes versions and reports."""
     torch.manual_seed(cfg.seed)
+    if strategy is None and cfg.dp.central:
+        strategy = central_dp_strategy(cfg)
     fed = Federation(grid, cfg, strategy, progress)
     fed.discover()
     info = dataset_info(cfg.data)

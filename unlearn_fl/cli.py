@@ -55,6 +55,11 @@ def _add_simulate(sub) -> None:
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
                    help="when the `production` alias moves to an unlearned version")
     p.add_argument("--inject-failure", default="", help=argparse.SUPPRESS)
+    p.add_argument("--dp-noise", type=float, default=0.0, help="DP-SGD noise multiplier σ on every client (Opacus); 0 = off")
+    p.add_argument("--dp-clip", type=float, default=1.0, help="DP-SGD per-example clipping norm C")
+    p.add_argument("--central-dp-noise", type=float, default=0.0, help="Flower server-side fixed-clipping DP noise; 0 = off")
+    p.add_argument("--central-dp-clip", type=float, default=1.0)
+    p.add_argument("--accountant", choices=["rdp", "prv"], default="rdp")
     p.add_argument("--reason", default=None)
     p.add_argument("--method", default="marginal", help="unlearning method (see `unlearn-fl methods`)")
     p.add_argument("--method-config", default="{}", help='JSON settings of the method, e.g. \'{"gamma": 4}\'')
@@ -70,7 +75,7 @@ def _add_simulate(sub) -> None:
 def _simulate_config(a):
     from pydantic import ValidationError
 
-    from unlearn_fl.config import RunConfig
+    from unlearn_fl.config import DPSettings, RunConfig
     from unlearn_fl.data import DataError, DataSpec, load_table
     from unlearn_fl.models import parse_hidden
 
@@ -96,7 +101,9 @@ def _simulate_config(a):
                         withdrawals=plans, method=a.method, method_config=method_config, unlearn_rounds=a.unlearn_rounds,
                         reference=not a.no_reference, model_name=a.model_name, tracking_uri=a.tracking_uri,
                         out=Path(a.out), seed=a.seed, promote=a.promote, inject_failure=failing,
-                        requests_dir=Path(a.requests_dir) if a.requests_dir else None)
+                        requests_dir=Path(a.requests_dir) if a.requests_dir else None,
+                        dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
+                                      central_noise_multiplier=a.central_dp_noise, central_clipping_norm=a.central_dp_clip))
     except ValidationError as e:
         raise UsageError(_pydantic_message(e)) from None
     except ValueError as e:
@@ -159,6 +166,9 @@ def _summary(report) -> None:
     t.add_row("criterion Î(Z;V) nats", g(a.criterion_mi_before), g(a.criterion_mi_after), g(a.criterion_mi_retrain))
     c.print(t)
     c.print(f"cost: unlearning {k.unlearn_seconds:.1f}s vs retraining {f(k.retrain_seconds)}s  (speed-up {f(k.speedup)}x)")
+    if report.accounting:
+        acc = report.accounting
+        c.print(f"privacy ({acc.accountant}): ε = {acc.epsilon:.3f} at δ = {acc.delta:g} (σ={acc.noise_multiplier}, q={acc.sample_rate:.3g}, steps={acc.steps})")
     c.print(f"verdict: [bold]{a.verdict}[/bold]")
     for r in a.reasons:
         c.print(f"  - {r}")

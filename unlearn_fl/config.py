@@ -20,6 +20,26 @@ class AuditSettings(BaseModel):
     epsilon_target: float | None = Field(None, ge=0)
 
 
+class DPSettings(BaseModel):
+    """Differential privacy of the federation (accounted with Opacus, accounting/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    noise_multiplier: float = Field(0.0, ge=0, description="DP-SGD noise σ on every client (0: off).")
+    max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD per-example clipping norm C.")
+    central_noise_multiplier: float = Field(0.0, ge=0, description="Flower server-side fixed-clipping DP noise (0: off).")
+    central_clipping_norm: float = Field(1.0, gt=0)
+    accountant: str = Field("rdp", pattern="^(rdp|prv)$")
+
+    @property
+    def local(self) -> bool:
+        return self.noise_multiplier > 0
+
+    @property
+    def central(self) -> bool:
+        return self.central_noise_multiplier > 0
+
+
 class WithdrawalPlan(BaseModel):
     """A withdrawal planned for a simulated run: which clients, how much, after which training round."""
 
@@ -73,6 +93,7 @@ class RunConfig(BaseModel):
     out: Path = Path("unlearn-report")
     seed: int = 0
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    dp: DPSettings = Field(default_factory=DPSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":

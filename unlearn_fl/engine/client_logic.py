@@ -38,9 +38,29 @@ def local_views(spec: DataSpec, client_id: int, withdrawals: Withdrawals, active
     return cd, cd.train.subset(np.where(~gone)[0]), cd.train.subset(np.where(now)[0])
 
 
-def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size: int, seed: int) -> dict:
-    loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed)
-    return {"num-examples": len(retained), "train-loss": loss}
+def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size: int, seed: int,
+                dp_noise: float = 0.0, dp_clip: float = 1.0) -> dict:
+    """Local epochs on retained rows; with dp_noise > 0, DP-SGD through Opacus (Poisson sampling).
+
+    With DP the reply carries the steps taken and the sample rate, so the server can account
+    every client's privacy loss exactly (accounting/accountant.py).
+    """
+    if dp_noise <= 0:
+        loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed)
+        return {"num-examples": len(retained), "train-loss": loss}
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from unlearn_fl.accounting.dp_sgd import dp_train_epochs, make_dp_sgd
+    from unlearn_fl.models import tensors
+
+    X, y = tensors(retained)
+    loader = DataLoader(TensorDataset(X, y), batch_size=min(batch_size, len(retained)))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    dp_model, dp_opt, dp_loader, engine = make_dp_sgd(model, opt, loader, dp_noise, dp_clip, seed=seed)
+    history = dp_train_epochs(dp_model, dp_opt, dp_loader, epochs)
+    steps = int(sum(n for _, _, n in engine.accountant.history))
+    return {"num-examples": len(retained), "train-loss": float(history[-1]) if history else float("nan"),
+            "dp-steps": steps, "dp-sample-rate": 1.0 / len(dp_loader)}
 
 
 def local_unlearn(

@@ -17,9 +17,9 @@ from server.strategy import UnlearningStrategy
 from server.workflow import Progress, WithdrawalOutcome, run_federation
 from unlearn_fl.config import DPSettings, RunConfig, WithdrawalPlan
 from unlearn_fl.engine.protocol import Withdrawals
-from unlearn_fl.data import DataSpec, dataset_info, server_test
+from unlearn_fl.data import DataSpec, dataset_info, federation
 from unlearn_fl.methods import get_method
-from unlearn_fl.models import MLP, parse_hidden
+from unlearn_fl.models import MLP, Standardized, parse_hidden
 from unlearn_fl.report.build import data_report
 from unlearn_fl.report.html import render_html
 from unlearn_fl.report.schema import ForgettingReport, RoundLog
@@ -61,7 +61,10 @@ class MlflowRecorder:
     def __init__(self, cfg: RunConfig, tracker: Tracker) -> None:
         self.cfg, self.tracker = cfg, tracker
         self.info = dataset_info(cfg.data)
-        self.example = server_test(cfg.data).X[:2]
+        fed = federation(cfg.data)
+        self._mean, self._scale = fed.mean, fed.scale
+        self.example = fed.table.X[fed.test_idx[:2]]  # raw rows: the registered model scales its own input
+        self.class_names = list(fed.table.class_names)
         method = get_method(cfg.method)
         self.method_config = method.make_config(**{"epochs": cfg.local_epochs, **cfg.method_config}).model_dump()
         self.reports: list[ForgettingReport] = []
@@ -69,12 +72,15 @@ class MlflowRecorder:
         self._params = {"rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "lr": cfg.lr, "clients": cfg.data.num_clients,
                         "dataset": cfg.data.dataset, "partition": cfg.data.partition, "seed": cfg.seed, "hidden": cfg.hidden}
 
+    def _servable(self, model: MLP) -> Standardized:
+        return Standardized(self._mean, self._scale, model)
+
     @staticmethod
     def _rows(logs: list[RoundLog], phase: str) -> list[dict]:
         return [{"step": x.round, "test_acc": x.test_acc, "test_loss": x.test_loss} for x in logs if x.phase == phase]
 
     def trained(self, model: MLP, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str:
-        spec = VersionSpec(model=model, input_example=self.example, kind="trained", clients=clients,
+        spec = VersionSpec(model=self._servable(model), input_example=self.example, kind="trained", classes=self.class_names, clients=clients,
                            withdrawn_clients=sorted(withdrawals), request_ids=sorted({w.request_id for v in withdrawals.values() for w in v}),
                            method="fedavg", method_config={}, data_digest=self.info["digest"],
                            metrics={"test_acc": rounds[-1].test_acc if rounds else None}, round_metrics=self._rows(rounds, "train"),
@@ -93,7 +99,7 @@ class MlflowRecorder:
         )
         report.audit.reasons.extend(f"note: {n}" for n in o.notes)
         report.accounting = o.accounting
-        spec = VersionSpec(model=o.after, input_example=self.example, kind="unlearned", clients=o.clients_after,
+        spec = VersionSpec(model=self._servable(o.after), input_example=self.example, kind="unlearned", classes=self.class_names, clients=o.clients_after,
                            withdrawn_clients=o.withdrawn_clients, request_ids=o.request_ids, method=cfg.method,
                            method_config=self.method_config, data_digest=self.info["digest"],
                            metrics={"test_acc": o.test_acc["after"], "forget_acc": o.forget_acc["after"],

@@ -68,3 +68,49 @@ def test_registry_holds_parent_and_child_versions_with_lineage(run):
 def test_summary_table_printed(run):
     out = run["proc"].stdout
     assert "MIA AUC" in out and "verdict:" in out and "v2 (parent v1)" in out
+
+
+def test_report_command_fetches_the_attached_report(run):
+    p = subprocess.run(CLI + ["report", "2", "--tracking-uri", run["uri"], "--model-name", "sim-test", "--dest", str(run["dir"] / "f"), "--open"],
+                       capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    assert p.returncode == 0, p.stderr
+    assert json.loads((run["dir"] / "f" / "forgetting_report.json").read_text()) == run["report"]
+    assert "html:" in p.stdout and "verdict:" in p.stdout
+    bad = subprocess.run(CLI + ["report", "1", "--tracking-uri", run["uri"], "--model-name", "sim-test"],
+                         capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    assert bad.returncode == 2 and "has no forgetting report" in bad.stderr
+
+
+def test_audit_command_on_a_registered_version_matches_a_direct_computation(run):
+    import numpy as np
+    import pandas as pd
+
+    from unlearn_fl.audit.mia import loss_threshold_attack
+    from unlearn_fl.data import DataSpec, Split, federation
+    from unlearn_fl.models import per_example_loss
+    from unlearn_fl.tracking import load_registered
+
+    fed = federation(DataSpec(num_clients=3, seed=3))
+    t = fed.table
+    files = {}
+    for name, idx in (("forget", fed.client_train_idx[1]), ("holdout", np.concatenate([fed.client_holdout_idx[1], fed.test_idx]))):
+        df = pd.DataFrame(t.X[idx], columns=[f"p{i}" for i in range(t.X.shape[1])])
+        df["digit"] = t.y[idx]
+        files[name] = run["dir"] / f"{name}.csv"
+        df.to_csv(files[name], index=False)
+    out = run["dir"] / "audit.json"
+    p = subprocess.run(CLI + ["audit", "--model-uri", "models:/sim-test/1", "--forget", str(files["forget"]), "--holdout",
+                              str(files["holdout"]), "--target", "digit", "--tracking-uri", run["uri"], "--out", str(out),
+                              "--reference-uri", "models:/sim-test/2"], capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    assert p.returncode == 0, p.stderr
+    got = json.loads(out.read_text())
+    model, classes = load_registered(run["uri"], "models:/sim-test/1")  # takes raw rows: scaling is inside
+    f = per_example_loss(model, Split(t.X[fed.client_train_idx[1]], t.y[fed.client_train_idx[1]]))
+    h_idx = np.concatenate([fed.client_holdout_idx[1], fed.test_idx])
+    h = per_example_loss(model, Split(t.X[h_idx], t.y[h_idx]))
+    assert got["attack"]["auc"] == pytest.approx(loss_threshold_attack(f, h).auc)
+    assert got["verdict"] in ("passed", "failed", "inconclusive") and classes == [str(i) for i in range(10)]
+    missing = subprocess.run(CLI + ["audit", "--model-uri", "models:/sim-test/1", "--forget", str(files["forget"]), "--holdout",
+                                    str(files["holdout"]), "--target", "nope", "--tracking-uri", run["uri"]],
+                             capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    assert missing.returncode == 2 and "target column 'nope'" in missing.stderr

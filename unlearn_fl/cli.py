@@ -217,6 +217,164 @@ def cmd_simulate(a) -> int:
     return 0 if not result["aborts"] else 3
 
 
+# ------------------------------------------------------------------ feature
+
+
+def _add_feature(sub) -> None:
+    p = sub.add_parser("feature", help="remove a sensitive attribute from a table's features (W2 barycenter)")
+    p.add_argument("--dataset", default="diabetes", help="PATH.csv, or 'diabetes' (scikit-learn's, sensitive attribute: sex)")
+    p.add_argument("--sensitive", default="sex", help="column of the attribute to forget")
+    p.add_argument("--target", default="progression_high", help="column of the task label (for utility)")
+    p.add_argument("--t", type=float, default=1.0, help="0 = keep the features, 1 = full barycenter projection")
+    p.add_argument("--method", choices=["quantile", "gaussian"], default="quantile")
+    p.add_argument("--grid", default="0,0.25,0.5,0.75,1", help="t values of the Pareto curve")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="unlearn-report")
+
+
+def cmd_feature(a) -> int:
+    from pydantic import ValidationError
+
+    from unlearn_fl.feature.run import FeatureRunConfig, run_feature
+    from unlearn_fl.report.html import render_html
+
+    try:
+        grid = [float(x) for x in a.grid.split(",") if x.strip()]
+        cfg = FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t, method=a.method,
+                               grid=grid, seed=a.seed)
+        report = run_feature(cfg)
+    except ValidationError as e:
+        return _fail(_pydantic_message(e))
+    except (ValueError, FileNotFoundError) as e:
+        return _fail(str(e).splitlines()[0])
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "forgetting_report.json").write_text(report.to_json())
+    (out / "forgetting_report.html").write_text(render_html(report))
+    f = report.feature
+    print(f"feature unlearning of {f.sensitive!r} ({f.method}, t={f.t:g}) on {report.dataset.get('dataset', a.dataset)}")
+    print(f"  S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}   (0.5 = nothing left to predict S from)")
+    print(f"  Gaussian MI   {f.mi_before:.3f} -> {f.mi_after:.3f} nats")
+    print(f"  task accuracy {f.utility_before:.3f} -> {f.utility_after:.3f}")
+    print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
+    print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html")
+    return 0
+
+
+# ------------------------------------------------------------------ report
+
+
+def cmd_report(a) -> int:
+    """Fetch the forgetting report of a registered version; print its summary; --open writes the HTML."""
+    from unlearn_fl.report.schema import ForgettingReport
+    from unlearn_fl.tracking import TrackingError, check_tracking_uri, fetch_report
+
+    try:
+        check_tracking_uri(a.tracking_uri)
+        j, h = fetch_report(a.tracking_uri, a.model_name, a.version, a.dest)
+    except TrackingError as e:
+        return _fail(str(e))
+    except Exception as e:
+        return _fail(f"cannot fetch version {a.version} of {a.model_name!r} from {a.tracking_uri}: {e.__class__.__name__}: {e}")
+    report = ForgettingReport.model_validate_json(j.read_text())
+    if report.request.kind == "data" and report.utility and report.audit:
+        _summary(report)
+    else:
+        print(report.to_json())
+    print(f"report: {j}")
+    if a.open and h is not None:
+        print(f"html: {h}")
+    return 0
+
+
+# ------------------------------------------------------------------ audit
+
+
+def cmd_audit(a) -> int:
+    """Audit a registered model version on a forget set and a holdout given as CSV files."""
+    import numpy as np
+
+    from unlearn_fl.audit.epsilon import empirical_epsilon
+    from unlearn_fl.audit.mia import loss_threshold_attack
+    from unlearn_fl.audit.verdict import AuditThresholds, decide_verdict
+    from unlearn_fl.data import DataError, Split
+    from unlearn_fl.models import per_example_loss
+    from unlearn_fl.tracking import TrackingError, check_tracking_uri, load_registered
+
+    try:
+        check_tracking_uri(a.tracking_uri)
+        model, classes = load_registered(a.tracking_uri, a.model_uri)
+        ref = load_registered(a.tracking_uri, a.reference_uri)[0] if a.reference_uri else None
+        forget = _labelled_rows(a.forget, a.target, classes)
+        holdout = _labelled_rows(a.holdout, a.target, classes)
+    except (TrackingError, DataError, UsageError) as e:
+        return _fail(str(e))
+    except Exception as e:
+        return _fail(f"cannot load {a.model_uri} from {a.tracking_uri}: {e.__class__.__name__}: {e}")
+    if forget[0].shape[1] != holdout[0].shape[1]:
+        return _fail(f"--forget has {forget[0].shape[1]} feature columns but --holdout has {holdout[0].shape[1]}; use the same columns")
+
+    def audit_of(m):
+        fl = per_example_loss(m, Split(*forget))
+        hl = per_example_loss(m, Split(*holdout))
+        attack = loss_threshold_attack(fl, hl)
+        eps = empirical_epsilon(-fl, -hl, delta=a.delta, confidence=a.confidence, seed=a.seed)
+        return attack, eps
+
+    try:
+        attack, eps = audit_of(model)
+        ref_attack, ref_eps = audit_of(ref) if ref is not None else (None, None)
+    except RuntimeError as e:
+        return _fail(f"the model does not accept these rows ({str(e).splitlines()[0]}); give the raw feature columns it was trained on")
+    verdict, reasons = decide_verdict(
+        auc_after=attack.auc, auc_retrain=ref_attack.auc if ref_attack else None, epsilon_lower_after=eps.epsilon_lower,
+        n_members=attack.n_members, n_nonmembers=attack.n_nonmembers,
+        thresholds=AuditThresholds(delta=a.delta, confidence=a.confidence, epsilon_target=a.epsilon_target),
+        epsilon_lower_retrain=ref_eps.epsilon_lower if ref_eps else None,
+    )
+    out = {"model_uri": a.model_uri, "reference_uri": a.reference_uri, "attack": attack.model_dump(),
+           "epsilon": eps.model_dump(), "reference_attack": ref_attack.model_dump() if ref_attack else None,
+           "verdict": verdict, "reasons": reasons}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=2))
+    print(f"{a.model_uri}: MIA AUC {attack.auc:.3f} on {attack.n_members} forget rows vs {attack.n_nonmembers} holdout rows; "
+          f"empirical ε ≥ {eps.epsilon_lower:.3f} at δ={a.delta:g} ({a.confidence:.0%} confidence)")
+    if ref_attack:
+        print(f"reference {a.reference_uri}: MIA AUC {ref_attack.auc:.3f}, empirical ε ≥ {ref_eps.epsilon_lower:.3f}")
+    print(f"verdict: {verdict}")
+    for r in reasons:
+        print(f"  - {r}")
+    print(f"audit: {a.out}")
+    return 0
+
+
+def _labelled_rows(path: str, target: str, classes: list[str] | None):
+    """(X float32, y class indices) from a CSV of raw feature columns and a target column."""
+    import numpy as np
+    import pandas as pd
+
+    from unlearn_fl.data import DataError
+
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"cannot read CSV {path}: no such file") from None
+    if target not in df.columns:
+        raise DataError(f"target column {target!r} is not in {path}; columns are: {', '.join(map(str, df.columns))}")
+    y_raw = df.pop(target)
+    if not all(pd.api.types.is_numeric_dtype(df[c]) for c in df.columns):
+        bad = next(c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]))
+        raise DataError(f"column {bad!r} of {path} is not numeric; give the model's numeric input columns")
+    names = [str(c) for c in (classes or [])]
+    if names and all(str(v) in names for v in y_raw.astype(str)):
+        y = np.array([names.index(str(v)) for v in y_raw.astype(str)])
+    elif pd.api.types.is_integer_dtype(y_raw):
+        y = y_raw.to_numpy()
+    else:
+        raise DataError(f"target column {target!r} of {path} holds labels the model does not know; use its class names {names} or indices")
+    return df.to_numpy(dtype=np.float32), y.astype(np.int64)
+
+
 # ------------------------------------------------------------------ withdraw
 
 
@@ -284,11 +442,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearn-fl", description="Verified machine unlearning for Flower federations.")
     sub = p.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
+    _add_feature(sub)
     lp = sub.add_parser("lineage", help="the version tree of a registered model")
     lp.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     lp.add_argument("--model-name", default="unlearn-fl")
     lp.add_argument("--json", action="store_true")
     sub.add_parser("methods", help="list the unlearning methods")
+    rp = sub.add_parser("report", help="fetch and show the forgetting report of a registered version")
+    rp.add_argument("version")
+    rp.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    rp.add_argument("--model-name", default="unlearn-fl")
+    rp.add_argument("--dest", default="unlearn-report/fetched", help="where the report files are written")
+    rp.add_argument("--open", action="store_true", help="also write the HTML page and print its path")
+    ap = sub.add_parser("audit", help="membership audit of a registered model version on a forget set and a holdout (CSV files)")
+    ap.add_argument("--model-uri", required=True, help="e.g. models:/unlearn-fl/2 or models:/unlearn-fl@production")
+    ap.add_argument("--forget", required=True, help="CSV of the forgotten rows (raw features + target column)")
+    ap.add_argument("--holdout", required=True, help="CSV of rows the model never saw, same columns")
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--reference-uri", default=None, help="a model retrained without the forget set, for comparison")
+    ap.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    ap.add_argument("--delta", type=float, default=1e-5)
+    ap.add_argument("--confidence", type=float, default=0.95)
+    ap.add_argument("--epsilon-target", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="unlearn-report/audit.json")
     wp = sub.add_parser("withdraw", help="submit a withdrawal request to a running federation's request folder")
     wp.add_argument("--client", required=True, help="client id(s), e.g. 1 or 1,4")
     wp.add_argument("--fraction", type=float, default=1.0, help="share of the client's data to forget, in (0,1]")
@@ -306,6 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_lineage(args)
     if args.command == "withdraw":
         return cmd_withdraw(args)
+    if args.command == "feature":
+        return cmd_feature(args)
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "audit":
+        return cmd_audit(args)
     if args.command == "methods":
         from unlearn_fl.methods import METHODS
 

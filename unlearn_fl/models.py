@@ -136,3 +136,16 @@ def clone_model(model: MLP) -> MLP:
     m = MLP(model.n_features, model.n_classes, model.hidden)
     m.load_state_dict(model.state_dict())
     return m
+
+
+class Standardized(nn.Module):
+    """A model with its input scaling inside, as it is registered: it takes raw feature rows."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, model: nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.scale)

@@ -81,6 +81,7 @@ class VersionSpec:
     metrics: dict[str, float]
     round_metrics: list[dict]
     params: dict[str, Any]
+    classes: list[str] | None = None
 
 
 class Tracker:
@@ -140,6 +141,7 @@ class Tracker:
             "run_id": run.info.run_id,
             "federation_run_id": self.run_id,
             "contains_withdrawn": "false",
+            "classes": json.dumps(spec.classes) if spec.classes else "",
         }
         for k, v in tags.items():
             client.set_model_version_tag(self.model_name, version, TAG + k, v)
@@ -171,6 +173,57 @@ class Tracker:
             c.set_registered_model_alias(self.model_name, "production", version)
         else:
             c.set_registered_model_alias(self.model_name, "candidate", version)
+
+
+def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> tuple[Path, Path | None]:
+    """Download the forgetting report attached to a version: (json path, html path or None)."""
+    _, client = _client(uri)
+    mv = client.get_model_version(model_name, str(version))
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    names = [a.path for a in client.list_artifacts(mv.run_id, "report")]
+    if "report/forgetting_report.json" not in names:
+        kind = (mv.tags or {}).get(TAG + "kind", "?")
+        raise TrackingError(f"version {version} of {model_name!r} ({kind}) has no forgetting report; reports are attached to unlearned versions")
+    j = Path(client.download_artifacts(mv.run_id, "report/forgetting_report.json", str(dest)))
+    h = Path(client.download_artifacts(mv.run_id, "report/forgetting_report.html", str(dest))) if "report/forgetting_report.html" in names else None
+    return j, h
+
+
+class _Inference:
+    """A loaded (exported, pt2) model: callable, and train()/eval() are no-ops it does not support."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+
+    def __call__(self, x):
+        return self.module(x)
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+
+def load_registered(uri: str, model_uri: str):
+    """(torch model, class names or None) of a registered version given as models:/NAME/VERSION or models:/NAME@ALIAS."""
+    mlflow, client = _client(uri)
+    if not model_uri.startswith("models:/"):
+        raise TrackingError(f"model URI {model_uri!r} must look like models:/NAME/VERSION or models:/NAME@ALIAS")
+    ref = model_uri[len("models:/"):]
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, version = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, version)
+    except Exception as e:
+        raise TrackingError(f"no registered version {model_uri} in {uri}: {e.__class__.__name__}") from None
+    model = _Inference(mlflow.pytorch.load_model(f"models:/{mv.name}/{mv.version}"))
+    classes = (mv.tags or {}).get(TAG + "classes") or ""
+    return model, (json.loads(classes) if classes else None)
 
 
 def lineage(uri: str, model_name: str) -> list[dict]:

@@ -4,7 +4,10 @@ Each maps logits (n, C) and labels (n,) to probability rows (n, K):
 - "prediction": Ŷ drawn from the softmax (the authors' estimator, K = C);
 - "correct": 1[Ŷ = Y], soft: (p_y, 1 − p_y) (label-aware, K = 2);
 - "joint": (Y, Ŷ), soft: onehot(y) ⊗ softmax (label-aware, K = C²); marginalising Y gives "prediction",
-  so I((Y,Ŷ);V) ≥ I(Ŷ;V).
+  so I((Y,Ŷ);V) ≥ I(Ŷ;V);
+- "loss": the per-example cross-entropy, softly binned on a log scale (K = LOSS_BINS). Its plug-in MI
+  is zero iff the forget set's loss law matches the reference's: exactly what a loss-threshold
+  membership attack looks at. Group means only match averages; this matches the distribution.
 The label-aware ones follow method-notes §3.2's advice for forget sets that are a subpopulation.
 """
 
@@ -15,7 +18,11 @@ from typing import Literal
 import torch
 from torch.nn import functional as F
 
-Statistic = Literal["prediction", "correct", "joint"]
+Statistic = Literal["prediction", "correct", "joint", "loss"]
+
+LOSS_BINS = 12
+_LOG_LOSS_CENTERS = torch.linspace(-9.0, 2.5, LOSS_BINS)  # log(loss) from ~1e-4 to ~12
+_BANDWIDTH = float(_LOG_LOSS_CENTERS[1] - _LOG_LOSS_CENTERS[0])
 
 
 def soft_statistic(logits: torch.Tensor, y: torch.Tensor, kind: Statistic) -> torch.Tensor:
@@ -28,4 +35,8 @@ def soft_statistic(logits: torch.Tensor, y: torch.Tensor, kind: Statistic) -> to
     if kind == "joint":
         c = p.shape[1]
         return (F.one_hot(y, c).to(p.dtype)[:, :, None] * p[:, None, :]).reshape(len(y), c * c)
-    raise ValueError(f"unknown statistic {kind!r}: use prediction, correct or joint")
+    if kind == "loss":
+        u = torch.log(F.cross_entropy(logits, y, reduction="none") + 1e-6)
+        d = (u[:, None] - _LOG_LOSS_CENTERS.to(u.dtype)[None, :]) / _BANDWIDTH
+        return torch.softmax(-0.5 * d * d, dim=1)
+    raise ValueError(f"unknown statistic {kind!r}: use prediction, correct, joint or loss")

@@ -30,8 +30,12 @@ class MethodConfig(BaseModel):
     early_stop: bool = Field(True, description="Stop at the held-out signal (method-notes §3.2 stopping rule).")
     check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
     stop_margin: float = Field(0.0, description="Stop once forget loss ≥ matched holdout loss − margin.")
+    # 0.05 -> 0.10 after benchmarks/paper_e2_digits.py: the digits holdout has ~19 examples of the
+    # forgotten class, so 0.05 is a single error: over 10 seeds it fired after ~21 steps at forget accuracy
+    # .993 (retrain .899); at 0.10 (two errors), γ 4: forget .973 ± .037, test .968 vs .977
+    # (benchmarks/results/e2_digits.md).
     max_matched_drop: float = Field(
-        0.05, ge=0, description="Stop where the holdout accuracy on the forget set's classes starts to fall by more (authors' rule)."
+        0.10, ge=0, description="Stop where the holdout accuracy on the forget set's classes starts to fall by more (authors' rule)."
     )
     max_holdout_drop: float = Field(0.03, ge=0, description="Roll back one check if overall holdout accuracy falls by more.")
     seed: int = 0

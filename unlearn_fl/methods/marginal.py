@@ -28,6 +28,15 @@ class MarginalConfig(MethodConfig):
     gamma: float = Field(4.0, ge=0, description="Weight γ of the information penalty (authors: 1.5 to 5).")
     statistic: Statistic = Field("prediction", description="Z: prediction (paper), correct or joint (label-aware).")
     reference: Literal["retain", "holdout"] = Field("retain", description="Group the forget set is compared with.")
+    # Added for the E1 reproduction (benchmarks/paper_e1_gmm.py): with full-batch retain data
+    # (B_r = 5000) and a single forget point, the batch-size weights give D_f a share of 1/5001
+    # in the V=0 group, so Î ~ (n_f/n)^2 vanishes and γ loses its meaning (measured over 50 seeds:
+    # P(class 0|x) .977 -> .966, 47/50 runs hit the step limit; with 0.2: -> .779, retrain .831,
+    # benchmarks/results/e1_gmm.md). Fixing the share decouples γ from the
+    # batch sizes; 0.2 is the authors' B_f/(B_r+B_f) = 16/80. None keeps the batch-size weights.
+    forget_share: float | None = Field(
+        None, gt=0, lt=1, description="Fixed share of D_f in the V=0 group (authors' batches: 16/80 = 0.2); None: by batch sizes."
+    )
 
 
 class Marginal(Method):
@@ -43,13 +52,14 @@ class Marginal(Method):
         z_f = soft_statistic(model(batch.x), batch.y, cfg.statistic)
         q_f = z_f.mean(0)
         n_f = float(len(batch.y))
+        share = cfg.forget_share
         if cfg.reference == "holdout":
             if batch.holdout_x is None:
                 raise ValueError("reference='holdout' needs holdout data: give the client a holdout (holdout-fraction > 0)")
             with torch.no_grad():
                 q_ref = soft_statistic(model(batch.holdout_x), batch.holdout_y, cfg.statistic).mean(0)
             means = torch.stack([q_f, q_ref])
-            weights = torch.tensor([n_f, float(len(batch.holdout_y))])
+            weights = torch.tensor([share, 1.0 - share] if share else [n_f, float(len(batch.holdout_y))])
             return cfg.gamma * plugin_mi_from_means(means, weights)
         if batch.retain_x is not None:
             q_r = soft_statistic(model(batch.retain_x), batch.retain_y, cfg.statistic).mean(0)
@@ -58,6 +68,8 @@ class Marginal(Method):
             q_r, n_r = batch.reference_mean.to(q_f.dtype), float(cfg.batch_size)
         else:
             raise ValueError("reference='retain' needs retain data or the retain group's mean statistic from the server")
+        if share:
+            n_f = n_r * share / (1.0 - share)  # D_f's weight in V=0 is `share` whatever the batch sizes
         q0 = (n_r * q_r + n_f * q_f) / (n_r + n_f)
         means = torch.stack([q0, q_r])
         weights = torch.tensor([n_r + n_f, n_r])

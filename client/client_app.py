@@ -76,7 +76,7 @@ def train(msg: Message, context: Context) -> Message:
             metrics.update({"dp-steps": 0, "dp-sample-rate": 0.0})
     else:
         metrics = local.local_train(model, retained, int(cfg["local-epochs"]), float(cfg["lr"]), int(cfg["batch-size"]),
-                                    seed, dp_noise=dp_noise, dp_clip=dp_clip)
+                                    seed, dp_noise=dp_noise, dp_clip=dp_clip, proximal_mu=float(cfg.get("proximal-mu", 0.0)))
         if cfg["phase"] == "unlearn":
             metrics.update({"steps": 0, "forget-n": 0, "target-reached": 0})
     metrics["num-examples"] = max(1, int(metrics["num-examples"]))

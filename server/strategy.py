@@ -7,11 +7,11 @@ which withdrawn nodes are removed, so a withdrawn client is never sampled again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, Strategy
 
 
 class _GridView:
@@ -27,9 +27,27 @@ class _GridView:
         return getattr(self._grid, name)
 
 
+# min_* = 1: a federation may shrink to one retained client after withdrawals.
+_COMMON = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1)
+
+BASE_STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "fedavg": lambda **kw: FedAvg(**_COMMON),
+    "fedprox": lambda proximal_mu=0.01, **kw: FedProx(**_COMMON, proximal_mu=proximal_mu),
+    "fedavgm": lambda **kw: FedAvgM(**_COMMON),
+    "fedadam": lambda **kw: FedAdam(**_COMMON, eta=0.01, eta_l=0.01),
+}
+
+
 def default_base_strategy() -> Strategy:
-    # min_* = 1: a federation may shrink to one retained client after withdrawals.
-    return FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1)
+    return BASE_STRATEGIES["fedavg"]()
+
+
+def base_strategy(name: str, **kwargs) -> Strategy:
+    """A fresh Flower strategy by name (fedavg, fedprox, fedavgm, fedadam)."""
+    try:
+        return BASE_STRATEGIES[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}: choose one of {', '.join(BASE_STRATEGIES)}") from None
 
 
 class UnlearningStrategy:

@@ -22,7 +22,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from server.strategy import UnlearningStrategy
+from server.strategy import UnlearningStrategy, base_strategy
 from unlearn_fl.config import RunConfig
 from unlearn_fl.data import dataset_info, server_test
 from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, Withdrawal, Withdrawals, encode_spec, encode_withdrawals
@@ -105,7 +105,8 @@ class Federation:
 
     def __init__(self, grid: Grid, cfg: RunConfig, strategy: UnlearningStrategy | None = None, progress: Progress | None = None):
         self.grid, self.cfg = grid, cfg
-        self.strategy = strategy or UnlearningStrategy()
+        self._given = strategy
+        self.strategy = strategy or self.new_strategy()
         self.progress = progress or (lambda *_: None)
         self.node_of: dict[int, int] = {}
         self.test = server_test(cfg.data)
@@ -151,6 +152,15 @@ class Federation:
             return account(dp.central_noise_multiplier, 1.0, self.central_rounds, delta, dp.accountant,
                            max_grad_norm=dp.central_clipping_norm)
         return None
+
+    def new_strategy(self) -> UnlearningStrategy:
+        """A fresh strategy of the configured kind (stateful ones, like FedAdam, must not leak state
+        from the released model into the retrain-from-scratch reference)."""
+        if self._given is not None:
+            return self._given
+        if self.cfg.dp.central:
+            return central_dp_strategy(self.cfg)
+        return UnlearningStrategy(base_strategy(self.cfg.strategy, proximal_mu=self.cfg.proximal_mu))
 
     # ------------------------------------------------------------ messaging
     def _config(self, withdrawals: Withdrawals, active: str = "", **extra) -> ConfigRecord:
@@ -212,16 +222,18 @@ class Federation:
         return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies))
 
     # ------------------------------------------------------------ rounds
-    def train_rounds(self, model: MLP, rounds: int, withdrawals: Withdrawals, phase: str, logs: list[RoundLog], first: int = 1) -> MLP:
+    def train_rounds(self, model: MLP, rounds: int, withdrawals: Withdrawals, phase: str, logs: list[RoundLog], first: int = 1,
+                     strategy: UnlearningStrategy | None = None) -> MLP:
         """`rounds` rounds of the wrapped strategy on retained data; fully withdrawn clients excluded."""
+        strategy = strategy or self.strategy
         arrays = _arrays(model)
         exclude = set(self._nodes(fully_withdrawn(withdrawals)))
         for r in range(first, first + rounds):
             self._round += 1
             cfg = self._config(withdrawals, phase="train", seed=self.cfg.seed * 1000 + self._round)
-            msgs = list(self.strategy.configure_train(self._round, arrays, cfg, self.grid, exclude=exclude))
+            msgs = list(strategy.configure_train(self._round, arrays, cfg, self.grid, exclude=exclude))
             replies = list(self.grid.send_and_receive(msgs, timeout=600))
-            new, _ = self.strategy.aggregate_train(self._round, replies)
+            new, _ = strategy.aggregate_train(self._round, replies)
             if new is None:
                 raise FederationError(f"{phase} round {r}: no client returned a usable update")
             if phase != "retrain":  # the reference is never released
@@ -334,9 +346,7 @@ def central_dp_strategy(cfg: RunConfig) -> UnlearningStrategy:
     """FedAvg wrapped in Flower's own server-side fixed-clipping DP, wrapped in turn for unlearning."""
     from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 
-    from server.strategy import default_base_strategy
-
-    dp = DifferentialPrivacyServerSideFixedClipping(default_base_strategy(), noise_multiplier=cfg.dp.central_noise_multiplier,
+    dp = DifferentialPrivacyServerSideFixedClipping(base_strategy(cfg.strategy, proximal_mu=cfg.proximal_mu), noise_multiplier=cfg.dp.central_noise_multiplier,
                                                     clipping_norm=cfg.dp.central_clipping_norm,
                                                     num_sampled_clients=cfg.data.num_clients)
     return UnlearningStrategy(dp)
@@ -371,7 +381,7 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
 
     t1 = time.perf_counter()
     if method.retrains:
-        after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs)
+        after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
         n_unlearn = trained_rounds
     else:
         after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
@@ -383,7 +393,7 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
             retrain, retrain_s = after, unlearn_s
         else:
             t2 = time.perf_counter()
-            retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs)
+            retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs, strategy=fed.new_strategy())
             retrain_s = time.perf_counter() - t2
 
     out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
@@ -409,8 +419,6 @@ def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: Unl
                    progress: Progress | None = None) -> list[WithdrawalOutcome]:
     """Train, and apply every withdrawal as it falls due; the Recorder writes versions and reports."""
     torch.manual_seed(cfg.seed)
-    if strategy is None and cfg.dp.central:
-        strategy = central_dp_strategy(cfg)
     fed = Federation(grid, cfg, strategy, progress)
     fed.discover()
     info = dataset_info(cfg.data)
@@ -459,7 +467,7 @@ def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: Unl
             applied.add(request.request_id)
             outcomes.append(outcome)
             model, withdrawals = outcome.after, new_w
-            logs = [x for x in logs if x.phase == "train"]
+            logs = [x for x in logs if x.phase == "train"]  # the next version's history: all training rounds
     if dirty and outcomes:
         # Training went on after the last withdrawal: record the final model too.
         recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],

@@ -15,7 +15,7 @@ from unlearn_fl.engine.protocol import Withdrawals
 from unlearn_fl.methods import get_method
 from unlearn_fl.methods.criterion import mean_statistic
 from unlearn_fl.methods.loop import run_unlearning
-from unlearn_fl.models import MLP, evaluate, per_example_loss, train_epochs
+from unlearn_fl.models import MLP, ce_loss, evaluate, per_example_loss, train_epochs
 
 torch.set_num_threads(1)
 
@@ -39,14 +39,22 @@ def local_views(spec: DataSpec, client_id: int, withdrawals: Withdrawals, active
 
 
 def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size: int, seed: int,
-                dp_noise: float = 0.0, dp_clip: float = 1.0) -> dict:
+                dp_noise: float = 0.0, dp_clip: float = 1.0, proximal_mu: float = 0.0) -> dict:
     """Local epochs on retained rows; with dp_noise > 0, DP-SGD through Opacus (Poisson sampling).
 
     With DP the reply carries the steps taken and the sample rate, so the server can account
     every client's privacy loss exactly (accounting/accountant.py).
     """
     if dp_noise <= 0:
-        loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed)
+        loss_fn = ce_loss
+        if proximal_mu > 0:  # FedProx (Li et al. 2020): + μ/2 ‖w − w_global‖²
+            anchor = [p.detach().clone() for p in model.parameters()]
+
+            def loss_fn(m, x, y):
+                prox = sum(((p - a) ** 2).sum() for p, a in zip(m.parameters(), anchor))
+                return ce_loss(m, x, y) + 0.5 * proximal_mu * prox
+
+        loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed, loss_fn=loss_fn)
         return {"num-examples": len(retained), "train-loss": loss}
     from torch.utils.data import DataLoader, TensorDataset
 

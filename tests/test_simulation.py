@@ -114,3 +114,38 @@ def test_audit_command_on_a_registered_version_matches_a_direct_computation(run)
                                     str(files["holdout"]), "--target", "nope", "--tracking-uri", run["uri"]],
                              capture_output=True, text=True, timeout=300, cwd=run["dir"])
     assert missing.returncode == 2 and "target column 'nope'" in missing.stderr
+
+
+def _chromium():
+    import os
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: `make test` installs it with apt-get (Debian package chromium)")
+        pytest.skip("chromium not installed (make test installs it)")
+    return exe
+
+
+def test_html_report_renders_in_a_real_browser_with_verdict_and_plots(run):
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    exe = _chromium()
+    page = run["dir"] / "report" / "forgetting_report.html"
+    shot = run["dir"] / "report.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={run['dir'] / 'chrome'}"]
+    dom = subprocess.run([exe, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "id=\"verdict\"" in dom.stdout and run["report"]["audit"]["verdict"].upper() in dom.stdout
+    assert dom.stdout.count("<img") >= 3
+    subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1200,2600", page.as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    img = (mpimg.imread(shot)[..., :3] * 255).round().astype(int)
+    colors = {tuple(c) for c in img.reshape(-1, 3)[:: 7]}
+    verdict_rgb = {"passed": (26, 127, 55), "failed": (207, 34, 46), "inconclusive": (154, 103, 0)}[run["report"]["audit"]["verdict"]]
+    near = lambda rgb: any(sum(abs(a - b) for a, b in zip(c, rgb)) < 12 for c in colors)
+    assert near(verdict_rgb), "the verdict badge is not on the rendered page"
+    assert near((31, 119, 180)) and near((44, 160, 44)), "the plots (after / retrain curves) are not on the rendered page"
+    assert len(colors) > 200  # a real page with anti-aliased plots, not a blank or error screen

@@ -134,8 +134,11 @@ HIST_BINS = 40
 
 
 def loss_histogram(forget_losses: np.ndarray, holdout_losses: np.ndarray, max_loss: float) -> dict[str, list[float]]:
-    """Densities of per-example losses on shared edges, log1p-spaced (an aggregate, not rows)."""
-    edges = np.expm1(np.linspace(0.0, np.log1p(max_loss), HIST_BINS + 1))
+    """Shares of per-example losses on shared log-spaced edges (an aggregate, not rows).
+
+    The first bin holds every loss below 1e-4 (confidently right), the last everything up to `max_loss`.
+    """
+    edges = np.concatenate([[0.0], np.geomspace(1e-4, max_loss, HIST_BINS)])
     out = {"edges": edges.tolist()}
     for name, v in (("forget", forget_losses), ("holdout", holdout_losses)):
         h, _ = np.histogram(np.clip(v, 0, max_loss), bins=edges)

@@ -46,7 +46,8 @@ def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
                 ax.step(edges[1:], h["forget"], where="pre", color=_COLORS[name], label=f"forget set, {name}")
             h0 = next(m.loss_histogram for _, m in models if m.loss_histogram)
             ax.step(h0["edges"][1:], h0["holdout"], where="pre", color=_COLORS["holdout"], ls="--", label="never seen (before)")
-            ax.set_xscale("symlog", linthresh=0.01)
+            ax.set_xlim(h0["edges"][1], h0["edges"][-1])
+            ax.set_xscale("log")
             ax.set_xlabel("per-example cross-entropy")
             ax.set_ylabel("share of examples")
             ax.legend(fontsize=8)
@@ -78,15 +79,21 @@ def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
             xs = [g + (i - 1) * width for g in range(3)]
             ax.bar(xs, [x if x is not None else 0 for x in v], width, color=_COLORS[name], label=name)
         ax.set_xticks(range(3), groups)
-        ax.set_ylim(0, 1.05)
+        shown = [x for v in vals.values() for x in v if x is not None]
+        ax.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.02))
         ax.set_ylabel("accuracy")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
         ax.set_title("Accuracy before / after / retrained")
         out.append(("plot-accuracy", "Accuracy", _png(fig)))
     if r.rounds:
         fig, ax = _fig()
+        trained = max((x.round for x in r.rounds if x.phase == "train"), default=0)
         for phase, color in (("train", _COLORS["before"]), ("unlearn", _COLORS["after"]), ("retrain", _COLORS["retrain"])):
-            pts = [(x.round, x.test_acc) for x in r.rounds if x.phase == phase and x.test_acc is not None]
+            offset = trained if phase == "unlearn" else 0  # unlearning rounds come after the training rounds
+            pts = [(x.round + offset, x.test_acc) for x in r.rounds if x.phase == phase and x.test_acc is not None]
+            if phase == "unlearn" and pts:
+                last = [(x.round, x.test_acc) for x in r.rounds if x.phase == "train" and x.round == trained]
+                pts = last + pts
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=color, label=phase)
         ax.set_xlabel("round")

@@ -32,6 +32,19 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def system_info() -> dict[str, str]:
+    """Where a run happened: recorded on every federation run."""
+    import platform
+
+    import flwr
+    import torch
+
+    import unlearn_fl
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": str(os.cpu_count()),
+            "torch": torch.__version__, "flwr": flwr.__version__, "unlearn_fl": unlearn_fl.__version__}
+
+
 def check_tracking_uri(uri: str) -> None:
     """Fail fast, before any training, when the store cannot be opened."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -100,6 +113,7 @@ class Tracker:
         self.mlflow.set_experiment(self.model_name)
         self._run = self.mlflow.start_run(run_name=self.run_name)
         self.mlflow.set_tag(TAG + "kind", "federation")
+        self.mlflow.set_tags({TAG + "system." + k: v for k, v in system_info().items()})
         if self.params:
             self.mlflow.log_params({k: str(v)[:500] for k, v in self.params.items()})
         return self

@@ -1,0 +1,215 @@
+"""The real deployment: MLflow server + SuperLink + 3 SuperNodes on loopback, `flwr run` of the app.
+
+No mocks: the deploy/ scripts start real processes on free 127.0.0.1 ports in a tmp dir, the app is
+submitted with `flwr run` (through deploy/run.sh), and the MLflow Model Registry is read back over
+HTTP with MlflowClient. Every process group is killed in a finalizer, also when the test fails.
+
+Skipped only when the Flower binaries (flower-superlink, flower-supernode, flwr) are missing; the
+TLS test is also skipped without openssl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+VENV_BIN = Path(sys.executable).parent
+FLOWER_BINARIES = ("flower-superlink", "flower-supernode", "flwr")
+RUN_TIMEOUT_S = 360  # the bounded wait for the federated run (6 minutes)
+
+pytestmark = pytest.mark.slow
+
+
+def _which(name: str) -> str | None:
+    cand = VENV_BIN / name
+    if cand.exists() and os.access(cand, os.X_OK):
+        return str(cand)
+    return shutil.which(name)
+
+
+def _require_flower() -> None:
+    missing = [b for b in FLOWER_BINARIES if _which(b) is None]
+    if missing:
+        pytest.skip(f"Flower deployment binaries not installed ({', '.join(missing)} not in {VENV_BIN} or on PATH)")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+class Deployment:
+    """The deploy/ scripts bound to one state dir and one set of ports; kills what it started."""
+
+    def __init__(self, state: Path, num_supernodes: int, tls_dir: Path | None = None, with_mlflow: bool = True):
+        ports = _free_ports(2 + num_supernodes)
+        self.state = state
+        self.mlflow_port, self.superlink_port, *self.supernode_ports = ports
+        self.num_supernodes = num_supernodes
+        self.with_mlflow = with_mlflow
+        self.env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VENV": str(VENV_BIN.parent),
+            "DEPLOY_STATE_DIR": str(state),
+            "MLFLOW_PORT": str(self.mlflow_port),
+            "SUPERLINK_PORT": str(self.superlink_port),
+            "SUPERNODE_PORTS": " ".join(map(str, self.supernode_ports)),
+            "NUM_SUPERNODES": str(num_supernodes),
+            "TLS_DIR": str(tls_dir) if tls_dir else "",
+            "FLWR_HOME": str(state / "flwr-home"),
+        }
+        self._pgids: set[int] = set()
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def script(self, name: str, *args: str, timeout: float, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**self.env, **(extra_env or {})}
+        try:
+            p = subprocess.run(["bash", str(DEPLOY / name), *args], env=env, cwd=self.state, capture_output=True,
+                               text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"deploy/{name} {' '.join(args)} timed out after {timeout}s\n{e.stdout}\n{e.stderr}") from None
+        finally:
+            self._remember_pgids()
+        return p
+
+    def check(self, name: str, *args: str, timeout: float, extra_env: dict | None = None) -> str:
+        p = self.script(name, *args, timeout=timeout, extra_env=extra_env)
+        assert p.returncode == 0, f"deploy/{name} {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}\n{self.logs_tail()}"
+        return p.stdout
+
+    def _remember_pgids(self) -> None:
+        for f in (self.state / "pids").glob("*.pid"):
+            try:
+                self._pgids.add(int(f.read_text().strip()))
+            except ValueError:
+                pass
+
+    def start(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        if self.with_mlflow:
+            self.check("mlflow-server.sh", "start", timeout=240)
+        self.check("local-federation.sh", "start", timeout=240)
+
+    def stop(self) -> None:
+        """Scripts' stop first; then SIGKILL every process group they ever recorded (belt and braces)."""
+        self._remember_pgids()
+        for name in ("local-federation.sh", "mlflow-server.sh"):
+            try:
+                subprocess.run(["bash", str(DEPLOY / name), "stop"], env=self.env, cwd=self.state,
+                               capture_output=True, timeout=60)
+            except Exception:  # noqa: BLE001 - the kill below still runs
+                pass
+        for pgid in self._pgids:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def logs_tail(self, lines: int = 25) -> str:
+        out = []
+        for f in sorted((self.state / "logs").glob("*.log")):
+            text = f.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"---- {f.name} ----\n" + "\n".join(text))
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, request):
+    _require_flower()
+    dep = Deployment(tmp_path_factory.mktemp("deploy") / "state", num_supernodes=3)
+    request.addfinalizer(dep.stop)  # registered before anything starts
+    dep.start()
+    return dep
+
+
+def test_flwr_run_on_local_federation_registers_unlearned_version(deployment):
+    dep = deployment
+    out = dep.state / "report-out"
+    t0 = time.monotonic()
+    p = dep.script(
+        "run.sh",
+        f"rounds=2 local-epochs=1 withdraw='1' reference=false model-name='deploy-test' out='{out}'",
+        timeout=RUN_TIMEOUT_S + 90,
+        extra_env={"RUN_TIMEOUT": str(RUN_TIMEOUT_S), "POLL_SECONDS": "3"},
+    )
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 0, f"run.sh exited {p.returncode} after {elapsed:.0f}s\n{p.stdout}\n{p.stderr}\n{dep.logs_tail()}"
+    assert "finished:completed" in p.stdout
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=dep.tracking_uri, registry_uri=dep.tracking_uri)
+    versions = {str(v.version): v for v in client.search_model_versions("name='deploy-test'")}
+    assert sorted(versions) == ["1", "2"], f"registered versions: {sorted(versions)}"
+    v1, v2 = versions["1"].tags, versions["2"].tags
+    assert v2["unlearn_fl.parent_version"] == "1"
+    assert v2["unlearn_fl.withdrawn_clients"] == "1"
+    assert v2["unlearn_fl.kind"] == "unlearned"
+    assert v1["unlearn_fl.clients"] == "0,1,2"  # the three SuperNodes, by partition-id
+    assert "1" not in v2["unlearn_fl.clients"].split(",")
+
+    report_path = out / "forgetting_report.json"
+    assert report_path.is_file(), f"no report in {out}: {list(out.glob('*')) if out.exists() else 'missing dir'}"
+    report = json.loads(report_path.read_text())
+    assert report["request"]["client_ids"] == [1]
+
+
+def _make_certs(dest: Path) -> None:
+    p = subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(dest)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DEPLOY_STATE_DIR": str(dest.parent / "certs-state")})
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def _tls_handshake(port: int, cafile: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname="127.0.0.1"):
+            pass
+
+
+def test_tls_superlink_accepts_supernode_and_cli(tmp_path, request):
+    """SuperLink with a self-signed CA; a SuperNode joins over TLS and `flwr` sees it online."""
+    _require_flower()
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not on PATH: cannot generate the test certificates")
+    certs, other = tmp_path / "certs", tmp_path / "other-ca"
+    _make_certs(certs)
+    _make_certs(other)
+
+    dep = Deployment(tmp_path / "state", num_supernodes=1, tls_dir=certs, with_mlflow=False)
+    request.addfinalizer(dep.stop)
+    dep.start()  # returns only once `flwr supernode ls` (over TLS, CA-verified) lists the SuperNode online
+
+    cfg = (dep.state / "flwr-home" / "config.toml").read_text()
+    assert "insecure" not in cfg and str(certs / "ca.crt") in cfg
+    status = dep.check("local-federation.sh", "status", timeout=60)
+    assert "online SuperNodes seen by the SuperLink: 1" in status
+
+    _tls_handshake(dep.superlink_port, certs / "ca.crt")  # trusted CA: handshake succeeds
+    with pytest.raises(ssl.SSLCertVerificationError):  # another CA: the server certificate is rejected
+        _tls_handshake(dep.superlink_port, other / "ca.crt")

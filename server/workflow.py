@@ -185,9 +185,16 @@ class Federation:
         """Map client ids (partition ids) to node ids, waiting for all clients to connect."""
         want = self.cfg.data.num_clients
         t0 = time.monotonic()
+        seen, since = -1, t0
         while len(nodes := list(self.grid.get_node_ids())) < want:
-            if time.monotonic() - t0 > timeout:
-                raise FederationError(f"only {len(nodes)} of {want} clients connected within {timeout:.0f}s")
+            now = time.monotonic()
+            if len(nodes) != seen:
+                seen, since = len(nodes), now
+            if now - t0 > timeout or (seen > 0 and now - since > 30):
+                raise FederationError(
+                    f"only {len(nodes)} of the {want} clients (num-clients) connected: start {want} SuperNodes "
+                    f"(simulation: flwr run . --federation-config 'num-supernodes={want}') or set num-clients={len(nodes)}"
+                )
             time.sleep(0.5)
         replies = self._exchange(nodes, "query", RecordDict({CONFIG: ConfigRecord({"task": "hello"})}))
         for r in replies:

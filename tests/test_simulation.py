@@ -101,7 +101,8 @@ def test_audit_command_on_a_registered_version_matches_a_direct_computation(run)
     out = run["dir"] / "audit.json"
     p = subprocess.run(CLI + ["audit", "--model-uri", "models:/sim-test/1", "--forget", str(files["forget"]), "--holdout",
                               str(files["holdout"]), "--target", "digit", "--tracking-uri", run["uri"], "--out", str(out),
-                              "--reference-uri", "models:/sim-test/2"], capture_output=True, text=True, timeout=300, cwd=run["dir"])
+                              "--reference-uri", "models:/sim-test/2", "--lira-refs", "4", "--lira-epochs", "5"],
+                       capture_output=True, text=True, timeout=300, cwd=run["dir"])
     assert p.returncode == 0, p.stderr
     got = json.loads(out.read_text())
     model, classes = load_registered(run["uri"], "models:/sim-test/1")  # takes raw rows: scaling is inside
@@ -110,6 +111,7 @@ def test_audit_command_on_a_registered_version_matches_a_direct_computation(run)
     h = per_example_loss(model, Split(t.X[h_idx], t.y[h_idx]))
     assert got["attack"]["auc"] == pytest.approx(loss_threshold_attack(f, h).auc)
     assert got["verdict"] in ("passed", "failed", "inconclusive") and classes == [str(i) for i in range(10)]
+    assert got["lira"]["attack"] == "lira-online" and got["lira"]["n_members"] == len(f) and 0 <= got["lira"]["auc"] <= 1
     missing = subprocess.run(CLI + ["audit", "--model-uri", "models:/sim-test/1", "--forget", str(files["forget"]), "--holdout",
                                     str(files["holdout"]), "--target", "nope", "--tracking-uri", run["uri"]],
                              capture_output=True, text=True, timeout=300, cwd=run["dir"])

@@ -336,20 +336,69 @@ def cmd_audit(a) -> int:
         thresholds=AuditThresholds(delta=a.delta, confidence=a.confidence, epsilon_target=a.epsilon_target),
         epsilon_lower_retrain=ref_eps.epsilon_lower if ref_eps else None,
     )
+    lira = None
+    if a.lira_refs:
+        try:
+            population = _labelled_rows(a.population, a.target, classes) if a.population else None
+        except DataError as e:
+            return _fail(str(e))
+        lira = _lira(model, forget, holdout, population, n_classes=len(classes) if classes else int(max(forget[1].max(), holdout[1].max())) + 1,
+                     refs=a.lira_refs, epochs=a.lira_epochs, hidden=a.lira_hidden, seed=a.seed)
     out = {"model_uri": a.model_uri, "reference_uri": a.reference_uri, "attack": attack.model_dump(),
            "epsilon": eps.model_dump(), "reference_attack": ref_attack.model_dump() if ref_attack else None,
-           "verdict": verdict, "reasons": reasons}
+           "lira": lira.model_dump() if lira else None, "verdict": verdict, "reasons": reasons}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2))
     print(f"{a.model_uri}: MIA AUC {attack.auc:.3f} on {attack.n_members} forget rows vs {attack.n_nonmembers} holdout rows; "
           f"empirical ε ≥ {eps.epsilon_lower:.3f} at δ={a.delta:g} ({a.confidence:.0%} confidence)")
     if ref_attack:
         print(f"reference {a.reference_uri}: MIA AUC {ref_attack.auc:.3f}, empirical ε ≥ {ref_eps.epsilon_lower:.3f}")
+    if lira:
+        print(f"LiRA ({a.lira_refs} reference models, online): AUC {lira.auc:.3f}, "
+              + ", ".join(f"TPR@FPR={k}: {v:.3f}" for k, v in lira.tpr_at_fpr.items()))
     print(f"verdict: {verdict}")
     for r in reasons:
         print(f"  - {r}")
     print(f"audit: {a.out}")
     return 0
+
+
+def _lira(model, forget, holdout, population, n_classes: int, refs: int, epochs: int, hidden: str, seed: int):
+    """Online LiRA (audit/lira.py): reference MLPs on random halves of the audited rows (+ a population file)."""
+    import numpy as np
+    import torch
+
+    from unlearn_fl.audit.lira import lira_attack, train_reference_confidences
+    from unlearn_fl.audit.mia import per_example_scaled_logits
+    from unlearn_fl.data import Split
+    from unlearn_fl.models import make_model, parse_hidden, train_epochs
+
+    X_eval = np.concatenate([forget[0], holdout[0]])
+    y_eval = np.concatenate([forget[1], holdout[1]])
+    X_pool = population[0] if population else X_eval[:0]
+    y_pool = population[1] if population else y_eval[:0]
+    allx = np.concatenate([X_eval, X_pool])
+    mean, scale = allx.mean(0), allx.std(0)
+    scale[scale < 1e-8] = 1.0
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m((x - torch.as_tensor(mean)) / torch.as_tensor(scale))
+
+    def train_fn(X, y):
+        m = make_model(X.shape[1], n_classes, parse_hidden(hidden), seed=seed + len(y))
+        train_epochs(m, Split(((np.asarray(X) - mean) / scale).astype(np.float32), np.asarray(y)), epochs, 3e-3, 32, seed=seed)
+        return Scaled(m)
+
+    refc = train_reference_confidences(train_fn, X_pool, y_pool, X_eval, y_eval, refs, rng=seed)
+    target = per_example_scaled_logits(model, torch.as_tensor(X_eval), torch.as_tensor(y_eval))
+    nf = len(forget[1])
+    return lira_attack(target[:nf], target[nf:], refc.out_confs(slice(0, nf)), refc.out_confs(slice(nf, None)),
+                       refc.in_confs(slice(0, nf)), refc.in_confs(slice(nf, None)))
 
 
 def _labelled_rows(path: str, target: str, classes: list[str] | None):
@@ -470,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--epsilon-target", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="unlearn-report/audit.json")
+    ap.add_argument("--lira-refs", type=int, default=0, help="also run online LiRA with this many reference models (0: off)")
+    ap.add_argument("--lira-epochs", type=int, default=30)
+    ap.add_argument("--lira-hidden", default="64", help="hidden layers of the reference models")
+    ap.add_argument("--population", default=None, help="CSV of further rows from the same population for the references")
     wp = sub.add_parser("withdraw", help="submit a withdrawal request to a running federation's request folder")
     wp.add_argument("--client", required=True, help="client id(s), e.g. 1 or 1,4")
     wp.add_argument("--fraction", type=float, default=1.0, help="share of the client's data to forget, in (0,1]")

@@ -207,6 +207,8 @@ def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> t
 class _Inference:
     """A loaded (exported, pt2) model: callable, and train()/eval() are no-ops it does not support."""
 
+    training = False
+
     def __init__(self, module) -> None:
         self.module = module
 

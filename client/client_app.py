@@ -102,7 +102,11 @@ def query(msg: Message, context: Context) -> Message:
         return Message(content=RecordDict({METRICS: MetricRecord({"client-id": _client_id(context)})}), reply_to=msg)
     cfg, cid, withdrawals, cd, retained, forgotten, model = _setup(msg, context)
     if task == "count":
-        return Message(content=RecordDict({METRICS: MetricRecord({"forget-n": len(forgotten)})}), reply_to=msg)
+        # The count and a hash of the rows this request forgets (for lineage tags): never the rows.
+        from unlearn_fl.data import digest_rows
+
+        return Message(content=RecordDict({METRICS: MetricRecord({"forget-n": len(forgotten)}),
+                                           CONFIG: ConfigRecord({"forget-digest": digest_rows(forgotten)})}), reply_to=msg)
     if task == "stats":
         stats = local.local_stats(model, retained, str(cfg["statistic"]))
         return Message(content=RecordDict({CONFIG: ConfigRecord(stats)}), reply_to=msg)

@@ -59,8 +59,9 @@ def config_from_run_config(rc: dict) -> RunConfig:
 class MlflowRecorder:
     """Records versions in MLflow and writes each forgetting report to `cfg.out`."""
 
-    def __init__(self, cfg: RunConfig, tracker: Tracker) -> None:
+    def __init__(self, cfg: RunConfig, tracker: Tracker, strategy_name: str | None = None) -> None:
         self.cfg, self.tracker = cfg, tracker
+        self.strategy_name = strategy_name or cfg.strategy
         self.info = dataset_info(cfg.data)
         fed = federation(cfg.data)
         self._mean, self._scale = fed.mean, fed.scale
@@ -84,7 +85,7 @@ class MlflowRecorder:
     def trained(self, model: MLP, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str:
         spec = VersionSpec(model=self._servable(model), input_example=self.example, kind="trained", classes=self.class_names, clients=clients,
                            withdrawn_clients=sorted(withdrawals), request_ids=sorted({w.request_id for v in withdrawals.values() for w in v}),
-                           method="fedavg", method_config={}, data_digest=self.info["digest"],
+                           method=self.strategy_name, method_config={}, data_digest=self.info["digest"],
                            metrics={"test_acc": rounds[-1].test_acc if rounds else None}, round_metrics=self._rows(rounds, "train"),
                            params=self._params)
         return self.tracker.register(spec, run_name=f"train-r{rounds[-1].round if rounds else 0}")
@@ -114,7 +115,8 @@ class MlflowRecorder:
             return {"forgetting_report.json": report.to_json(), "forgetting_report.html": render_html(report)}
 
         parent = self.tracker.last_version
-        version = self.tracker.register(spec, run_name=f"unlearn-{o.request.request_id}", artifacts_fn=attach)
+        version = self.tracker.register(spec, run_name=f"unlearn-{o.request.request_id}", artifacts_fn=attach,
+                                        extra_tags={"forget_digest": o.forget_digest, "n_forget": str(o.n_forget)})
         self.tracker.conclude_withdrawal(parent, version, report.audit.verdict, report.digest())
         self._write(report)
         self.reports.append(report)
@@ -138,7 +140,11 @@ def execute(grid: Grid, cfg: RunConfig, strategy: UnlearningStrategy | None = No
     """Run the federation with its withdrawals; every version and report is recorded as it is made."""
     with Tracker(cfg.tracking_uri, cfg.model_name, run_name=f"federation-seed{cfg.seed}", promote=cfg.promote,
                  params={"method": cfg.method, "clients": cfg.data.num_clients, "rounds": cfg.rounds}) as tracker:
-        recorder = MlflowRecorder(cfg, tracker)
+        name = None
+        if strategy is not None:
+            base = strategy.base
+            name = getattr(base, "strategy", base).__class__.__name__.lower()  # DP wrappers hold the inner strategy
+        recorder = MlflowRecorder(cfg, tracker, strategy_name=name)
         run_federation(grid, cfg, recorder, strategy, progress)
     return recorder
 

@@ -75,6 +75,7 @@ class WithdrawalOutcome:
     retrain: MLP | None
     n_forget: int
     trained_rounds: int
+    forget_digest: str = ""
     rounds: list[RoundLog] = field(default_factory=list)
     unlearn_seconds: float = 0.0
     retrain_seconds: float | None = None
@@ -223,10 +224,16 @@ class Federation:
         fa = tot["forget-correct"] / tot["forget-n"] if tot["forget-n"] else float("nan")
         return ra, fa
 
-    def count_forgotten(self, withdrawals: Withdrawals, request: WithdrawalRequest) -> int:
+    def count_forgotten(self, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
+        """(rows the request forgets, sha256 over the clients' digests of those rows)."""
+        import hashlib
+
         content = RecordDict({CONFIG: self._config(withdrawals, request.request_id, task="count")})
-        replies = self._exchange(self._nodes(request.client_ids), "query", content)
-        return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies))
+        client_of = {n: c for c, n in self.node_of.items()}
+        replies = sorted(self._exchange(self._nodes(request.client_ids), "query", content),
+                         key=lambda r: client_of[r.metadata.src_node_id])
+        digest = hashlib.sha256("".join(str(r.content[CONFIG]["forget-digest"]) for r in replies).encode()).hexdigest()
+        return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies)), digest
 
     # ------------------------------------------------------------ rounds
     def train_rounds(self, model: MLP, rounds: int, withdrawals: Withdrawals, phase: str, logs: list[RoundLog], first: int = 1,
@@ -403,8 +410,9 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
             retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs, strategy=fed.new_strategy())
             retrain_s = time.perf_counter() - t2
 
+    n_forget, forget_digest = fed.count_forgotten(after_w, request)
     out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
-                            n_forget=fed.count_forgotten(after_w, request), trained_rounds=trained_rounds,
+                            n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds,
                             rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
                             unlearn_rounds=n_unlearn, notes=notes)
     statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")

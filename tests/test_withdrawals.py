@@ -47,6 +47,12 @@ def test_each_withdrawal_is_a_child_of_the_previous_version(successive):
     assert successive["queued"].request_id in by["5"]["request_ids"].split(",")
     assert all(by[v]["contains_withdrawn"] == "true" for v in ("1", "2", "4"))
     assert by["6"]["contains_withdrawn"] == "false"
+    # Hashes of the forgotten rows, never the rows; different requests forget different rows.
+    digests = [by[v]["forget_digest"] for v in ("2", "3", "5")]
+    assert all(len(d) == 64 for d in digests) and len(set(digests)) == 3
+    assert by["3"]["n_forget"] == str(json.loads((successive["dir"] / "out" / successive["queued"].request_id /
+                                                  "forgetting_report.json").read_text())["request"]["n_forget"])
+    assert set(by["5"]["figures"]) >= {"test_acc", "forget_acc", "mia_auc"} and 0 < by["5"]["figures"]["test_acc"] <= 1
 
 
 def test_production_alias_follows_passed_versions_only(successive):

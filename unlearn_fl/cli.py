@@ -477,7 +477,9 @@ def cmd_lineage(a) -> int:
         wd = f" withdrawn={r.get('withdrawn_clients') or '-'} requests={r.get('request_ids') or '-'}" if r.get("kind") == "unlearned" else ""
         verdict = f" verdict={r['verdict']}" if r.get("verdict") else ""
         warn = " [red]contains withdrawn data[/red]" if r.get("contains_withdrawn") == "true" else ""
-        return f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}{wd}{verdict}{warn}"
+        figs = " ".join(f"{k}={v:g}" for k, v in r.get("figures", {}).items())
+        return (f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}"
+                f"{wd}{verdict}{warn}" + (f" [dim]{figs}[/dim]" if figs else ""))
 
     def add(node, parent: str) -> None:
         for r in children.get(parent, []):

@@ -125,7 +125,8 @@ class Tracker:
     def run_id(self) -> str:
         return self._run.info.run_id
 
-    def register(self, spec: VersionSpec, run_name: str, artifacts_fn=None, parent: str | None = None) -> str:
+    def register(self, spec: VersionSpec, run_name: str, artifacts_fn=None, parent: str | None = None,
+                 extra_tags: dict[str, str] | None = None) -> str:
         """Log `spec` in a nested run and register it; tags record its lineage."""
         parent = parent if parent is not None else self.last_version
         mlflow, client = self.mlflow, self.client
@@ -156,6 +157,7 @@ class Tracker:
             "federation_run_id": self.run_id,
             "contains_withdrawn": "false",
             "classes": json.dumps(spec.classes) if spec.classes else "",
+            **(extra_tags or {}),
         }
         for k, v in tags.items():
             client.set_model_version_tag(self.model_name, version, TAG + k, v)
@@ -252,6 +254,9 @@ def lineage(uri: str, model_name: str) -> list[dict]:
         aliases.setdefault(str(v), []).append(alias)
     rows = []
     for mv in sorted(versions, key=lambda m: int(m.version)):
-        tags = {k[len(TAG):]: v for k, v in (mv.tags or {}).items() if k.startswith(TAG)}
-        rows.append({"version": str(mv.version), "run_id": mv.run_id, "aliases": aliases.get(str(mv.version), []), **tags})
+        tags = {k[len(TAG):]: v for k, v in (mv.tags or {}).items() if k.startswith(TAG) and k != TAG + "classes"}
+        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        figures = {k: round(float(metrics[k]), 4) for k in ("test_acc", "forget_acc", "mia_auc", "speedup") if k in metrics}
+        rows.append({"version": str(mv.version), "run_id": mv.run_id, "aliases": aliases.get(str(mv.version), []),
+                     "figures": figures, **tags})
     return rows

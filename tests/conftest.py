@@ -11,3 +11,17 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 def tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def quiet_opacus():
+    """One torch thread and Opacus's expected warnings silenced (DP-SGD tests)."""
+    import warnings
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Full backward hook")
+        yield
+    torch.set_num_threads(before)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
@@ -13,15 +12,7 @@ from unlearn_fl.accounting.accountant import account
 from unlearn_fl.accounting.dp_sgd import dp_train_epochs, make_dp_sgd, spent
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        warnings.filterwarnings("ignore", message="Full backward hook")
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("quiet_opacus")
 
 
 def tiny_problem(seed: int = 0):

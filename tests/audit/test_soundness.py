@@ -9,7 +9,6 @@ attack plus `empirical_epsilon` on canaries-in vs canaries-out.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -26,15 +25,7 @@ D, C, DELTA = 10, 3, 1e-5
 N_POOL, N_CANARIES = 1000, 200
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        warnings.filterwarnings("ignore", message="Full backward hook")
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("quiet_opacus")
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from unlearn_fl.feature.validation import check_labels, check_matrix, group_index, normalise_labels
+from unlearn_fl.models import MLP
 from unlearn_fl.information.plugin import plugin_mi_by_label
 
 Objective = Literal["entropy", "conditional_entropy", "kl", "energy"]
@@ -68,21 +69,6 @@ class RegularizedConfig(BaseModel):
     warmup_epochs: int = Field(0, ge=0, description="Epochs with λ = 0 before the penalty is switched on.")
     standardize: bool = True
     seed: int = 0
-
-
-class _MLP(nn.Module):
-    def __init__(self, d: int, k: int, hidden: tuple[int, ...]) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = d
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, k))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 def soft_histogram(p: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -147,7 +133,7 @@ def _train(
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = _MLP(x.shape[1], k, cfg.hidden)
+        model = MLP(x.shape[1], k, cfg.hidden)
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         n = x.shape[0]

@@ -100,6 +100,16 @@ def query(msg: Message, context: Context) -> Message:
     task = cfg.get("task")
     if task == "hello":
         return Message(content=RecordDict({METRICS: MetricRecord({"client-id": _client_id(context)})}), reply_to=msg)
+    if task in ("feature-summary", "feature-apply"):
+        from unlearn_fl.engine import feature_exchange as fx
+
+        spec, cid = decode_spec(cfg), _client_id(context)
+        if task == "feature-summary":
+            summary = fx.local_summary(spec, cid, str(cfg["sensitive"]), str(cfg["method"]))
+            return Message(content=RecordDict({CONFIG: ConfigRecord({"summary": summary})}), reply_to=msg)
+        out = fx.local_apply(spec, cid, str(cfg["sensitive"]), [str(x) for x in cfg["summaries"]],
+                             [float(x) for x in cfg["grid"]], int(cfg["seed"]))
+        return Message(content=RecordDict({METRICS: MetricRecord(out)}), reply_to=msg)
     cfg, cid, withdrawals, cd, retained, forgotten, model = _setup(msg, context)
     if task == "count":
         # The count and a hash of the rows this request forgets (for lineage tags): never the rows.

@@ -234,6 +234,48 @@ def _add_feature(sub) -> None:
     p.add_argument("--grid", default="0,0.25,0.5,0.75,1", help="t values of the Pareto curve")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
+    p.add_argument("--clients", type=int, default=0,
+                   help="run federated over this many simulated Flower clients (only per-group summaries leave a client)")
+
+
+def _federated_feature(a):
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    from client.client_app import app as client_app
+    from server.feature_workflow import run_feature_federation
+    from unlearn_fl.data import DataSpec
+
+    if a.clients < 2:
+        raise UsageError(f"--clients {a.clients}: a federation needs at least two clients")
+    dataset = a.dataset
+    if dataset == "diabetes":
+        from unlearn_fl.feature.tabular import write_diabetes_csv
+
+        dataset = str(write_diabetes_csv(Path(a.out) / "diabetes.csv"))
+    spec = DataSpec(dataset=dataset, target=a.target, num_clients=a.clients, seed=a.seed)
+    from unlearn_fl.engine.feature_exchange import sensitive_index
+
+    sensitive_index(spec, a.sensitive)  # a clear error before the engine starts
+    result: dict = {}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            result["report"] = run_feature_federation(grid, spec, a.sensitive, a.method, a.t,
+                                                      tuple(float(x) for x in a.grid.split(",") if x.strip()), a.seed)
+        except BaseException as e:
+            result["error"] = e
+            raise
+
+    _quiet_logs()
+    run_simulation(server_app=server, client_app=client_app, num_supernodes=a.clients,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    if "error" in result:
+        raise result["error"]
+    return result["report"]
 
 
 def cmd_feature(a) -> int:
@@ -243,10 +285,15 @@ def cmd_feature(a) -> int:
     from unlearn_fl.report.html import render_html
 
     try:
-        grid = [float(x) for x in a.grid.split(",") if x.strip()]
-        cfg = FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t, method=a.method,
-                               grid=grid, seed=a.seed)
-        report = run_feature(cfg)
+        if a.clients:
+            report = _federated_feature(a)
+        else:
+            grid = [float(x) for x in a.grid.split(",") if x.strip()]
+            cfg = FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t, method=a.method,
+                                   grid=grid, seed=a.seed)
+            report = run_feature(cfg)
+    except UsageError as e:
+        return _fail(str(e))
     except ValidationError as e:
         return _fail(_pydantic_message(e))
     except (ValueError, FileNotFoundError) as e:

@@ -117,7 +117,8 @@ class MlflowRecorder:
         parent = self.tracker.last_version
         version = self.tracker.register(spec, run_name=f"unlearn-{o.request.request_id}", artifacts_fn=attach,
                                         extra_tags={"forget_digest": o.forget_digest, "n_forget": str(o.n_forget)})
-        self.tracker.conclude_withdrawal(parent, version, report.audit.verdict, report.digest())
+        self.tracker.conclude_withdrawal(parent, version, report.audit.verdict, report.digest(),
+                                         withdrawn_now=list(o.request.client_ids))
         self._write(report)
         self.reports.append(report)
         return version

@@ -174,17 +174,25 @@ class Tracker:
         except Exception:
             return None
 
-    def conclude_withdrawal(self, parent: str, version: str, verdict: str, report_digest: str) -> None:
+    def conclude_withdrawal(self, parent: str, version: str, verdict: str, report_digest: str,
+                            withdrawn_now: list[int] | None = None) -> None:
         """Tags and aliases after an unlearned version is registered.
 
-        The parent is marked as holding withdrawn data; `production` moves to the new version
-        when the verdict passes (policy `on-pass`), always, or never.
+        Every earlier version that holds data of a client in this withdrawal (the parent, and any
+        ancestor or sibling still listing that client) is marked `contains_withdrawn=true`;
+        `production` moves to the new version when the verdict passes (policy `on-pass`), always, or never.
         """
         c = self.client
         c.set_model_version_tag(self.model_name, version, TAG + "verdict", verdict)
         c.set_model_version_tag(self.model_name, version, TAG + "report_digest", report_digest)
         c.set_model_version_tag(self.model_name, parent, TAG + "contains_withdrawn", "true")
         c.set_model_version_tag(self.model_name, parent, TAG + "superseded_by", version)
+        gone = {str(x) for x in (withdrawn_now or [])}
+        for mv in c.search_model_versions(f"name='{self.model_name}'"):
+            v = str(mv.version)
+            clients = set(((mv.tags or {}).get(TAG + "clients") or "").split(","))
+            if v not in (version, parent) and clients & gone:
+                c.set_model_version_tag(self.model_name, v, TAG + "contains_withdrawn", "true")
         if self.promote == "always" or (self.promote == "on-pass" and verdict == "passed"):
             c.set_registered_model_alias(self.model_name, "production", version)
         else:

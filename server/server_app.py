@@ -151,12 +151,16 @@ def execute(grid: Grid, cfg: RunConfig, strategy: UnlearningStrategy | None = No
 
 
 def make_server_app(cfg: RunConfig, strategy: UnlearningStrategy | None = None, progress: Progress | None = None,
-                    result: dict | None = None) -> ServerApp:
+                    result: dict | None = None, quiet: bool = False) -> ServerApp:
     """A ServerApp bound to `cfg`; the reports and aborts (or the error) are put in `result`."""
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
+        if quiet:  # run_simulation resets Flower's logger after the CLI quieted it
+            import logging
+
+            logging.getLogger("flwr").setLevel(logging.ERROR)
         try:
             recorder = execute(grid, cfg, strategy, progress)
             if result is not None:

@@ -123,12 +123,18 @@ def _simulate_config(a):
 
 
 def _quiet_logs() -> None:
+    """Keep the terminal for the progress display and the summary: library chatter off, errors on."""
+    import warnings
+
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    logging.getLogger("flwr").setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*noload.*")
+    for name in ("flwr", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def run_simulation_job(cfg, progress=None, strategy=None) -> dict:
@@ -139,7 +145,7 @@ def run_simulation_job(cfg, progress=None, strategy=None) -> dict:
     from server.server_app import make_server_app
 
     result: dict = {}
-    server_app = make_server_app(cfg, strategy=strategy, progress=progress, result=result)
+    server_app = make_server_app(cfg, strategy=strategy, progress=progress, result=result, quiet=True)
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": min(2, os.cpu_count() or 1)}}
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=cfg.data.num_clients, backend_config=backend)
     if "error" in result:

@@ -173,7 +173,7 @@ class Federation:
             "dp-noise": c.dp.noise_multiplier, "dp-clip": c.dp.max_grad_norm, **extra,
         })
 
-    def _exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, timeout: float = 600) -> list[Message]:
+    def exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, timeout: float = 600) -> list[Message]:
         """Send one message per node; return the replies without errors (errors are logged)."""
         msgs = [Message(content=content, dst_node_id=n, message_type=message_type) for n in node_ids]
         replies = list(self.grid.send_and_receive(msgs, timeout=timeout))
@@ -197,7 +197,7 @@ class Federation:
                     f"(simulation: flwr run . --federation-config 'num-supernodes={want}') or set num-clients={len(nodes)}"
                 )
             time.sleep(0.5)
-        replies = self._exchange(nodes, "query", RecordDict({CONFIG: ConfigRecord({"task": "hello"})}))
+        replies = self.exchange(nodes, "query", RecordDict({CONFIG: ConfigRecord({"task": "hello"})}))
         for r in replies:
             self.node_of[int(r.content[METRICS]["client-id"])] = r.metadata.src_node_id
         missing = sorted(set(range(want)) - set(self.node_of))
@@ -215,7 +215,7 @@ class Federation:
     def client_eval(self, model: MLP, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
         """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
         content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, active)})
-        replies = self._exchange(self.node_of.values(), "evaluate", content)
+        replies = self.exchange(self.node_of.values(), "evaluate", content)
         tot = {"retain-correct": 0.0, "retain-n": 0, "forget-correct": 0.0, "forget-n": 0}
         for r in replies:
             for k in tot:
@@ -230,7 +230,7 @@ class Federation:
 
         content = RecordDict({CONFIG: self._config(withdrawals, request.request_id, task="count")})
         client_of = {n: c for c, n in self.node_of.items()}
-        replies = sorted(self._exchange(self._nodes(request.client_ids), "query", content),
+        replies = sorted(self.exchange(self._nodes(request.client_ids), "query", content),
                          key=lambda r: client_of[r.metadata.src_node_id])
         digest = hashlib.sha256("".join(str(r.content[CONFIG]["forget-digest"]) for r in replies).encode()).hexdigest()
         return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies)), digest
@@ -265,7 +265,7 @@ class Federation:
         content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, task="stats", statistic=statistic)})
         clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
         total, acc = 0, None
-        for r in self._exchange(self._nodes(clients), "query", content):
+        for r in self.exchange(self._nodes(clients), "query", content):
             m = r.content[CONFIG]
             k = int(m["count"])
             if k:
@@ -349,7 +349,7 @@ class Federation:
                            **{"nonmember-losses": test_losses.tolist(), "nonmember-labels": self.test.y.tolist(),
                               "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
                               "confidence": self.cfg.audit.confidence})
-        replies = self._exchange(self._nodes(request.client_ids), "query", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
+        replies = self.exchange(self._nodes(request.client_ids), "query", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
         audits = [ModelAudit.model_validate_json(r.content[CONFIG]["audit"]) for r in replies]
         if not audits:
             raise FederationError("no withdrawing client answered the audit query")

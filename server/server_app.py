@@ -48,6 +48,7 @@ def config_from_run_config(rc: dict) -> RunConfig:
         unlearn_rounds=int(g("unlearn-rounds", 2)), reference=_bool(g("reference", True)),
         model_name=str(g("model-name", "unlearn-fl")), tracking_uri=str(g("tracking-uri", "sqlite:///mlflow.db")),
         out=Path(str(g("out", "unlearn-report"))), seed=int(g("seed", 0)), promote=str(g("promote", "on-pass")),
+        checkpoint_every=int(g("checkpoint-every", 0)) or None,
         strategy=str(g("strategy", "fedavg")), proximal_mu=float(g("proximal-mu", 0.01)),
         inject_failure=tuple(int(x) for x in str(g("inject-failure", "")).split(",") if x.strip()),
         dp=DPSettings(noise_multiplier=float(g("dp-noise", 0.0)), max_grad_norm=float(g("dp-clip", 1.0)),
@@ -79,8 +80,8 @@ class MlflowRecorder:
 
     @staticmethod
     def _rows(logs: list[RoundLog], phase: str) -> list[dict]:
-        return [{"step": x.round, "test_acc": x.test_acc, "test_loss": x.test_loss, "n_clients": x.n_clients}
-                for x in logs if x.phase == phase]
+        return [{"step": x.round, "test_acc": x.test_acc, "test_loss": x.test_loss, "n_clients": x.n_clients,
+                 "forget_acc": x.forget_acc, "forget_loss": x.forget_loss} for x in logs if x.phase == phase]
 
     def trained(self, model: MLP, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str:
         spec = VersionSpec(model=self._servable(model), input_example=self.example, kind="trained", classes=self.class_names, clients=clients,
@@ -102,6 +103,7 @@ class MlflowRecorder:
         )
         report.audit.reasons.extend(f"note: {n}" for n in o.notes)
         report.accounting = o.accounting
+        report.cost.monitor_seconds = o.monitor_seconds
         spec = VersionSpec(model=self._servable(o.after), input_example=self.example, kind="unlearned", classes=self.class_names, clients=o.clients_after,
                            withdrawn_clients=o.withdrawn_clients, request_ids=o.request_ids, method=cfg.method,
                            method_config=self.method_config, data_digest=self.info["digest"],

@@ -76,6 +76,7 @@ class WithdrawalOutcome:
     n_forget: int
     trained_rounds: int
     forget_digest: str = ""
+    monitor_seconds: float = 0.0
     rounds: list[RoundLog] = field(default_factory=list)
     unlearn_seconds: float = 0.0
     retrain_seconds: float | None = None
@@ -112,6 +113,7 @@ class Federation:
         self.node_of: dict[int, int] = {}
         self.test = server_test(cfg.data)
         self._round = 0
+        self.monitor_seconds = 0.0
         self.dp_phases: dict[int, list[tuple[float, int]]] = {}
         """Per client: (sample rate, steps) of every DP-SGD training it did (for the accountant)."""
         self.central_rounds = 0
@@ -212,17 +214,25 @@ class Federation:
     def server_eval(self, model: MLP) -> tuple[float, float]:
         return evaluate(model, self.test)
 
-    def client_eval(self, model: MLP, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
-        """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
+    def client_metrics(self, model: MLP, withdrawals: Withdrawals, active: str, clients: Iterable[int] | None = None) -> dict:
+        """Pooled accuracy and loss on retained rows and on the active request's rows (counts from clients)."""
         content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, active)})
-        replies = self.exchange(self.node_of.values(), "evaluate", content)
-        tot = {"retain-correct": 0.0, "retain-n": 0, "forget-correct": 0.0, "forget-n": 0}
-        for r in replies:
+        nodes = self.node_of.values() if clients is None else self._nodes(clients)
+        tot = {"retain-correct": 0.0, "retain-loss-sum": 0.0, "retain-n": 0, "forget-correct": 0.0, "forget-loss-sum": 0.0, "forget-n": 0}
+        for r in self.exchange(nodes, "evaluate", content):
             for k in tot:
                 tot[k] += r.content[METRICS].get(k, 0)
-        ra = tot["retain-correct"] / tot["retain-n"] if tot["retain-n"] else float("nan")
-        fa = tot["forget-correct"] / tot["forget-n"] if tot["forget-n"] else float("nan")
-        return ra, fa
+        out = {}
+        for g in ("retain", "forget"):
+            n = tot[f"{g}-n"]
+            out[f"{g}_acc"] = tot[f"{g}-correct"] / n if n else float("nan")
+            out[f"{g}_loss"] = tot[f"{g}-loss-sum"] / n if n else float("nan")
+        return out
+
+    def client_eval(self, model: MLP, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
+        """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
+        m = self.client_metrics(model, withdrawals, active)
+        return m["retain_acc"], m["forget_acc"]
 
     def count_forgotten(self, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
         """(rows the request forgets, sha256 over the clients' digests of those rows)."""
@@ -328,7 +338,11 @@ class Federation:
             self.central_rounds += 1
             cand = _load(model, new)
             acc, loss = self.server_eval(cand)
-            logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(ok)))
+            t_mon = time.perf_counter()  # forget-set monitoring, asked of the withdrawing clients only
+            fm = self.client_metrics(cand, withdrawals, request.request_id, clients=request.client_ids)
+            self.monitor_seconds += time.perf_counter() - t_mon
+            logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(ok),
+                                 forget_acc=fm["forget_acc"], forget_loss=fm["forget_loss"]))
             if acc < start_acc - c.max_test_drop:
                 notes.append(f"unlearning round {r} rolled back: test accuracy {acc:.3f} < {start_acc:.3f} - {c.max_test_drop}")
                 break
@@ -394,12 +408,14 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
     fresh = lambda: make_model(n_features, n_classes, cfg.hidden, seed=cfg.seed + 1)
 
     t1 = time.perf_counter()
+    fed.monitor_seconds = 0.0
     if method.retrains:
         after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
         n_unlearn = trained_rounds
     else:
         after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
-    unlearn_s = time.perf_counter() - t1
+    monitor_s = fed.monitor_seconds
+    unlearn_s = time.perf_counter() - t1 - monitor_s
 
     retrain, retrain_s = None, None
     if cfg.reference:
@@ -412,7 +428,7 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
 
     n_forget, forget_digest = fed.count_forgotten(after_w, request)
     out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
-                            n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds,
+                            n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds, monitor_seconds=monitor_s,
                             rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
                             unlearn_rounds=n_unlearn, notes=notes)
     statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
@@ -448,6 +464,10 @@ def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: Unl
     for r in range(1, cfg.rounds + 1):
         model = fed.train_rounds(model, 1, withdrawals, "train", logs, first=r)
         dirty = True
+        if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
+            recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],
+                             withdrawals, [x for x in logs if x.phase == "train"])
+            dirty = False
         due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, salt=f"seed={cfg.seed};plan={i}")
                for i, p in enumerate(plans) if (p.at_round or cfg.rounds) == r]
         if queue is not None:

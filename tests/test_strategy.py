@@ -23,7 +23,7 @@ def test_fedprox_wrapped_withdrawal_mid_run_excludes_the_client_from_later_round
     rows = lineage(uri, "prox")
     assert [(r["kind"], r["parent_version"]) for r in rows] == [("trained", ""), ("unlearned", "1"), ("trained", "2")]
     final = rows[-1]
-    history = MlflowClient(uri).get_metric_history(final["run_id"], "n_clients")
+    history = MlflowClient(uri).get_metric_history(final["run_id"], "round_n_clients")
     per_round = {m.step: m.value for m in history}
     assert per_round == {1: 3.0, 2: 2.0, 3: 2.0}  # client 1 took part in round 1 only
     assert final["clients"] == "0,2"

@@ -96,3 +96,17 @@ def test_dropout_is_tolerated_and_a_failing_holder_aborts_without_a_version(tmp_
     aborted = list((tmp_path / "out").glob("wr-*/aborted.json"))
     assert len(aborted) == 1 and "aborted" in json.loads(aborted[0].read_text())["error"]
     assert [r["version"] for r in rows if "production" in r["aliases"]] != []
+
+
+def test_checkpoints_and_per_round_forget_metrics(tmp_path):
+    p, uri = _simulate(tmp_path, "--clients", "3", "--rounds", "3", "--checkpoint-every", "1", "--withdraw", "1@2", "--no-reference")
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = lineage(uri, "m")
+    # r1: checkpoint v1; r2: checkpoint v2, then the withdrawal v3 (parent v2); r3: final v4.
+    assert [(r["kind"], r["parent_version"]) for r in rows] == [("trained", ""), ("trained", "1"), ("unlearned", "2"), ("trained", "3")]
+    report = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
+    unlearn = [x for x in report["rounds"] if x["phase"] == "unlearn"]
+    assert unlearn and all(0 <= x["forget_acc"] <= 1 and x["forget_loss"] > 0 for x in unlearn)
+    assert report["cost"]["monitor_seconds"] > 0
+    hist = MlflowClient(uri).get_metric_history(rows[2]["run_id"], "round_forget_acc")
+    assert [m.step for m in hist] == [x["round"] for x in unlearn]

@@ -63,6 +63,7 @@ def _add_simulate(sub) -> None:
     p.add_argument("--strategy", choices=["fedavg", "fedprox", "fedavgm", "fedadam"], default="fedavg",
                    help="the Flower strategy UnlearningStrategy wraps")
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx μ")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="also register the trained model every K rounds")
     p.add_argument("--reason", default=None)
     p.add_argument("--method", default="marginal", help="unlearning method (see `unlearn-fl methods`)")
     p.add_argument("--method-config", default="{}", help='JSON settings of the method, e.g. \'{"gamma": 4}\'')
@@ -104,7 +105,7 @@ def _simulate_config(a):
                         withdrawals=plans, method=a.method, method_config=method_config, unlearn_rounds=a.unlearn_rounds,
                         reference=not a.no_reference, model_name=a.model_name, tracking_uri=a.tracking_uri,
                         out=Path(a.out), seed=a.seed, promote=a.promote, inject_failure=failing,
-                        strategy=a.strategy, proximal_mu=a.proximal_mu,
+                        strategy=a.strategy, proximal_mu=a.proximal_mu, checkpoint_every=a.checkpoint_every,
                         requests_dir=Path(a.requests_dir) if a.requests_dir else None,
                         dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
                                       central_noise_multiplier=a.central_dp_noise, central_clipping_norm=a.central_dp_clip))

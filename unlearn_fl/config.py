@@ -92,6 +92,7 @@ class RunConfig(BaseModel):
     tracking_uri: str = "sqlite:///mlflow.db"
     out: Path = Path("unlearn-report")
     seed: int = 0
+    checkpoint_every: int | None = Field(None, ge=1, description="Also register the trained model every K rounds.")
     strategy: str = Field("fedavg", pattern="^(fedavg|fedprox|fedavgm|fedadam)$", description="The Flower strategy that aggregates.")
     proximal_mu: float = Field(0.01, ge=0, description="FedProx proximal term weight μ.")
     audit: AuditSettings = Field(default_factory=AuditSettings)

@@ -133,7 +133,9 @@ class Tracker:
         with mlflow.start_run(run_name=run_name, nested=True) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in spec.params.items()})
             for row in spec.round_metrics:
-                mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step" and v is not None}, step=int(row["step"]))
+                # Per-round series are prefixed, so they never mix with the version's final figures.
+                mlflow.log_metrics({f"round_{k}": float(v) for k, v in row.items() if k != "step" and v is not None and v == v},
+                                   step=int(row["step"]))
             mlflow.log_metrics({k: float(v) for k, v in spec.metrics.items() if v is not None})
             info = mlflow.pytorch.log_model(spec.model, name="model", registered_model_name=self.model_name,
                                             input_example=spec.input_example)

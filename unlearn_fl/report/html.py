@@ -164,7 +164,8 @@ def render_html(r: ForgettingReport) -> str:
     if r.cost:
         c = r.cost
         parts.append(_table("Cost", [("unlearning seconds", c.unlearn_seconds), ("retraining seconds", c.retrain_seconds),
-                                     ("speed-up (retrain / unlearn)", c.speedup), ("unlearning rounds", c.unlearn_rounds), ("retrain rounds", c.retrain_rounds)]))
+                                     ("speed-up (retrain / unlearn)", c.speedup), ("unlearning rounds", c.unlearn_rounds), ("retrain rounds", c.retrain_rounds),
+                                     ("forget-set monitoring seconds (not in unlearning seconds)", c.monitor_seconds)]))
     if r.feature:
         f = r.feature
         parts.append(_table("Feature unlearning", [("sensitive attribute", f.sensitive), ("method", f.method), ("t", f.t),

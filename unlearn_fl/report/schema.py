@@ -145,6 +145,9 @@ class CostBlock(_Block):
     unlearn_rounds: int | None = None
     retrain_rounds: int | None = None
     train_seconds: float | None = None
+    monitor_seconds: float | None = Field(
+        None, description="Per-round forget-set evaluation during unlearning; not counted in unlearn_seconds."
+    )
 
 
 class ParetoPoint(_Block):
@@ -178,6 +181,8 @@ class RoundLog(_Block):
     test_acc: float | None = None
     test_loss: float | None = None
     criterion_mi: float | None = None
+    forget_acc: float | None = None
+    forget_loss: float | None = None
     n_clients: int | None = None
 
 

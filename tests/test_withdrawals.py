@@ -59,10 +59,17 @@ def test_each_withdrawal_is_a_child_of_the_previous_version(successive):
 def test_production_alias_follows_passed_versions_only(successive):
     rows = successive["rows"]
     prod = [r["version"] for r in rows if "production" in r["aliases"]]
-    assert len(prod) == 1
-    unlearned = [r for r in rows if r["kind"] == "unlearned"]
-    if all(r["verdict"] == "passed" for r in unlearned):
-        assert prod == ["6"]
+    # Replay the on-pass policy: a trained root or a trained child of the production version takes
+    # the alias; an unlearned version takes it only with a passed verdict.
+    expected = None
+    for r in rows:
+        if r["kind"] == "trained" and (r["parent_version"] == "" or r["parent_version"] == expected):
+            expected = r["version"]
+        elif r["kind"] == "unlearned" and r["verdict"] == "passed":
+            expected = r["version"]
+    assert prod == [expected]
+    candidates = [r["version"] for r in rows if "candidate" in r["aliases"]]
+    assert all(r["verdict"] != "passed" for r in rows if r["version"] in candidates)
 
 
 def test_queue_records_the_applied_version_and_ignores_the_duplicate(successive):

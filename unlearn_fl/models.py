@@ -128,16 +128,6 @@ def evaluate(model: nn.Module, data: Split) -> tuple[float, float]:
     return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
 
 
-def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def clone_model(model: MLP) -> MLP:
-    m = MLP(model.n_features, model.n_classes, model.hidden)
-    m.load_state_dict(model.state_dict())
-    return m
-
-
 class Standardized(nn.Module):
     """A model with its input scaling inside, as it is registered: it takes raw feature rows."""
 

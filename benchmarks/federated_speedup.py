@@ -20,15 +20,15 @@ from pathlib import Path
 
 from unlearn_fl.cli import _quiet_logs, run_simulation_job
 from unlearn_fl.config import RunConfig, WithdrawalPlan
+from unlearn_fl.data import DataSpec
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def one(rounds: int, seed: int, method: str, clients: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
-        cfg = RunConfig(rounds=rounds, seed=seed, method=method, withdrawals=[WithdrawalPlan(client_ids=(0,))],
-                        tracking_uri=f"sqlite:///{d}/m.db", out=Path(d) / "out")
-        cfg.data = cfg.data.model_copy(update={"num_clients": clients, "seed": seed})
+        cfg = RunConfig(data=DataSpec(num_clients=clients, seed=seed), rounds=rounds, seed=seed, method=method,
+                        withdrawals=[WithdrawalPlan(client_ids=(0,))], tracking_uri=f"sqlite:///{d}/m.db", out=Path(d) / "out")
         r = run_simulation_job(cfg)["reports"][0]
     return {"rounds": rounds, "seed": seed, "method": method, "unlearn_s": r.cost.unlearn_seconds,
             "retrain_s": r.cost.retrain_seconds, "speedup": r.cost.speedup, "unlearn_rounds": r.cost.unlearn_rounds,

@@ -16,8 +16,8 @@ from flwr.app import ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 from threadpoolctl import threadpool_limits
 
-from server.workflow import Federation
-from unlearn_fl.config import RunConfig
+from unlearn_fl.engine.federation import Federation
+from unlearn_fl.config import UnlearningSettings
 from unlearn_fl.data import DataSpec, federation
 from unlearn_fl.engine.feature_exchange import sensitive_index, summary_from_json
 from unlearn_fl.engine.protocol import CONFIG, METRICS, encode_spec
@@ -29,7 +29,7 @@ from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock,
 
 def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: str = "gaussian", t: float = 1.0,
                            grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0) -> ForgettingReport:
-    fed = Federation(grid, RunConfig(data=spec, reference=False, seed=seed))
+    fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=seed))
     fed.discover()
     j = sensitive_index(spec, sensitive)
     base = {**encode_spec(spec), "sensitive": sensitive, "method": method, "seed": seed}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import logging
 import os
 import sys
@@ -48,6 +49,12 @@ def _add_simulate(sub) -> None:
     p.add_argument("--local-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--hidden", default="64", help="hidden layer sizes, e.g. 64 or 128,64")
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="mlp, or cnn (images: the digits as 8x8 images)")
+    p.add_argument("--site-files", default=None, metavar="A;B;...",
+                   help="one data file per simulated site (CSV, .npz or image folder), ';'-separated: the server then holds no client data")
+    p.add_argument("--classes", default="", help="label names in order, for site files with text labels, e.g. no,yes")
+    p.add_argument("--records", default=None, metavar="IDS.txt",
+                   help="record-level withdrawal: the ids (one per line) of the rows the --withdraw site erases")
     p.add_argument("--withdraw", action="append", default=None, metavar="IDS[@ROUND]",
                    help="clients that withdraw, e.g. 0 or 0,3 or 1@3 (after round 3); repeat for successive withdrawals (default: 0)")
     p.add_argument("--forget-fraction", type=float, default=1.0, help="share of those clients' data to forget, in (0,1]")
@@ -98,13 +105,21 @@ def _simulate_config(a):
         method_config = json.loads(a.method_config)
     except json.JSONDecodeError as e:
         raise UsageError(f"--method-config is not valid JSON ({e.msg}); e.g. '{{\"gamma\": 4}}'") from None
+    files = tuple(f for f in (a.site_files or "").split(";") if f.strip())
     try:
-        spec = DataSpec(dataset=a.dataset, target=a.target, num_clients=a.clients, partition=a.partition, alpha=a.alpha,
-                        holdout_fraction=a.holdout_fraction, seed=a.seed)
+        spec = DataSpec(dataset=a.dataset, target=a.target, num_clients=len(files) or a.clients, partition=a.partition,
+                        alpha=a.alpha, holdout_fraction=a.holdout_fraction, seed=a.seed)
+        out = Path(a.out).resolve()
+        a._erasure = None
+        records = _record_plan(a, plans, files, out) if a.records else None
+        if records is not None:
+            plans = [p.model_copy(update={"records": records}) for p in plans]
         cfg = RunConfig(data=spec, rounds=a.rounds, local_epochs=a.local_epochs, lr=a.lr, hidden=parse_hidden(a.hidden),
+                        model=a.model, site_files=tuple(str(Path(f).resolve()) for f in files),
+                        sites_dir=(out / "sites") if (a.records or files) else None, standardize_inputs=bool(files),
                         withdrawals=plans, method=a.method, method_config=method_config, unlearn_rounds=a.unlearn_rounds,
-                        reference=not a.no_reference, model_name=a.model_name, tracking_uri=a.tracking_uri,
-                        out=Path(a.out), seed=a.seed, promote=a.promote, inject_failure=failing,
+                        reference=not a.no_reference, model_name=a.model_name, tracking_uri=_absolute_uri(a.tracking_uri),
+                        out=out, seed=a.seed, promote=a.promote, inject_failure=failing,
                         strategy=a.strategy, proximal_mu=a.proximal_mu, checkpoint_every=a.checkpoint_every,
                         requests_dir=Path(a.requests_dir) if a.requests_dir else None,
                         dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
@@ -114,13 +129,80 @@ def _simulate_config(a):
     except ValueError as e:
         raise UsageError(str(e)) from None
     try:
-        from unlearn_fl.data import federation
+        if files:
+            from unlearn_fl.sites import SiteError, load_site
 
-        load_table(spec.dataset, spec.target)
-        federation(spec)
+            for f in files:
+                try:
+                    load_site(f, target=a.target or "label", classes=a.classes or None, holdout_fraction=a.holdout_fraction)
+                except SiteError as e:
+                    raise UsageError(str(e)) from None
+        else:
+            from unlearn_fl.data import federation
+
+            load_table(spec.dataset, spec.target)
+            federation(spec)
+        if a.model == "cnn":
+            from unlearn_fl.apps import make_model
+
+            shape = (load_table(spec.dataset, spec.target).X.shape[1],) if not files else \
+                load_site(files[0], target=a.target or "label", classes=a.classes or None).input_shape
+            make_model("cnn", shape, 2)
     except DataError as e:
         raise UsageError(str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     return cfg
+
+
+def _absolute_uri(uri: str) -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db: the ServerApp runs in another folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def _record_plan(a, plans, files, out: Path):
+    """Record the ids of a record-level withdrawal in the site's own erasure store; the plan keeps count + digest.
+
+    Checked up front against the site's data (exit 2 when an id is unknown, duplicated, a holdout row,
+    or the file is empty): this runs where the site's data is, as a site operator would.
+    """
+    import secrets
+
+    import numpy as np
+
+    from unlearn_fl.config import RecordScope
+    from unlearn_fl.requests import WithdrawalRequest
+    from unlearn_fl.sites import ErasureStore, SiteData, SiteError, load_site, read_id_file, resolve_records
+
+    if len(plans) != 1 or len(plans[0].client_ids) != 1:
+        raise UsageError("--records names rows of one site: give exactly one --withdraw with one client id")
+    k = plans[0].client_ids[0]
+    try:
+        ids = read_id_file(a.records)
+        if files:
+            if not 0 <= k < len(files):
+                raise UsageError(f"--withdraw {k}: there are {len(files)} site files (sites 0..{len(files) - 1})")
+            site = load_site(files[k], target=a.target or "label", classes=a.classes or None, holdout_fraction=a.holdout_fraction)
+        else:
+            from unlearn_fl.apps import local_data
+
+            rc = {"dataset": a.dataset, "target": a.target or "", "num-clients": a.clients, "partition": a.partition,
+                  "alpha": a.alpha, "holdout-fraction": a.holdout_fraction, "seed": a.seed}
+            d = local_data(rc, {"partition-id": k, "num-partitions": a.clients})
+            site = SiteData(d.train, d.holdout, np.asarray(d.record_ids), np.asarray(d.holdout_ids), None)
+        resolve_records(site, ids)
+    except SiteError as e:
+        raise UsageError(f"--records {a.records}: {e}") from None
+    salt = secrets.token_hex(16)
+    store = ErasureStore(out / "sites" / f"site-{k}" / "erasures")
+    from unlearn_fl.sites import records_digest
+
+    scope = RecordScope(count=len(ids), digest=records_digest(ids, salt))
+    rid = WithdrawalRequest(client_ids=(k,), fraction=plans[0].fraction, records=scope, salt=f"seed={a.seed};plan=0").request_id
+    a._erasure = (store, rid, ids, salt)  # written once every input is valid (cmd_simulate)
+    return scope
 
 
 def _quiet_logs() -> None:
@@ -138,22 +220,88 @@ def _quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run_simulation_job(cfg, progress=None, strategy=None) -> dict:
-    """Run `cfg` on Flower's simulation engine; returns {"reports": [...], "aborts": [...]} (raises what the server raised)."""
-    from flwr.simulation import run_simulation
+APP_DIR = Path(__file__).resolve().parents[1]
+"""The Flower app (pyproject.toml with [tool.flwr.app]) that `simulate` runs: this project's own."""
 
-    from client.client_app import app as client_app
-    from server.server_app import make_server_app
+_PROGRESS = re.compile(r"unlearn-fl progress (\w+) (\d+) (\d+)")
 
-    result: dict = {}
-    server_app = make_server_app(cfg, strategy=strategy, progress=progress, result=result, quiet=True)
-    backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": min(2, os.cpu_count() or 1)}}
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=cfg.data.num_clients, backend_config=backend)
-    if "error" in result:
-        raise result["error"]
-    if "reports" not in result:
-        raise RuntimeError("the simulation ended without a result (see the Flower log above)")
-    return result
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_simulation_job(cfg, progress=None, app_dir: Path | None = None) -> dict:
+    """Run `cfg` with `flwr run` on Flower's local simulation engine (the supported entry point).
+
+    The run config is written as a TOML file of overrides; the ServerApp's progress lines are
+    read from the streamed log; the results are read back from `cfg.out`. Returns
+    {"reports": [ForgettingReport, ...], "aborts": [(request id, reason), ...]}; raises
+    RuntimeError with the log's tail when the run did not finish.
+    """
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    from unlearn_fl.apps import to_run_config
+    from unlearn_fl.report.schema import ForgettingReport
+
+    app_dir = Path(app_dir or APP_DIR)
+    out = Path(cfg.out)
+    summary_file = out / "run-summary.json"
+    summary_file.unlink(missing_ok=True)
+    flwr = shutil.which("flwr", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if flwr is None:
+        raise RuntimeError("the `flwr` command is not installed: pip install 'flwr[simulation]'")
+    with tempfile.TemporaryDirectory(prefix="unlearn-fl-") as tmp:
+        overrides = Path(tmp) / "run-config.toml"
+        overrides.write_text("".join(f"{json.dumps(k)} = {_toml_value(v)}\n" for k, v in to_run_config(cfg).items()))
+        env = {**os.environ, "FLWR_HOME": str(Path(tmp) / "flwr-home"), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore",
+               # A SuperLink of this run's own (flwr's local one listens on fixed ports otherwise).
+               "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port())}
+        cmd = [flwr, "run", str(app_dir), "--run-config", str(overrides),
+               "--federation-config", f"num-supernodes={cfg.num_clients}", "--stream"]
+        tail: list[str] = []
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp,
+                                start_new_session=True)
+        try:
+            for line in proc.stdout:
+                m = _PROGRESS.search(line)
+                if m:
+                    if progress is not None:
+                        progress(m.group(1), int(m.group(2)), int(m.group(3)))
+                    continue
+                tail = (tail + [line.rstrip()])[-60:]
+            proc.wait()
+        finally:
+            # `flwr run` starts a local SuperLink that outlives it: stop every process of this run's Flower home.
+            for pid_line in subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout.split():
+                try:
+                    os.kill(int(pid_line), signal.SIGKILL)
+                except (ProcessLookupError, ValueError, PermissionError):
+                    pass
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    if not summary_file.exists():
+        errors = [x for x in tail if "Error" in x or "error" in x or "Exception" in x] or tail[-10:]
+        raise RuntimeError("the federation did not finish: " + " | ".join(x.strip() for x in errors[-5:]))
+    summary = json.loads(summary_file.read_text())
+    reports = [ForgettingReport.model_validate_json((out / rid / "forgetting_report.json").read_text()) for rid in summary["reports"]]
+    return {"reports": reports, "aborts": [(x["request_id"], x["reason"]) for x in summary["aborts"]], "summary": summary}
 
 
 def _summary(report) -> None:
@@ -188,15 +336,22 @@ def _summary(report) -> None:
 
 def cmd_simulate(a) -> int:
     try:
-        cfg = _simulate_config(a)
         from unlearn_fl.tracking import TrackingError, check_tracking_uri
 
+        try:
+            check_tracking_uri(a.tracking_uri)
+        except TrackingError as e:
+            raise UsageError(str(e)) from None
+        cfg = _simulate_config(a)
         try:
             check_tracking_uri(cfg.tracking_uri)
         except TrackingError as e:
             raise UsageError(str(e)) from None
     except UsageError as e:
         return _fail(str(e))
+    if getattr(a, "_erasure", None):
+        store, rid, ids, salt = a._erasure
+        store.put(rid, ids, salt)
     _quiet_logs()
     progress = None
     prog_ctx = None

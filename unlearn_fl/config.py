@@ -1,8 +1,15 @@
-"""Run configuration of a simulated federation with a withdrawal (pydantic, validated up front)."""
+"""Settings of a federation with withdrawals (pydantic, validated up front).
+
+`UnlearningSettings` is what the server side needs and nothing more: it holds no data and
+no model, so it serves any Flower app (`engine.strategy.UnlearningStrategy`).
+`RunConfig` adds what the project's own app needs to make the data and the model
+(`unlearn-fl simulate`, `flwr run .`): a data spec or per-site files, and the architecture.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,8 +47,20 @@ class DPSettings(BaseModel):
         return self.central_noise_multiplier > 0
 
 
+class RecordScope(BaseModel):
+    """A record-level erasure as the server knows it: how many rows, and a salted digest of their ids.
+
+    The ids themselves stay at the site (`sites.ErasureStore`); they never reach the server.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=1)
+    digest: str = Field(min_length=16)
+
+
 class WithdrawalPlan(BaseModel):
-    """A withdrawal planned for a simulated run: which clients, how much, after which training round."""
+    """A withdrawal planned for a run: which clients, how much, after which training round."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +68,7 @@ class WithdrawalPlan(BaseModel):
     fraction: float = 1.0
     at_round: int | None = Field(None, ge=1, description="After this training round; None: after the last one.")
     reason: str | None = None
+    records: RecordScope | None = Field(None, description="Record-level erasure (one client): count and digest only.")
 
     @classmethod
     def parse(cls, text: str, fraction: float = 1.0, reason: str | None = None) -> "WithdrawalPlan":
@@ -63,19 +83,29 @@ class WithdrawalPlan(BaseModel):
             raise ValueError(f"--withdraw {text!r} names no client: give at least one client id, e.g. --withdraw 0")
         return cls(client_ids=clients, fraction=fraction, at_round=at_round, reason=reason)
 
+    @model_validator(mode="after")
+    def _records_one_client(self) -> "WithdrawalPlan":
+        if self.records is not None and len(self.client_ids) != 1:
+            raise ValueError(f"a record-level withdrawal names one site, got clients {list(self.client_ids)}")
+        return self
 
-class RunConfig(BaseModel):
-    """Everything `unlearn-fl simulate` (and the ServerApp) needs; identical run -> identical figures."""
+
+class UnlearningSettings(BaseModel):
+    """What the server side of a federation with withdrawals needs: no data, no model.
+
+    Training hyper-parameters travel to the clients in every train message; `rounds`,
+    `lr`, `local_epochs` and `batch_size` are overridden by `UnlearningStrategy.start`'s
+    `num_rounds` and `train_config` when a user app gives them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    data: DataSpec = Field(default_factory=DataSpec)
+    num_clients: int = Field(5, ge=1, le=10_000, description="Sites expected to connect (their partition ids are 0..N-1).")
     rounds: int = Field(5, ge=1, le=1000)
     local_epochs: int = Field(2, ge=1, le=100)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-3, gt=0)
-    hidden: tuple[int, ...] = (64,)
-    withdrawals: list[WithdrawalPlan] = Field(default_factory=lambda: [WithdrawalPlan(client_ids=(0,))])
+    withdrawals: list[WithdrawalPlan] = Field(default_factory=list)
     requests_dir: Path | None = Field(None, description="Folder of withdrawal requests the server polls after every round.")
     method: str = "marginal"
     method_config: dict = Field(default_factory=dict)
@@ -95,12 +125,14 @@ class RunConfig(BaseModel):
     checkpoint_every: int | None = Field(None, ge=1, description="Also register the trained model every K rounds.")
     strategy: str = Field("fedavg", pattern="^(fedavg|fedprox|fedavgm|fedadam)$", description="The Flower strategy that aggregates.")
     proximal_mu: float = Field(0.01, ge=0, description="FedProx proximal term weight μ.")
+    standardize_inputs: bool = Field(
+        False, description="Fit a feature scaler from the sites' declared sums (count, Σx, Σx²) and apply it everywhere.")
     audit: AuditSettings = Field(default_factory=AuditSettings)
     dp: DPSettings = Field(default_factory=DPSettings)
 
     @model_validator(mode="after")
-    def _check(self) -> "RunConfig":
-        n = self.data.num_clients
+    def _check(self) -> "UnlearningSettings":
+        n = self.num_clients
         fully_gone: set[int] = set()
         for plan in self.withdrawals:
             bad = [c for c in plan.client_ids if not 0 <= c < n]
@@ -112,7 +144,7 @@ class RunConfig(BaseModel):
                 raise ValueError(f"--forget-fraction {plan.fraction} is outside (0, 1]; use e.g. 0.5")
             if plan.at_round is not None and plan.at_round > self.rounds:
                 raise ValueError(f"--withdraw ...@{plan.at_round}: the run has only {self.rounds} rounds")
-            if plan.fraction == 1.0:
+            if plan.fraction == 1.0 and plan.records is None:
                 fully_gone |= set(plan.client_ids)
         if len(fully_gone) >= n:
             raise ValueError("every client would withdraw all its data: nothing would be left to train on")
@@ -124,3 +156,46 @@ class RunConfig(BaseModel):
     def schedule(self) -> list[WithdrawalPlan]:
         """Planned withdrawals in the order they happen (unplanned rounds: after the last round)."""
         return sorted(self.withdrawals, key=lambda p: p.at_round or self.rounds)
+
+
+ModelKind = Literal["mlp", "cnn"]
+
+
+class RunConfig(UnlearningSettings):
+    """The project's own app (`unlearn-fl simulate`, `flwr run .`): settings + how data and model are made.
+
+    Data is either a bundled data set / CSV partitioned by `data` (simulation), or one
+    file per site (`site_files` in simulation, `data-path` in each SuperNode's node config).
+    With per-site files the server holds no client data: evaluation is federated.
+    """
+
+    data: DataSpec = Field(default_factory=DataSpec)
+    site_files: tuple[str, ...] = Field((), description="One data file per simulated site (CSV, .npz or image folder).")
+    sites_dir: Path | None = Field(None, description="Site-local folders (erasure stores) of simulated sites.")
+    model: ModelKind = Field("mlp", description="mlp for tables, cnn for images (the digits as 8x8 images with --dataset digits).")
+    hidden: tuple[int, ...] = (64,)
+    withdrawals: list[WithdrawalPlan] = Field(default_factory=lambda: [WithdrawalPlan(client_ids=(0,))])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clients_from_data(cls, values):
+        if isinstance(values, dict):
+            data = values.get("data")
+            n = data.num_clients if isinstance(data, DataSpec) else (data or {}).get("num_clients") if isinstance(data, dict) else None
+            files = values.get("site_files") or ()
+            if files:
+                values = {**values, "num_clients": len(files)}
+            elif n is not None and "num_clients" not in values:
+                values = {**values, "num_clients": n}
+        return values
+
+    @model_validator(mode="after")
+    def _data_matches(self) -> "RunConfig":
+        if not self.site_files and self.data.num_clients != self.num_clients:
+            self.data = self.data.model_copy(update={"num_clients": self.num_clients})
+        return self
+
+    @property
+    def server_has_data(self) -> bool:
+        """True when the server holds a test split of its own (bundled or CSV data it partitions)."""
+        return not self.site_files

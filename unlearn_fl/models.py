@@ -1,4 +1,9 @@
-"""Small torch models and the train / evaluate helpers every party uses."""
+"""Small torch models and the train / evaluate helpers every party uses.
+
+Every helper takes any `nn.Module` classifier: input rows of any shape (N, ...), output
+logits (N, C). The project's own architectures are `MLP` (tables) and `cnn.SmallCNN`
+(images); a user's app brings its own through a model factory.
+"""
 
 from __future__ import annotations
 
@@ -64,10 +69,43 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]
 
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(model, x, y) -> scalar loss: what the training loops call."""
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(logits (N, C), labels (N,)) -> scalar loss, e.g. `nn.CrossEntropyLoss()`: what a user hands in."""
 
 
 def ce_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
+
+
+def as_loss_fn(criterion: Criterion | None) -> LossFn:
+    """A user's criterion(logits, y) as a LossFn; None is cross-entropy."""
+    if criterion is None:
+        return ce_loss
+    return lambda model, x, y: criterion(model(x), y)
+
+
+def reinitialized(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of `model` with fresh weights: every submodule's `reset_parameters()`, seeded.
+
+    Model-agnostic "from scratch" for any architecture built of standard layers (Linear,
+    Conv, norms, ...). Raises ValueError when a module has parameters of its own but no
+    `reset_parameters` (then pass a model factory instead).
+    """
+    import copy
+
+    fresh = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, m in fresh.named_modules():
+            own = list(m.parameters(recurse=False))
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+            elif own:
+                raise ValueError(f"layer {name or type(m).__name__!r} has parameters but no reset_parameters(): "
+                                 "give a model factory so a fresh model can be made")
+    return fresh
 
 
 def train_epochs(

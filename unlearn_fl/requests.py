@@ -8,7 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from unlearn_fl.config import RecordScope
 
 
 class WithdrawalRequest(BaseModel):
@@ -24,7 +26,20 @@ class WithdrawalRequest(BaseModel):
     fraction: float = Field(1.0, description="Share of each client's training rows to forget, in (0, 1].")
     reason: str | None = None
     salt: str = Field("", description="Distinguishes two genuinely different requests with the same content.")
+    records: RecordScope | None = Field(
+        None, description="Record-level erasure at one site: the count and salted digest of the named ids (the ids stay at the site).")
     submitted_at: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @model_validator(mode="after")
+    def _records_one_site(self) -> "WithdrawalRequest":
+        if self.records is not None and len(self.client_ids) != 1:
+            raise ValueError(f"a record-level request names exactly one site, got {list(self.client_ids)}")
+        return self
+
+    @property
+    def scope(self) -> str:
+        """client (whole sites), fraction (a share of their rows) or records (rows named at the site)."""
+        return "records" if self.records is not None else ("client" if self.fraction >= 1.0 else "fraction")
 
     @field_validator("client_ids")
     @classmethod
@@ -44,7 +59,10 @@ class WithdrawalRequest(BaseModel):
 
     @property
     def request_id(self) -> str:
-        body = json.dumps({"clients": list(self.client_ids), "fraction": self.fraction, "salt": self.salt}, sort_keys=True)
+        content = {"clients": list(self.client_ids), "fraction": self.fraction, "salt": self.salt}
+        if self.records is not None:
+            content["records"] = self.records.digest
+        body = json.dumps(content, sort_keys=True)
         return "wr-" + hashlib.sha256(body.encode()).hexdigest()[:12]
 
 

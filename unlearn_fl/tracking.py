@@ -110,6 +110,10 @@ class Tracker:
         self.last_version: str | None = None
 
     def __enter__(self) -> "Tracker":
+        if self.uri.startswith("sqlite:///") and self.client.get_experiment_by_name(self.model_name) is None:
+            # Artifacts beside the store, not in whatever folder the ServerApp process runs in.
+            store = Path(self.uri[len("sqlite:///"):]).resolve()
+            self.client.create_experiment(self.model_name, artifact_location=(store.parent / "mlruns").as_uri())
         self.mlflow.set_experiment(self.model_name)
         self._run = self.mlflow.start_run(run_name=self.run_name)
         self.mlflow.set_tag(TAG + "kind", "federation")

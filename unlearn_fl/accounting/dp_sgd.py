@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from unlearn_fl.accounting.accountant import AccountantName, _check_accountant, _check_delta, block_from_history
+from unlearn_fl.accounting.validation import require_dp_compatible
 from unlearn_fl.report.schema import AccountingBlock
 
 __all__ = ["make_dp_sgd", "dp_train_epochs", "spent"]
@@ -46,8 +47,14 @@ def make_dp_sgd(
     to `max_grad_norm` and adds noise `noise_multiplier · max_grad_norm`, the
     loader samples each example with probability 1/len(data_loader) per step.
     Train with the returned objects only: anything else voids the guarantee.
-    The model must be Opacus-compatible (e.g. no BatchNorm; see
-    `opacus.validators.ModuleValidator`).
+
+    The model must already be Opacus-compatible: raises
+    `unlearn_fl.accounting.validation.DPModelError` (one line naming the
+    layer, e.g. a BatchNorm) otherwise, before wrapping anything. It does not
+    fix the model itself: fixing replaces layers and renames parameters, so
+    the caller that owns the model factory must apply
+    `unlearn_fl.accounting.validation.dp_compatible` to it, identically on the
+    server and on every client.
     """
     _check_accountant(accountant)
     if not noise_multiplier > 0:
@@ -56,6 +63,7 @@ def make_dp_sgd(
         raise ValueError(f"max_grad_norm (clipping norm) must be > 0, got {max_grad_norm}")
     if secure_mode and seed is not None:
         raise ValueError("secure_mode draws noise from a cryptographic source and forbids a seed; pass seed=None")
+    require_dp_compatible(model)
     engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
     noise_generator = torch.Generator().manual_seed(seed) if seed is not None else None
     dp_model, dp_optimizer, dp_loader = engine.make_private(

@@ -1,8 +1,8 @@
 """A client's side of the protocol, on its own data only (no Flower types here).
 
-`client/client_app.py` decodes Flower messages and calls these functions; they load
-the client's shard, apply its withdrawals (rows under a withdrawal are never trained
-on again), run the local step and return arrays plus aggregate metrics.
+`engine/client.py` (the handler any ClientApp registers) decodes Flower messages and
+calls these functions on the site's retained rows and forget set; they run the local
+step on any `nn.Module` classifier (logits out) and return aggregate metrics only.
 """
 
 from __future__ import annotations
@@ -10,49 +10,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unlearn_fl.data import ClientData, DataSpec, Split, client_data, forget_mask
-from unlearn_fl.engine.protocol import Withdrawals
+from torch import nn
+
+from unlearn_fl.data import Split
 from unlearn_fl.methods import get_method
 from unlearn_fl.methods.criterion import mean_statistic
 from unlearn_fl.methods.loop import run_unlearning
-from unlearn_fl.models import MLP, ce_loss, evaluate, per_example_loss, train_epochs
+from unlearn_fl.models import Criterion, LossFn, as_loss_fn, evaluate, per_example_loss, train_epochs
 
 torch.set_num_threads(1)
 
 
-def local_views(spec: DataSpec, client_id: int, withdrawals: Withdrawals, active_request: str = "") -> tuple[ClientData, Split, Split]:
-    """(the client's data, its retained rows, the rows the active request forgets).
-
-    Rows under any withdrawal so far are never trained on again. The rows to forget are those
-    of the active request that no earlier request had already removed.
-    """
-    cd = client_data(spec, client_id)
-    n = len(cd.train)
-    gone = np.zeros(n, dtype=bool)
-    now = np.zeros(n, dtype=bool)
-    for w in withdrawals.get(client_id, []):
-        m = forget_mask(n, w.fraction, w.request_id)
-        if w.request_id == active_request:
-            now |= m & ~gone
-        gone |= m
-    return cd, cd.train.subset(np.where(~gone)[0]), cd.train.subset(np.where(now)[0])
-
-
-def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size: int, seed: int,
-                dp_noise: float = 0.0, dp_clip: float = 1.0, proximal_mu: float = 0.0) -> dict:
+def local_train(model: nn.Module, retained: Split, epochs: int, lr: float, batch_size: int, seed: int,
+                dp_noise: float = 0.0, dp_clip: float = 1.0, proximal_mu: float = 0.0,
+                criterion: Criterion | None = None) -> dict:
     """Local epochs on retained rows; with dp_noise > 0, DP-SGD through Opacus (Poisson sampling).
 
     With DP the reply carries the steps taken and the sample rate, so the server can account
     every client's privacy loss exactly (accounting/accountant.py).
     """
+    base: LossFn = as_loss_fn(criterion)
     if dp_noise <= 0:
-        loss_fn = ce_loss
+        loss_fn = base
         if proximal_mu > 0:  # FedProx (Li et al. 2020): + μ/2 ‖w − w_global‖²
             anchor = [p.detach().clone() for p in model.parameters()]
 
             def loss_fn(m, x, y):
                 prox = sum(((p - a) ** 2).sum() for p, a in zip(m.parameters(), anchor))
-                return ce_loss(m, x, y) + 0.5 * proximal_mu * prox
+                return base(m, x, y) + 0.5 * proximal_mu * prox
 
         loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed, loss_fn=loss_fn)
         return {"num-examples": len(retained), "train-loss": loss}
@@ -65,22 +50,23 @@ def local_train(model: MLP, retained: Split, epochs: int, lr: float, batch_size:
     loader = DataLoader(TensorDataset(X, y), batch_size=min(batch_size, len(retained)))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     dp_model, dp_opt, dp_loader, engine = make_dp_sgd(model, opt, loader, dp_noise, dp_clip, seed=seed)
-    history = dp_train_epochs(dp_model, dp_opt, dp_loader, epochs)
+    history = dp_train_epochs(dp_model, dp_opt, dp_loader, epochs, criterion=criterion)
     steps = int(sum(n for _, _, n in engine.accountant.history))
     return {"num-examples": len(retained), "train-loss": float(history[-1]) if history else float("nan"),
             "dp-steps": steps, "dp-sample-rate": 1.0 / len(dp_loader)}
 
 
 def local_unlearn(
-    model: MLP,
-    cd: ClientData,
+    model: nn.Module,
+    holdout: Split,
     retained: Split,
     forgotten: Split,
     method_name: str,
     method_config: dict,
     reference_mean: list[float] | None,
     seed: int,
-) -> tuple[MLP, dict]:
+    criterion: Criterion | None = None,
+) -> tuple[nn.Module, dict]:
     """The method's local unlearning step (method-notes §3.4).
 
     A forget-holder runs the forget term on its forgotten rows (plus cross-entropy on any rows
@@ -90,7 +76,7 @@ def local_unlearn(
     method = get_method(method_name)
     cfg = method.make_config(**{**method_config, "seed": seed})
     ref = None if reference_mean is None else np.asarray(reference_mean, dtype=np.float32)
-    result = run_unlearning(method, model, retained, forgotten, cd.holdout, cfg, reference_mean=ref)
+    result = run_unlearning(method, model, retained, forgotten, holdout, cfg, reference_mean=ref, criterion=criterion)
     # Same keys from every client: Flower's aggregation requires it.
     metrics = {
         "num-examples": max(1, len(retained) + (len(forgotten) if method.uses_forget else 0)),
@@ -103,17 +89,21 @@ def local_unlearn(
     return result.model, metrics
 
 
-def local_stats(model: MLP, retained: Split, statistic: str) -> dict:
+def local_stats(model: nn.Module, retained: Split, statistic: str) -> dict:
     """Mean output statistic and count over retained rows: an aggregate, not data."""
     if len(retained) == 0:
         return {"count": 0}
     return {"count": len(retained), "mean": mean_statistic(model, retained, statistic).tolist()}
 
 
-def local_evaluate(model: MLP, retained: Split, forgotten: Split) -> dict:
-    """Correct counts and summed losses, so the server can pool exact accuracies."""
+def local_evaluate(model: nn.Module, retained: Split, forgotten: Split, holdout: Split | None = None) -> dict:
+    """Correct counts and summed losses, so the server can pool exact accuracies.
+
+    The holdout figures serve as the federation's test figures when the server holds no data.
+    """
     out: dict = {"num-examples": len(retained)}
-    for name, split in (("retain", retained), ("forget", forgotten)):
+    groups = [("retain", retained), ("forget", forgotten)] + ([("holdout", holdout)] if holdout is not None else [])
+    for name, split in groups:
         if len(split):
             acc, loss = evaluate(model, split)
             out[f"{name}-correct"] = acc * len(split)
@@ -122,12 +112,12 @@ def local_evaluate(model: MLP, retained: Split, forgotten: Split) -> dict:
     return out
 
 
-def local_losses(model: MLP, cd: ClientData, forgotten: Split) -> tuple[np.ndarray, np.ndarray]:
+def local_losses(model: nn.Module, holdout: Split, forgotten: Split) -> tuple[np.ndarray, np.ndarray]:
     """Per-example losses of the forgotten rows (members) and the local holdout (non-members).
 
     They stay on the client: the audit is computed here and only its summary is returned.
     """
-    return per_example_loss(model, forgotten), per_example_loss(model, cd.holdout)
+    return per_example_loss(model, forgotten), per_example_loss(model, holdout)
 
 
 HIST_BINS = 40
@@ -165,8 +155,8 @@ def label_matched(losses: np.ndarray, labels: np.ndarray, target_labels: np.ndar
 
 
 def local_audit(
-    model: MLP,
-    cd: ClientData,
+    model: nn.Module,
+    holdout: Split,
     forgotten: Split,
     extra_nonmember_losses: np.ndarray,
     extra_nonmember_labels: np.ndarray,
@@ -189,10 +179,10 @@ def local_audit(
     from unlearn_fl.methods.criterion import marginal_mi_from_means
     from unlearn_fl.report.schema import ModelAudit
 
-    members, holdout = local_losses(model, cd, forgotten)
+    members, holdout_losses = local_losses(model, holdout, forgotten)
     extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),
                           np.asarray(extra_nonmember_labels, dtype=np.int64), forgotten.y, seed)
-    nonmembers = np.concatenate([holdout, extra])
+    nonmembers = np.concatenate([holdout_losses, extra])
     attack = loss_threshold_attack(members, nonmembers)
     eps = empirical_epsilon(-members, -nonmembers, delta=delta, confidence=confidence, seed=seed)
     crit = None

@@ -1,21 +1,23 @@
-"""What server and clients say to each other: message kinds and config keys.
+"""What server and clients say to each other: message types and config keys.
 
-Everything a client needs arrives in the message's ConfigRecord, so the same
-ClientApp runs under the simulation engine and the deployment engine. A client
-answers with model arrays and aggregate statistics only, never rows.
+Every message of the protocol uses Flower's own message types, with unlearn-fl's
+actions (`<category>.<action>`, routed by `ClientApp` to the handler registered for
+that action), so the protocol lives beside a user's own `train`/`evaluate`/`query`:
 
-Message kinds (Flower message types):
-- train  `phase=train`    local training on the client's retained data
-- train  `phase=unlearn`  the method's local unlearning step (role: forget-holder or retainer)
-- query  `task=hello`     the client's id (its partition id), so the server maps nodes to clients
-- query  `task=stats`     mean output statistic + count over retained data (method-notes §3.4)
-- query  `task=audit`     membership audit of the forget set, computed locally, summary returned
-- query  `task=count`     how many rows the active request forgets on this client
+- `train`                   local training on the site's retained rows (the wrapped strategy's rounds)
+- `train.unlearn`           the method's local unlearning step (forget-holder or retainer)
+- `evaluate.unlearn`        counts and summed losses on retained, forgotten and holdout rows
+- `query.unlearn_describe`  the site's id, input shape, class count and row counts
+- `query.unlearn_inputs`    count, Σx, Σx² per input feature (a declared aggregate, for a federated scaler)
+- `query.unlearn_count`     rows the active request forgets here, and a digest of them
+- `query.unlearn_stats`     mean output statistic + count over retained rows (method-notes §3.4)
+- `query.unlearn_audit`     membership audit of the forget set, computed at the site, summary returned
 
-`withdrawals` (every request applied so far) and `active-request` (the request being
-unlearned now) travel in the config; a client derives its retained rows and its rows
-to forget from them, deterministically.
-- evaluate                accuracy/loss counts on retained data and the forget set
+Everything a site needs arrives in the message's ConfigRecord: `withdrawals` (every
+request applied so far) and `active-request` (the one being unlearned now). A site
+derives its retained rows and its rows to forget from them, deterministically; for a
+record-level request it reads the ids from its own erasure store. A site answers with
+model arrays and aggregate statistics only, never rows, labels or record ids.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ from unlearn_fl.data import DataSpec
 ARRAYS = "arrays"
 CONFIG = "config"
 METRICS = "metrics"
+
+TRAIN = "train"
+UNLEARN = "train.unlearn"
+EVALUATE = "evaluate.unlearn"
+DESCRIBE = "query.unlearn_describe"
+INPUTS = "query.unlearn_inputs"
+COUNT = "query.unlearn_count"
+STATS = "query.unlearn_stats"
+AUDIT = "query.unlearn_audit"
 
 DATA_PREFIX = "data."
 
@@ -46,10 +57,16 @@ def decode_spec(config: dict) -> DataSpec:
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """One client's part of one withdrawal request: which request, how much of its data."""
+    """One site's part of one withdrawal request: which request, and how much of its data.
+
+    `records=True`: the rows are named by record id in the site's own erasure store
+    (`fraction` is then unused); otherwise a `fraction` of the site's training rows,
+    chosen deterministically from the request id (1.0: the whole site).
+    """
 
     request_id: str
     fraction: float
+    records: bool = False
 
 
 Withdrawals = dict[int, list[Withdrawal]]
@@ -57,10 +74,16 @@ Withdrawals = dict[int, list[Withdrawal]]
 
 
 def encode_withdrawals(w: Withdrawals) -> str:
-    return json.dumps({str(k): [{"request_id": x.request_id, "fraction": x.fraction} for x in v] for k, v in w.items()})
+    return json.dumps({str(k): [{"request_id": x.request_id, "fraction": x.fraction, "records": x.records} for x in v]
+                       for k, v in w.items()})
 
 
 def decode_withdrawals(text: str) -> Withdrawals:
     if not text:
         return {}
     return {int(k): [Withdrawal(**x) for x in v] for k, v in json.loads(text).items()}
+
+
+def fully_withdrawn(withdrawals: Withdrawals) -> set[int]:
+    """Sites that withdrew all their data."""
+    return {c for c, v in withdrawals.items() if any(w.fraction >= 1.0 and not w.records for w in v)}

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from unlearn_fl.data import Split
 from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig, UnlearnResult
-from unlearn_fl.models import batches, evaluate, make_model, tensors, train_epochs
+from unlearn_fl.models import Criterion, as_loss_fn, batches, evaluate, reinitialized, tensors, train_epochs
 
 
 @torch.no_grad()
@@ -62,15 +62,18 @@ def run_unlearning(
     holdout: Split,
     cfg: MethodConfig,
     reference_mean: np.ndarray | None = None,
+    criterion: Criterion | None = None,
 ) -> UnlearnResult:
     """Run `method` from `model` (copied) on local data; see the module docstring.
 
     reference_mean: the retain group's mean statistic when the retain data is elsewhere
     (a federated forget-holder with no retained rows); otherwise the retain batch is used.
+    criterion: the retain term's loss(logits, y) (the user's task loss); None is cross-entropy.
     """
+    loss_fn = as_loss_fn(criterion)
     if method.retrains:
-        fresh = make_model(model.n_features, model.n_classes, model.hidden, seed=cfg.seed)
-        train_epochs(fresh, retain, cfg.epochs, cfg.lr, cfg.batch_size, seed=cfg.seed)
+        fresh = reinitialized(model, seed=cfg.seed)
+        train_epochs(fresh, retain, cfg.epochs, cfg.lr, cfg.batch_size, seed=cfg.seed, loss_fn=loss_fn)
         return UnlearnResult(fresh, steps=cfg.epochs * -(-len(retain) // cfg.batch_size), stopped_because="retrained")
 
     model = copy.deepcopy(model)
@@ -102,7 +105,7 @@ def run_unlearning(
         loss = torch.zeros(())
         rb = next(r_iter)
         if rb is not None:
-            loss = loss + F.cross_entropy(model(Xr[rb]), yr[rb])
+            loss = loss + loss_fn(model, Xr[rb], yr[rb])
         fb = next(f_iter)
         if fb is not None:
             batch = ForgetBatch(

@@ -32,6 +32,10 @@ class RequestBlock(_Block):
     n_forget: int = Field(ge=0, description="Number of forgotten examples (rows for feature unlearning).")
     forget_fraction: float | None = None
     reason: str | None = None
+    scope: Literal["client", "fraction", "records", "feature"] | None = Field(
+        None, description="Whole sites, a fraction of their rows, or rows named by record id (at the site).")
+    records_digest: str | None = Field(
+        None, description="Record-level requests: salted sha256 of the named ids, computed at the site (never the ids).")
 
 
 class ModelBlock(_Block):
@@ -148,6 +152,8 @@ class CostBlock(_Block):
     monitor_seconds: float | None = Field(
         None, description="Per-round forget-set evaluation during unlearning; not counted in unlearn_seconds."
     )
+    unlearn_bytes: int | None = Field(None, description="Bytes of model arrays exchanged by the unlearning, both ways.")
+    retrain_bytes: int | None = Field(None, description="Bytes of model arrays exchanged by the retrain reference, both ways.")
 
 
 class ParetoPoint(_Block):

@@ -1,8 +1,9 @@
-"""The unlearning strategy: any Flower strategy, with withdrawn clients hidden from it.
+"""Any Flower strategy, with withdrawn sites hidden from it (the federation's inner loop).
 
-`UnlearningStrategy(base)` delegates sampling and aggregation to `base` (FedAvg by
+`WithdrawalFilter(base)` delegates sampling and aggregation to `base` (FedAvg by
 default; FedProx, FedAdam, ... work unchanged) but hands it a view of the Grid from
-which withdrawn nodes are removed, so a withdrawn client is never sampled again.
+which withdrawn nodes are removed, so a withdrawn site is never sampled again.
+The public, complete Flower strategy users wrap is `engine.server.UnlearningStrategy`.
 """
 
 from __future__ import annotations
@@ -50,11 +51,31 @@ def base_strategy(name: str, **kwargs) -> Strategy:
         raise ValueError(f"unknown strategy {name!r}: choose one of {', '.join(BASE_STRATEGIES)}") from None
 
 
-class UnlearningStrategy:
+class WithdrawalFilter:
     """Wraps a Flower strategy for rounds in which some nodes must not take part."""
 
-    def __init__(self, base: Strategy | None = None) -> None:
-        self.base = base if base is not None else default_base_strategy()
+    def __init__(self, base: Strategy | None = None, factory: Callable[[], Strategy] | None = None) -> None:
+        self.base = base if base is not None else (factory() if factory else default_base_strategy())
+        self._factory = factory
+
+    def fresh(self) -> "WithdrawalFilter":
+        """A filter around a fresh base strategy (for the retrain reference): stateful strategies such as
+        FedAdam must not carry the released model's optimiser state. Without a factory, a deep copy
+        of the base as it was given (before any round) is used."""
+        if self._factory is not None:
+            return WithdrawalFilter(self._factory(), self._factory)
+        if not hasattr(self, "_pristine"):
+            return self
+        import copy
+
+        return WithdrawalFilter(copy.deepcopy(self._pristine))
+
+    def keep_pristine(self) -> "WithdrawalFilter":
+        """Remember the base as it is now (before any round), for `fresh()`."""
+        import copy
+
+        self._pristine = copy.deepcopy(self.base)
+        return self
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, exclude: set[int] = frozenset()
@@ -65,4 +86,4 @@ class UnlearningStrategy:
         return self.base.aggregate_train(server_round, replies)
 
     def __repr__(self) -> str:
-        return f"UnlearningStrategy(base={self.base.__class__.__name__})"
+        return f"WithdrawalFilter(base={self.base.__class__.__name__})"

@@ -1,12 +1,16 @@
-"""Withdrawals through a live federation (design.md, "One withdrawal, end to end").
+"""Withdrawals through a live federation, for any model (the server side of the protocol).
 
 Training rounds run through the wrapped Flower strategy. After each round the server
 takes the withdrawals due (planned ones, and requests found in the request folder),
 and for each: registers the current model, runs the method's unlearning rounds (or a
-retrain), retrains a reference from scratch in the same engine, has the withdrawing
-clients audit their forget sets locally, and hands everything to the Recorder
-(report + MLflow version whose parent is the previous version). Training then goes
-on without the withdrawn data.
+retrain), retrains a reference from scratch (from the run's initial arrays) in the same
+engine, has the withdrawing sites audit their forget sets locally, and hands everything
+to the Recorder (report + MLflow version whose parent is the previous version). Training
+then goes on without the withdrawn data.
+
+The server knows arrays and messages, not data sets: it evaluates with the user's
+`evaluate_fn` or its own test split when it has one, and otherwise pools the sites'
+holdout counts (federated evaluation).
 """
 
 from __future__ import annotations
@@ -22,18 +26,37 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from server.strategy import UnlearningStrategy, base_strategy
-from unlearn_fl.config import RunConfig
-from unlearn_fl.data import dataset_info, server_test
-from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, Withdrawal, Withdrawals, encode_spec, encode_withdrawals
+from torch import nn
+
+from unlearn_fl.config import UnlearningSettings
+from unlearn_fl.data import Split
+from unlearn_fl.engine.protocol import (
+    ARRAYS,
+    AUDIT,
+    CONFIG,
+    COUNT,
+    DESCRIBE,
+    EVALUATE,
+    INPUTS,
+    METRICS,
+    STATS,
+    UNLEARN,
+    Withdrawal,
+    Withdrawals,
+    encode_withdrawals,
+    fully_withdrawn,
+)
+from unlearn_fl.engine.strategy import WithdrawalFilter, base_strategy
 from unlearn_fl.methods import get_method
-from unlearn_fl.models import MLP, evaluate, make_model, per_example_loss
+from unlearn_fl.models import evaluate, per_example_loss
 from unlearn_fl.report.schema import ModelAudit, RoundLog
 from unlearn_fl.requests import RequestQueue, WithdrawalRequest
 
 log = logging.getLogger("unlearn_fl")
 
 Progress = Callable[[str, int, int], None]
+EvaluateFn = Callable[[nn.Module], tuple[float, float]]
+"""model -> (accuracy, mean loss) on data the server holds."""
 
 
 class FederationError(RuntimeError):
@@ -44,25 +67,33 @@ class WithdrawalAborted(FederationError):
     """Unlearning could not be completed; no version was written, the previous one stands."""
 
 
-def _arrays(model: MLP) -> ArrayRecord:
-    return ArrayRecord(model.state_dict())
+def _arrays(model: nn.Module) -> ArrayRecord:
+    return ArrayRecord({k: v.detach() for k, v in model.state_dict().items()})
 
 
-def _load(template: MLP, arrays: ArrayRecord) -> MLP:
-    m = MLP(template.n_features, template.n_classes, template.hidden)
+def _load(template: nn.Module, arrays: ArrayRecord) -> nn.Module:
+    import copy
+
+    m = copy.deepcopy(template)
     m.load_state_dict(arrays.to_torch_state_dict())
     return m
+
+
+def _client_error(reply: Message) -> str:
+    """The one-line reason a site's handler gave (Flower wraps it in its error reason)."""
+    reason = str(reply.error.reason)
+    for marker in ("SiteError:", "Error:", "Exception:"):
+        if marker in reason:
+            reason = reason.split(marker, 1)[1]
+            break
+    return reason.strip().strip("'\"<>").splitlines()[0][:300] if reason.strip() else "unknown error"
 
 
 def _with(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdrawals:
     out = {c: list(v) for c, v in withdrawals.items()}
     for c in request.client_ids:
-        out.setdefault(c, []).append(Withdrawal(request.request_id, request.fraction))
+        out.setdefault(c, []).append(Withdrawal(request.request_id, request.fraction, request.records is not None))
     return out
-
-
-def fully_withdrawn(withdrawals: Withdrawals) -> set[int]:
-    return {c for c, v in withdrawals.items() if any(w.fraction >= 1.0 for w in v)}
 
 
 @dataclass
@@ -70,9 +101,9 @@ class WithdrawalOutcome:
     """Models and measurements of one withdrawal, handed to the Recorder."""
 
     request: WithdrawalRequest
-    before: MLP
-    after: MLP
-    retrain: MLP | None
+    before: nn.Module
+    after: nn.Module
+    retrain: nn.Module | None
     n_forget: int
     trained_rounds: int
     forget_digest: str = ""
@@ -90,33 +121,55 @@ class WithdrawalOutcome:
     request_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     accounting: object | None = None
+    unlearn_bytes: int = 0
+    """Bytes of model arrays exchanged by the unlearning (both ways)."""
+    retrain_bytes: int | None = None
 
 
 class Recorder(Protocol):
     """Where versions and reports go (MLflow + files in `server_app.py`; anything in tests)."""
 
-    def trained(self, model: MLP, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str | None: ...
+    def start(self, fed: "Federation") -> None: ...
+
+    def trained(self, model: nn.Module, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str | None: ...
 
     def unlearned(self, outcome: WithdrawalOutcome) -> str | None: ...
 
     def aborted(self, request: WithdrawalRequest, reason: str) -> None: ...
 
+    def finish(self, fed: "Federation") -> None: ...
+
 
 class Federation:
-    """Drives the Grid: node discovery, rounds, statistics, evaluation and audits."""
+    """Drives the Grid for any model: discovery, rounds, statistics, evaluation and audits.
 
-    def __init__(self, grid: Grid, cfg: RunConfig, strategy: UnlearningStrategy | None = None, progress: Progress | None = None):
+    model: a template module (its architecture; weights are replaced by arrays).
+    test: the server's own labelled test split, if it has one; evaluate_fn: the user's
+    server-side evaluation, model -> (accuracy, loss). Without either, evaluation is
+    federated: the sites' holdout counts are pooled.
+    """
+
+    def __init__(self, grid: Grid, cfg: UnlearningSettings, strategy: WithdrawalFilter | None = None,
+                 progress: Progress | None = None, model: nn.Module | None = None, test: Split | None = None,
+                 evaluate_fn: EvaluateFn | None = None, timeout: float = 600):
         self.grid, self.cfg = grid, cfg
         self._given = strategy
         self.strategy = strategy or self.new_strategy()
         self.progress = progress or (lambda *_: None)
         self.node_of: dict[int, int] = {}
-        self.test = server_test(cfg.data)
+        self.model, self.test, self.evaluate_fn, self.timeout = model, test, evaluate_fn, timeout
+        self.current: Withdrawals = {}
+        """Withdrawals applied so far (withdrawn sites take no part in federated evaluation)."""
+        self.sites: dict[int, dict] = {}
+        """Per site: what it described of itself (row counts, input shape, class count, data digest)."""
+        self.scaler: tuple[list[float], list[float]] | None = None
         self._round = 0
         self.monitor_seconds = 0.0
         self.dp_phases: dict[int, list[tuple[float, int]]] = {}
         """Per client: (sample rate, steps) of every DP-SGD training it did (for the accountant)."""
         self.central_rounds = 0
+        self.bytes_sent = 0
+        """Bytes of model arrays sent to and received from sites (a cost measure)."""
 
     def _note_dp(self, replies: Iterable[Message]) -> None:
         client_of = {n: c for c, n in self.node_of.items()}
@@ -156,37 +209,56 @@ class Federation:
                            max_grad_norm=dp.central_clipping_norm)
         return None
 
-    def new_strategy(self) -> UnlearningStrategy:
+    def new_strategy(self) -> WithdrawalFilter:
         """A fresh strategy of the configured kind (stateful ones, like FedAdam, must not leak state
         from the released model into the retrain-from-scratch reference)."""
         if self._given is not None:
-            return self._given
+            return self._given.fresh()
         if self.cfg.dp.central:
             return central_dp_strategy(self.cfg)
-        return UnlearningStrategy(base_strategy(self.cfg.strategy, proximal_mu=self.cfg.proximal_mu))
+        return WithdrawalFilter(base_strategy(self.cfg.strategy, proximal_mu=self.cfg.proximal_mu))
 
     # ------------------------------------------------------------ messaging
     def _config(self, withdrawals: Withdrawals, active: str = "", **extra) -> ConfigRecord:
         c = self.cfg
+        scaler = {"input-mean": self.scaler[0], "input-scale": self.scaler[1]} if self.scaler else {}
         return ConfigRecord({
-            **encode_spec(c.data), "lr": c.lr, "local-epochs": c.local_epochs, "batch-size": c.batch_size,
-            "hidden": ",".join(map(str, c.hidden)), "withdrawals": encode_withdrawals(withdrawals), "active-request": active,
+            "lr": c.lr, "local-epochs": c.local_epochs, "batch-size": c.batch_size,
+            "withdrawals": encode_withdrawals(withdrawals), "active-request": active,
             "inject-failure": ",".join(map(str, c.inject_failure)),
-            "dp-noise": c.dp.noise_multiplier, "dp-clip": c.dp.max_grad_norm, **extra,
+            "dp-noise": c.dp.noise_multiplier, "dp-clip": c.dp.max_grad_norm,
+            "n-classes": self.n_classes if self.sites else 0, **scaler, **extra,
         })
 
+    def _count_bytes(self, msgs: Iterable[Message]) -> None:
+        for m in msgs:
+            if not m.has_error() and ARRAYS in m.content:
+                self.bytes_sent += int(sum(a.numpy().nbytes for a in m.content[ARRAYS].values()))
+
+    def send(self, msgs: list[Message]) -> list[Message]:
+        """send_and_receive, counting the bytes of model arrays both ways."""
+        self._count_bytes(msgs)
+        replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        self._count_bytes(replies)
+        return replies
+
+    def exchange_all(self, node_ids: Iterable[int], message_type: str, content: RecordDict) -> list[Message]:
+        """One message per node; every reply, errors included."""
+        return self.send([Message(content=content, dst_node_id=n, message_type=message_type) for n in node_ids])
+
     def exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, timeout: float = 600) -> list[Message]:
-        """Send one message per node; return the replies without errors (errors are logged)."""
-        msgs = [Message(content=content, dst_node_id=n, message_type=message_type) for n in node_ids]
-        replies = list(self.grid.send_and_receive(msgs, timeout=timeout))
+        """One message per node; the replies without errors (errors are logged, naming the site)."""
+        client_of = {n: c for c, n in self.node_of.items()}
+        replies = self.exchange_all(node_ids, message_type, content)
         for r in replies:
             if r.has_error():
-                log.warning("client node %s answered with an error: %s", r.metadata.src_node_id, r.error.reason)
+                log.warning("site %s answered with an error: %s", client_of.get(r.metadata.src_node_id, r.metadata.src_node_id),
+                            _client_error(r))
         return [r for r in replies if not r.has_error()]
 
     def discover(self, timeout: float = 300.0) -> dict[int, int]:
-        """Map client ids (partition ids) to node ids, waiting for all clients to connect."""
-        want = self.cfg.data.num_clients
+        """Map site ids (partition ids) to node ids, waiting for every site; record what each describes."""
+        want = self.cfg.num_clients
         t0 = time.monotonic()
         seen, since = -1, t0
         while len(nodes := list(self.grid.get_node_ids())) < want:
@@ -199,55 +271,109 @@ class Federation:
                     f"(simulation: flwr run . --federation-config 'num-supernodes={want}') or set num-clients={len(nodes)}"
                 )
             time.sleep(0.5)
-        replies = self.exchange(nodes, "query", RecordDict({CONFIG: ConfigRecord({"task": "hello"})}))
+        replies = self.exchange_all(nodes, DESCRIBE, RecordDict({CONFIG: ConfigRecord({})}))
+        errors = [f"node {r.metadata.src_node_id}: {_client_error(r)}" for r in replies if r.has_error()]
+        if errors:
+            raise FederationError(f"a site could not load its data: {errors[0]}")
         for r in replies:
-            self.node_of[int(r.content[METRICS]["client-id"])] = r.metadata.src_node_id
+            m = r.content[METRICS]
+            cid = int(m["client-id"])
+            if cid in self.node_of:
+                raise FederationError(f"two SuperNodes claim partition-id {cid}: give each SuperNode its own partition-id")
+            self.node_of[cid] = r.metadata.src_node_id
+            self.sites[cid] = {"n_train": int(m["n-train"]), "n_holdout": int(m["n-holdout"]), "n_classes": int(m["n-classes"]),
+                               "input_shape": [int(v) for v in r.content[CONFIG]["input-shape"]],
+                               "data_digest": str(r.content[CONFIG]["data-digest"])}
         missing = sorted(set(range(want)) - set(self.node_of))
         if missing:
-            raise FederationError(f"clients {missing} did not answer the hello query")
+            raise FederationError(f"clients {missing} did not answer: partition ids must be 0..{want - 1}")
+        shapes = {tuple(s["input_shape"]) for s in self.sites.values()}
+        if len(shapes) > 1:
+            raise FederationError(f"sites disagree on the input shape {sorted(shapes)}: every site must load the same columns")
         return self.node_of
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(next(iter(self.sites.values()))["input_shape"])
+
+    @property
+    def n_classes(self) -> int:
+        return max(s["n_classes"] for s in self.sites.values())
+
+    def fit_scaler(self) -> tuple[list[float], list[float]]:
+        """Feature mean and scale from the sites' count, Σx, Σx² (declared aggregates; no rows)."""
+        replies = self.exchange(self.node_of.values(), INPUTS, RecordDict({CONFIG: ConfigRecord({})}))
+        n = sum(int(r.content[CONFIG]["count"]) for r in replies)
+        s1 = sum(np.asarray(r.content[CONFIG]["sum"], dtype=np.float64) for r in replies)
+        s2 = sum(np.asarray(r.content[CONFIG]["sumsq"], dtype=np.float64) for r in replies)
+        mean = s1 / max(n, 1)
+        scale = np.sqrt(np.maximum(s2 / max(n, 1) - mean ** 2, 0.0))
+        scale[scale < 1e-8] = 1.0
+        self.scaler = (mean.tolist(), scale.tolist())
+        return self.scaler
 
     def _nodes(self, clients: Iterable[int]) -> list[int]:
         return [self.node_of[c] for c in clients]
 
     # ------------------------------------------------------------ evaluation
-    def server_eval(self, model: MLP) -> tuple[float, float]:
-        return evaluate(model, self.test)
+    def server_eval(self, model: nn.Module) -> tuple[float, float]:
+        """(accuracy, loss): the user's evaluate_fn, the server's own test split, or pooled site holdouts."""
+        if self.evaluate_fn is not None:
+            return self.evaluate_fn(model)
+        if self.test is not None:
+            return evaluate(model, self.test)
+        m = self.client_metrics(model, self.current, "", holdout=True)
+        return m["holdout_acc"], m["holdout_loss"]
 
-    def client_metrics(self, model: MLP, withdrawals: Withdrawals, active: str, clients: Iterable[int] | None = None) -> dict:
-        """Pooled accuracy and loss on retained rows and on the active request's rows (counts from clients)."""
+    def client_metrics(self, model: nn.Module, withdrawals: Withdrawals, active: str, clients: Iterable[int] | None = None,
+                       holdout: bool = False) -> dict:
+        """Pooled accuracy and loss on retained rows, the active request's rows and holdouts (counts from sites)."""
         content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, active)})
-        nodes = self.node_of.values() if clients is None else self._nodes(clients)
-        tot = {"retain-correct": 0.0, "retain-loss-sum": 0.0, "retain-n": 0, "forget-correct": 0.0, "forget-loss-sum": 0.0, "forget-n": 0}
-        for r in self.exchange(nodes, "evaluate", content):
+        if clients is None:
+            clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)] if holdout else list(self.node_of)
+        groups = ("retain", "forget", "holdout")
+        tot = {f"{g}-{k}": 0.0 for g in groups for k in ("correct", "loss-sum", "n")}
+        for r in self.exchange(self._nodes(clients), EVALUATE, content):
             for k in tot:
                 tot[k] += r.content[METRICS].get(k, 0)
         out = {}
-        for g in ("retain", "forget"):
+        for g in groups:
             n = tot[f"{g}-n"]
             out[f"{g}_acc"] = tot[f"{g}-correct"] / n if n else float("nan")
             out[f"{g}_loss"] = tot[f"{g}-loss-sum"] / n if n else float("nan")
         return out
 
-    def client_eval(self, model: MLP, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
+    def client_eval(self, model: nn.Module, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
         """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
         m = self.client_metrics(model, withdrawals, active)
         return m["retain_acc"], m["forget_acc"]
 
     def count_forgotten(self, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
-        """(rows the request forgets, sha256 over the clients' digests of those rows)."""
+        """(rows the request forgets, sha256 over the sites' digests of those rows).
+
+        Raises WithdrawalAborted with the site's reason when a holder cannot resolve the request
+        (e.g. a record id it does not hold), before anything is unlearned or written.
+        """
         import hashlib
 
-        content = RecordDict({CONFIG: self._config(withdrawals, request.request_id, task="count")})
+        content = RecordDict({CONFIG: self._config(withdrawals, request.request_id)})
         client_of = {n: c for c, n in self.node_of.items()}
-        replies = sorted(self.exchange(self._nodes(request.client_ids), "query", content),
-                         key=lambda r: client_of[r.metadata.src_node_id])
+        replies = self.exchange_all(self._nodes(request.client_ids), COUNT, content)
+        for r in replies:
+            if r.has_error():
+                raise WithdrawalAborted(f"site {client_of[r.metadata.src_node_id]} refused the request: {_client_error(r)}")
+        replies = sorted(replies, key=lambda r: client_of[r.metadata.src_node_id])
+        if len(replies) < len(request.client_ids):
+            raise WithdrawalAborted("a withdrawing site did not answer the count query")
         digest = hashlib.sha256("".join(str(r.content[CONFIG]["forget-digest"]) for r in replies).encode()).hexdigest()
-        return int(sum(int(r.content[METRICS]["forget-n"]) for r in replies)), digest
+        n = int(sum(int(r.content[METRICS]["forget-n"]) for r in replies))
+        if request.records is not None and n != request.records.count:
+            raise WithdrawalAborted(f"the site resolved {n} rows but the request names {request.records.count} records")
+        return n, digest
 
     # ------------------------------------------------------------ rounds
-    def train_rounds(self, model: MLP, rounds: int, withdrawals: Withdrawals, phase: str, logs: list[RoundLog], first: int = 1,
-                     strategy: UnlearningStrategy | None = None) -> MLP:
+    def train_rounds(self, model: nn.Module, rounds: int, withdrawals: Withdrawals, phase: str, logs: list[RoundLog], first: int = 1,
+                     strategy: WithdrawalFilter | None = None) -> nn.Module:
         """`rounds` rounds of the wrapped strategy on retained data; fully withdrawn clients excluded."""
         strategy = strategy or self.strategy
         arrays = _arrays(model)
@@ -256,7 +382,7 @@ class Federation:
             self._round += 1
             cfg = self._config(withdrawals, phase="train", seed=self.cfg.seed * 1000 + self._round)
             msgs = list(strategy.configure_train(self._round, arrays, cfg, self.grid, exclude=exclude))
-            replies = list(self.grid.send_and_receive(msgs, timeout=600))
+            replies = self.send(msgs)
             new, _ = strategy.aggregate_train(self._round, replies)
             if new is None:
                 raise FederationError(f"{phase} round {r}: no client returned a usable update")
@@ -270,12 +396,12 @@ class Federation:
             self.progress(phase, r, self.cfg.rounds if phase == "train" else first + rounds - 1)
         return model
 
-    def retained_stats(self, model: MLP, withdrawals: Withdrawals, statistic: str) -> tuple[list[float] | None, int]:
+    def retained_stats(self, model: nn.Module, withdrawals: Withdrawals, statistic: str) -> tuple[list[float] | None, int]:
         """Pooled mean output statistic over all retained rows (method-notes §3.4): counts and means only."""
-        content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, task="stats", statistic=statistic)})
+        content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, statistic=statistic)})
         clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
         total, acc = 0, None
-        for r in self.exchange(self._nodes(clients), "query", content):
+        for r in self.exchange(self._nodes(clients), STATS, content):
             m = r.content[CONFIG]
             k = int(m["count"])
             if k:
@@ -284,8 +410,8 @@ class Federation:
                 total += k
         return (None if acc is None else (acc / total).tolist()), total
 
-    def unlearn_rounds(self, model: MLP, withdrawals: Withdrawals, request: WithdrawalRequest, logs: list[RoundLog],
-                       notes: list[str]) -> tuple[MLP, int]:
+    def unlearn_rounds(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, logs: list[RoundLog],
+                       notes: list[str]) -> tuple[nn.Module, int]:
         """The method's unlearning rounds.
 
         Every forget-holder of the request must answer, and at least `min_unlearn_fraction` of the
@@ -312,15 +438,18 @@ class Federation:
                                method=c.method, **{"method-config": mcfg.model_dump_json(exclude={"seed"}),
                                                    "reference-mean": ref_mean or []})
             # Nodes excluded: only clients gone through earlier requests; this request's holders take part.
-            msgs = list(self.strategy.configure_train(self._round, _arrays(model), cfg, self.grid, exclude=set(self._nodes(gone))))
-            replies = list(self.grid.send_and_receive(msgs, timeout=600))
+            msgs = [Message(content=m.content, dst_node_id=m.metadata.dst_node_id, message_type=UNLEARN)
+                    for m in self.strategy.configure_train(self._round, _arrays(model), cfg, self.grid, exclude=set(self._nodes(gone)))]
+            replies = self.send(msgs)
             ok = [m for m in replies if not m.has_error()]
             answered = {m.metadata.src_node_id for m in ok}
             missing_holders = holders - answered
             short = len(retainers & answered) < c.min_unlearn_fraction * len(retainers)
             failed = sorted(k for k, n in self.node_of.items() if n in (holders | retainers) - answered)
             if failed:
-                notes.append(f"unlearning round {r}: clients {failed} did not answer or failed")
+                why_failed = {client_of[m.metadata.src_node_id]: _client_error(m) for m in replies if m.has_error()}
+                notes.append(f"unlearning round {r}: clients {failed} did not answer or failed"
+                             + "".join(f"; client {k}: {v}" for k, v in sorted(why_failed.items())))
             if missing_holders or short:
                 attempts += 1
                 why = ("a withdrawing client did not answer" if missing_holders
@@ -355,29 +484,33 @@ class Federation:
         return model, done
 
     # ------------------------------------------------------------ audit
-    def audit(self, model: MLP, withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str) -> ModelAudit:
-        """Run the membership audit on each withdrawing client; merge the summaries."""
-        test_losses = per_example_loss(model, self.test)
+    def audit(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str) -> ModelAudit:
+        """Run the membership audit on each withdrawing site; merge the summaries.
+
+        Non-members: each site's own holdout, plus the server's test losses when it holds a test split.
+        """
+        extra = {}
+        if self.test is not None:
+            extra = {"nonmember-losses": per_example_loss(model, self.test).tolist(), "nonmember-labels": self.test.y.tolist()}
         ref_mean, n_ref = self.retained_stats(model, withdrawals, statistic)
-        cfg = self._config(withdrawals, request.request_id, task="audit", statistic=statistic, seed=self.cfg.seed,
-                           **{"nonmember-losses": test_losses.tolist(), "nonmember-labels": self.test.y.tolist(),
-                              "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
+        cfg = self._config(withdrawals, request.request_id, statistic=statistic, seed=self.cfg.seed,
+                           **{**extra, "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
                               "confidence": self.cfg.audit.confidence})
-        replies = self.exchange(self._nodes(request.client_ids), "query", RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
+        replies = self.exchange(self._nodes(request.client_ids), AUDIT, RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
         audits = [ModelAudit.model_validate_json(r.content[CONFIG]["audit"]) for r in replies]
         if not audits:
             raise FederationError("no withdrawing client answered the audit query")
         return merge_audits(audits)
 
 
-def central_dp_strategy(cfg: RunConfig) -> UnlearningStrategy:
+def central_dp_strategy(cfg: UnlearningSettings) -> WithdrawalFilter:
     """FedAvg wrapped in Flower's own server-side fixed-clipping DP, wrapped in turn for unlearning."""
     from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 
     dp = DifferentialPrivacyServerSideFixedClipping(base_strategy(cfg.strategy, proximal_mu=cfg.proximal_mu), noise_multiplier=cfg.dp.central_noise_multiplier,
                                                     clipping_norm=cfg.dp.central_clipping_norm,
-                                                    num_sampled_clients=cfg.data.num_clients)
-    return UnlearningStrategy(dp)
+                                                    num_sampled_clients=cfg.num_clients)
+    return WithdrawalFilter(dp)
 
 
 def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
@@ -397,18 +530,24 @@ def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
     return merged
 
 
-def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, request: WithdrawalRequest,
-                       trained_rounds: int, logs: list[RoundLog]) -> tuple[WithdrawalOutcome, Withdrawals]:
-    """Unlearn one request from `model`; returns the outcome and the withdrawals including it."""
+def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest,
+                       trained_rounds: int, logs: list[RoundLog], initial: nn.Module) -> tuple[WithdrawalOutcome, Withdrawals]:
+    """Unlearn one request from `model`; returns the outcome and the withdrawals including it.
+
+    `initial` is the run's starting model: "retrain from scratch" starts from the same weights.
+    """
     cfg = fed.cfg
     after_w = _with(withdrawals, request)
     method = get_method(cfg.method)
     notes: list[str] = []
-    n_features, n_classes = model.n_features, model.n_classes
-    fresh = lambda: make_model(n_features, n_classes, cfg.hidden, seed=cfg.seed + 1)
+    n_forget, forget_digest = fed.count_forgotten(after_w, request)  # a site that cannot resolve it aborts here
+    if n_forget == 0:
+        raise WithdrawalAborted("the request forgets no row that is not already forgotten")
+    fresh = lambda: _load(initial, _arrays(initial))
 
     t1 = time.perf_counter()
     fed.monitor_seconds = 0.0
+    bytes0 = fed.bytes_sent
     if method.retrains:
         after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
         n_unlearn = trained_rounds
@@ -416,22 +555,25 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
         after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
     monitor_s = fed.monitor_seconds
     unlearn_s = time.perf_counter() - t1 - monitor_s
+    unlearn_bytes = fed.bytes_sent - bytes0
 
-    retrain, retrain_s = None, None
+    retrain, retrain_s, retrain_bytes = None, None, None
     if cfg.reference:
         if method.retrains:
-            retrain, retrain_s = after, unlearn_s
+            retrain, retrain_s, retrain_bytes = after, unlearn_s, unlearn_bytes
         else:
             t2 = time.perf_counter()
+            bytes1 = fed.bytes_sent
             retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs, strategy=fed.new_strategy())
             retrain_s = time.perf_counter() - t2
+            retrain_bytes = fed.bytes_sent - bytes1
 
-    n_forget, forget_digest = fed.count_forgotten(after_w, request)
     out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
                             n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds, monitor_seconds=monitor_s,
                             rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
-                            unlearn_rounds=n_unlearn, notes=notes)
+                            unlearn_rounds=n_unlearn, notes=notes, unlearn_bytes=unlearn_bytes, retrain_bytes=retrain_bytes)
     statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
+    fed.current = after_w
     for name, m in (("before", model), ("after", after), ("retrain", retrain)):
         if m is None:
             continue
@@ -439,36 +581,62 @@ def process_withdrawal(fed: Federation, model: MLP, withdrawals: Withdrawals, re
         out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
         out.audits[name] = fed.audit(m, after_w, request, statistic)
     gone = fully_withdrawn(after_w)
-    out.accounting = fed.accounting(c for c in range(cfg.data.num_clients) if c not in gone)
-    out.clients_after = [c for c in range(cfg.data.num_clients) if c not in gone]
+    out.accounting = fed.accounting(c for c in range(cfg.num_clients) if c not in gone)
+    out.clients_after = [c for c in range(cfg.num_clients) if c not in gone]
     out.withdrawn_clients = sorted(after_w)
     out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
     return out, after_w
 
 
-def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: UnlearningStrategy | None = None,
-                   progress: Progress | None = None) -> list[WithdrawalOutcome]:
-    """Train, and apply every withdrawal as it falls due; the Recorder writes versions and reports."""
+def describe_sites(grid: Grid, num_clients: int, timeout: float = 300.0) -> tuple[tuple[int, ...], int]:
+    """(input shape, class count) the sites describe, before any model exists (no data moves)."""
+    fed = Federation(grid, UnlearningSettings(num_clients=num_clients))
+    fed.discover(timeout)
+    return fed.input_shape, fed.n_classes
+
+
+def _precheck(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> str | None:
+    """Why `request` cannot be applied at all (unknown sites, nobody left), or None."""
+    bad = [c for c in request.client_ids if c not in fed.node_of]
+    if bad:
+        return f"rejected: unknown client ids {bad}"
+    if fully_withdrawn(_with(withdrawals, request)) >= set(fed.node_of):
+        return "rejected: it would leave no client with data"
+    return None
+
+
+def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, model: nn.Module,
+                   strategy: WithdrawalFilter | None = None, progress: Progress | None = None,
+                   test: Split | None = None, evaluate_fn: EvaluateFn | None = None,
+                   timeout: float = 600) -> tuple[nn.Module, list[WithdrawalOutcome], list[RoundLog]]:
+    """Train `model` (its weights are the initial ones) for `cfg.rounds` rounds, applying every
+    withdrawal as it falls due; the Recorder writes versions and reports.
+
+    Returns the final model, the outcome of each applied withdrawal, and the training rounds' log.
+    """
     torch.manual_seed(cfg.seed)
-    fed = Federation(grid, cfg, strategy, progress)
+    fed = Federation(grid, cfg, strategy, progress, model=model, test=test, evaluate_fn=evaluate_fn, timeout=timeout)
     fed.discover()
-    info = dataset_info(cfg.data)
+    if cfg.standardize_inputs:
+        fed.fit_scaler()
+    recorder.start(fed)
     queue = RequestQueue(cfg.requests_dir) if cfg.requests_dir else None
     plans = cfg.schedule()
-    model = make_model(info["n_features"], info["n_classes"], cfg.hidden, seed=cfg.seed)
+    initial = _load(model, _arrays(model))
     withdrawals: Withdrawals = {}
     applied: set[str] = set()
     outcomes: list[WithdrawalOutcome] = []
     logs: list[RoundLog] = []
+    retained = lambda: [c for c in range(cfg.num_clients) if c not in fully_withdrawn(withdrawals)]
     dirty = True  # the model has changed since it was last recorded
     for r in range(1, cfg.rounds + 1):
         model = fed.train_rounds(model, 1, withdrawals, "train", logs, first=r)
         dirty = True
         if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
-            recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],
-                             withdrawals, [x for x in logs if x.phase == "train"])
+            recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
             dirty = False
-        due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, salt=f"seed={cfg.seed};plan={i}")
+        due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, records=p.records,
+                                 salt=f"seed={cfg.seed};plan={i}")
                for i, p in enumerate(plans) if (p.at_round or cfg.rounds) == r]
         if queue is not None:
             due += queue.poll()
@@ -478,20 +646,19 @@ def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: Unl
                 if queue is not None:
                     queue.mark_applied(request, None)
                 continue
-            bad = [c for c in request.client_ids if c not in fed.node_of]
-            if bad or fully_withdrawn(_with(withdrawals, request)) >= set(fed.node_of):
-                reason = f"unknown client ids {bad}" if bad else "it would leave no client with data"
-                recorder.aborted(request, f"rejected: {reason}")
+            reason = _precheck(fed, withdrawals, request)
+            if reason is not None:
+                recorder.aborted(request, reason)
                 if queue is not None:
                     queue.mark_failed(request, reason)
                 continue
             if dirty:
-                recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],
-                                 withdrawals, [x for x in logs if x.phase == "train"])
+                recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
                 dirty = False
             try:
-                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs)
+                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs, initial)
             except WithdrawalAborted as e:
+                fed.current = withdrawals
                 recorder.aborted(request, str(e))
                 if queue is not None:
                     queue.mark_failed(request, str(e))
@@ -502,11 +669,10 @@ def run_federation(grid: Grid, cfg: RunConfig, recorder: Recorder, strategy: Unl
             applied.add(request.request_id)
             outcomes.append(outcome)
             model, withdrawals = outcome.after, new_w
+            fed.current = withdrawals
             logs = [x for x in logs if x.phase == "train"]  # the next version's history: all training rounds
-    if dirty and outcomes:
-        # Training went on after the last withdrawal: record the final model too.
-        recorder.trained(model, [c for c in range(cfg.data.num_clients) if c not in fully_withdrawn(withdrawals)],
-                         withdrawals, [x for x in logs if x.phase == "train"])
-    elif dirty and not outcomes:
-        recorder.trained(model, list(range(cfg.data.num_clients)), withdrawals, logs)
-    return outcomes
+    if dirty:
+        # Training went on after the last withdrawal (or there was none): record the final model too.
+        recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
+    recorder.finish(fed)
+    return model, outcomes, logs

@@ -1,0 +1,153 @@
+"""Records every released model in MLflow and writes each forgetting report (the federation's Recorder).
+
+For any model: the registered artefact is the user's module (wrapped with the federated
+input scaler when the run fitted one), with an input example of the sites' input shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from unlearn_fl.config import UnlearningSettings
+from unlearn_fl.engine.federation import Federation, WithdrawalOutcome
+from unlearn_fl.engine.protocol import Withdrawals
+from unlearn_fl.methods import get_method
+from unlearn_fl.models import Standardized
+from unlearn_fl.report.build import data_report
+from unlearn_fl.report.html import render_html
+from unlearn_fl.report.schema import ForgettingReport, RoundLog
+from unlearn_fl.requests import WithdrawalRequest
+from unlearn_fl.tracking import Tracker, VersionSpec
+
+
+class MlflowRecorder:
+    """Registers versions through a `Tracker` and writes each forgetting report to `cfg.out`.
+
+    dataset: what the report says of the data (None: the sites' own descriptions, counts
+    and digests only). servable: model -> the module to register (None: the model, behind
+    the federated scaler when there is one). input_example: rows of the registered model's
+    input (None: zeros of the sites' input shape; no data). class_names: label names, if known.
+    """
+
+    def __init__(self, cfg: UnlearningSettings, tracker: Tracker, strategy_name: str | None = None,
+                 dataset: dict | None = None, servable: Callable[[nn.Module], nn.Module] | None = None,
+                 input_example: np.ndarray | None = None, class_names: list[str] | None = None,
+                 params: dict | None = None) -> None:
+        self.cfg, self.tracker = cfg, tracker
+        self.strategy_name = strategy_name or cfg.strategy
+        self.info, self._servable, self.example, self.class_names = dataset, servable, input_example, class_names
+        method = get_method(cfg.method)
+        self.method_config = method.make_config(**{"epochs": cfg.local_epochs, **cfg.method_config}).model_dump()
+        self.reports: list[ForgettingReport] = []
+        self.aborts: list[tuple[str, str]] = []
+        self.versions: dict[str, str] = {}
+        self.bytes_sent = 0
+        self._params = {"rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "lr": cfg.lr, "clients": cfg.num_clients,
+                        "seed": cfg.seed, **(params or {})}
+
+    def start(self, fed: Federation) -> None:
+        shape = fed.input_shape
+        if self.info is None:
+            digests = "".join(fed.sites[c]["data_digest"] for c in sorted(fed.sites))
+            self.info = {"dataset": "per-site data (held by the sites)", "sites": len(fed.sites),
+                         "n_rows": int(sum(s["n_train"] + s["n_holdout"] for s in fed.sites.values())),
+                         "input_shape": list(shape), "n_classes": fed.n_classes,
+                         "digest": hashlib.sha256(digests.encode()).hexdigest()}
+        if self.example is None:
+            self.example = np.zeros((2, *shape), dtype=np.float32)
+        if self._servable is None and fed.scaler is not None:
+            mean = np.asarray(fed.scaler[0], dtype=np.float32).reshape(shape)
+            scale = np.asarray(fed.scaler[1], dtype=np.float32).reshape(shape)
+            self._servable = lambda m: Standardized(mean, scale, m)
+            self.info["preprocessing"] = "standardized with a federated scaler (sites' count, Σx, Σx²)"
+
+    def finish(self, fed: Federation) -> None:
+        self.bytes_sent = fed.bytes_sent
+        out = Path(self.cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"model_name": self.cfg.model_name, "versions": self.versions,
+                   "reports": [r.request.request_id for r in self.reports],
+                   "aborts": [{"request_id": rid, "reason": why} for rid, why in self.aborts],
+                   "bytes_sent": fed.bytes_sent}
+        tmp = out / ".run-summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(out / "run-summary.json")
+
+    def servable(self, model: nn.Module) -> nn.Module:
+        return self._servable(model) if self._servable is not None else model
+
+    @staticmethod
+    def _rows(logs: list[RoundLog], phase: str) -> list[dict]:
+        return [{"step": x.round, "test_acc": x.test_acc, "test_loss": x.test_loss, "n_clients": x.n_clients,
+                 "forget_acc": x.forget_acc, "forget_loss": x.forget_loss} for x in logs if x.phase == phase]
+
+    def trained(self, model: nn.Module, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str:
+        spec = VersionSpec(model=self.servable(model), input_example=self.example, kind="trained", classes=self.class_names,
+                           clients=clients, withdrawn_clients=sorted(withdrawals),
+                           request_ids=sorted({w.request_id for v in withdrawals.values() for w in v}),
+                           method=self.strategy_name, method_config={}, data_digest=self.info["digest"],
+                           metrics={"test_acc": rounds[-1].test_acc if rounds else None}, round_metrics=self._rows(rounds, "train"),
+                           params=self._params)
+        version = self.tracker.register(spec, run_name=f"train-r{rounds[-1].round if rounds else 0}")
+        self.versions[version] = "trained"
+        return version
+
+    def unlearned(self, o: WithdrawalOutcome) -> str:
+        cfg = self.cfg
+        report = data_report(
+            request_id=o.request.request_id, client_ids=list(o.request.client_ids), n_forget=o.n_forget,
+            forget_fraction=None if o.request.records else o.request.fraction, reason=o.request.reason, method=cfg.method,
+            method_config=self.method_config, dataset=self.info, model_name=cfg.model_name, test_acc=o.test_acc,
+            retain_acc=o.retain_acc, forget_acc=o.forget_acc, audits=o.audits, audit_settings=cfg.audit,
+            unlearn_seconds=o.unlearn_seconds, retrain_seconds=o.retrain_seconds, train_seconds=None,
+            unlearn_rounds=o.unlearn_rounds, retrain_rounds=o.trained_rounds if cfg.reference else None,
+            rounds=o.rounds, seed=cfg.seed,
+        )
+        report.request.scope = o.request.scope
+        report.request.records_digest = o.request.records.digest if o.request.records else None
+        report.audit.reasons.extend(f"note: {n}" for n in o.notes)
+        report.accounting = o.accounting
+        report.cost.monitor_seconds = o.monitor_seconds
+        report.cost.unlearn_bytes, report.cost.retrain_bytes = o.unlearn_bytes, o.retrain_bytes
+        spec = VersionSpec(model=self.servable(o.after), input_example=self.example, kind="unlearned", classes=self.class_names,
+                           clients=o.clients_after, withdrawn_clients=o.withdrawn_clients, request_ids=o.request_ids,
+                           method=cfg.method, method_config=self.method_config, data_digest=self.info["digest"],
+                           metrics={"test_acc": o.test_acc["after"], "forget_acc": o.forget_acc["after"],
+                                    "mia_auc": report.audit.mia_auc_after, "unlearn_seconds": o.unlearn_seconds,
+                                    "speedup": report.cost.speedup},
+                           round_metrics=self._rows(o.rounds, "unlearn"), params=self._params)
+
+        def attach(version: str, parent: str | None, run_id: str) -> dict[str, str]:
+            report.model.version, report.model.parent_version, report.model.run_id = version, parent, run_id
+            return {"forgetting_report.json": report.to_json(), "forgetting_report.html": render_html(report)}
+
+        parent = self.tracker.last_version
+        tags = {"forget_digest": o.forget_digest, "n_forget": str(o.n_forget), "scope": o.request.scope}
+        if o.request.records is not None:
+            tags["records_digest"] = o.request.records.digest
+        version = self.tracker.register(spec, run_name=f"unlearn-{o.request.request_id}", artifacts_fn=attach, extra_tags=tags)
+        self.tracker.conclude_withdrawal(parent, version, report.audit.verdict, report.digest(),
+                                         withdrawn_now=list(o.request.client_ids))
+        self._write(report)
+        self.reports.append(report)
+        self.versions[version] = "unlearned"
+        return version
+
+    def aborted(self, request: WithdrawalRequest, reason: str) -> None:
+        d = Path(self.cfg.out) / request.request_id
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "aborted.json").write_text(json.dumps({"request_id": request.request_id, "error": reason}, indent=2))
+        self.aborts.append((request.request_id, reason))
+
+    def _write(self, report: ForgettingReport) -> None:
+        out = Path(self.cfg.out)
+        for d in (out, out / report.request.request_id):
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "forgetting_report.json").write_text(report.to_json())
+            (d / "forgetting_report.html").write_text(render_html(report))

@@ -226,76 +226,27 @@ APP_DIR = Path(__file__).resolve().parents[1]
 _PROGRESS = re.compile(r"unlearn-fl progress (\w+) (\d+) (\d+)")
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_simulation_job(cfg, progress=None, app_dir: Path | None = None) -> dict:
     """Run `cfg` with `flwr run` on Flower's local simulation engine (the supported entry point).
 
-    The run config is written as a TOML file of overrides; the ServerApp's progress lines are
-    read from the streamed log; the results are read back from `cfg.out`. Returns
-    {"reports": [ForgettingReport, ...], "aborts": [(request id, reason), ...]}; raises
+    Returns {"reports": [ForgettingReport, ...], "aborts": [(request id, reason), ...]}; raises
     RuntimeError with the log's tail when the run did not finish.
     """
-    import shutil
-    import signal
-    import subprocess
-    import tempfile
-
     from unlearn_fl.apps import to_run_config
+    from unlearn_fl.engine.launch import flwr_run
     from unlearn_fl.report.schema import ForgettingReport
 
-    app_dir = Path(app_dir or APP_DIR)
     out = Path(cfg.out)
     summary_file = out / "run-summary.json"
     summary_file.unlink(missing_ok=True)
-    flwr = shutil.which("flwr", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if flwr is None:
-        raise RuntimeError("the `flwr` command is not installed: pip install 'flwr[simulation]'")
-    with tempfile.TemporaryDirectory(prefix="unlearn-fl-") as tmp:
-        overrides = Path(tmp) / "run-config.toml"
-        overrides.write_text("".join(f"{json.dumps(k)} = {_toml_value(v)}\n" for k, v in to_run_config(cfg).items()))
-        env = {**os.environ, "FLWR_HOME": str(Path(tmp) / "flwr-home"), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore",
-               # A SuperLink of this run's own (flwr's local one listens on fixed ports otherwise).
-               "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port())}
-        cmd = [flwr, "run", str(app_dir), "--run-config", str(overrides),
-               "--federation-config", f"num-supernodes={cfg.num_clients}", "--stream"]
-        tail: list[str] = []
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp,
-                                start_new_session=True)
-        try:
-            for line in proc.stdout:
-                m = _PROGRESS.search(line)
-                if m:
-                    if progress is not None:
-                        progress(m.group(1), int(m.group(2)), int(m.group(3)))
-                    continue
-                tail = (tail + [line.rstrip()])[-60:]
-            proc.wait()
-        finally:
-            # `flwr run` starts a local SuperLink that outlives it: stop every process of this run's Flower home.
-            for pid_line in subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout.split():
-                try:
-                    os.kill(int(pid_line), signal.SIGKILL)
-                except (ProcessLookupError, ValueError, PermissionError):
-                    pass
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+
+    def on_line(line: str) -> bool:
+        m = _PROGRESS.search(line)
+        if m and progress is not None:
+            progress(m.group(1), int(m.group(2)), int(m.group(3)))
+        return bool(m)
+
+    _, tail = flwr_run(app_dir or APP_DIR, to_run_config(cfg), cfg.num_clients, on_line=on_line)
     if not summary_file.exists():
         errors = [x for x in tail if "Error" in x or "error" in x or "Exception" in x] or tail[-10:]
         raise RuntimeError("the federation did not finish: " + " | ".join(x.strip() for x in errors[-5:]))

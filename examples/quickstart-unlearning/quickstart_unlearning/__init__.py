@@ -1,0 +1,1 @@
+"""quickstart-unlearning: Flower's quickstart-pytorch app with unlearn-fl added."""

@@ -1,0 +1,76 @@
+"""Run a Flower app with `flwr run` on Flower's local simulation engine (the supported entry point).
+
+Flower 1.42 deprecates `flwr.simulation.run_simulation`; `flwr run APP_DIR` builds the app,
+starts a local SuperLink and simulates the SuperNodes. Each call here gets a Flower home and
+SuperLink ports of its own, and stops that SuperLink when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def flwr_run(app_dir: str | Path, run_config: dict, num_supernodes: int,
+             on_line: Callable[[str], bool] | None = None, timeout: float = 3600) -> tuple[int, list[str]]:
+    """`flwr run APP_DIR --run-config <overrides> --federation-config num-supernodes=N --stream`.
+
+    run_config: overrides of the app's `[tool.flwr.app.config]` (its keys must exist there).
+    on_line: called with each streamed log line; a True return keeps the line out of the tail.
+    Returns (exit code, the last 60 log lines). Raises RuntimeError when `flwr` is not installed.
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    flwr = shutil.which("flwr", path=path)
+    if flwr is None:
+        raise RuntimeError("the `flwr` command is not installed: pip install 'flwr[simulation]'")
+    with tempfile.TemporaryDirectory(prefix="unlearn-fl-") as tmp:
+        overrides = Path(tmp) / "run-config.toml"
+        overrides.write_text("".join(f"{json.dumps(k)} = {_toml_value(v)}\n" for k, v in run_config.items()))
+        env = {**os.environ, "FLWR_HOME": str(Path(tmp) / "flwr-home"), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+               "PATH": path, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore", "GIT_PYTHON_REFRESH": "quiet",
+               # A SuperLink of this run's own: flwr's local one listens on fixed ports otherwise.
+               "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port())}
+        cmd = [flwr, "run", str(app_dir), "--run-config", str(overrides),
+               "--federation-config", f"num-supernodes={num_supernodes}", "--stream"]
+        tail: list[str] = []
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp,
+                                start_new_session=True)
+        try:
+            for line in proc.stdout:
+                if on_line is not None and on_line(line):
+                    continue
+                tail = (tail + [line.rstrip()])[-60:]
+            proc.wait(timeout=timeout)
+        finally:
+            # The local SuperLink outlives `flwr run`: stop every process of this run's Flower home.
+            found = subprocess.run(["pgrep", "-f", tmp], capture_output=True, text=True).stdout.split()
+            for pid in found:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError, PermissionError):
+                    pass
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, tail

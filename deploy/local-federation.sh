@@ -9,7 +9,9 @@
 # Runtime (ClientAppIo) API on --host/--port (the old --clientappio-api-address is rejected).
 #
 # SuperNode k gets --node-config "partition-id=k num-partitions=N": the unlearn-fl ClientApp uses
-# partition-id as its client id.
+# partition-id as its client id. With SITE_DATA_DIR set, SuperNode k also gets its own data file and
+# erasure store: data-path=$SITE_DATA_DIR/site-k.csv (or .npz) erasure-dir=$SITE_DATA_DIR/site-k-erasures
+# (run the app with site-data=true: the server then holds no client data).
 #
 # TLS: with TLS_DIR set (ca.crt, server.crt, server.key; see deploy/make-certs.sh) the SuperLink gets
 # --ssl-ca-certfile/--ssl-certfile/--ssl-keyfile and SuperNodes --root-certificates; otherwise --insecure.
@@ -69,9 +71,16 @@ start() {
     local k port
     for ((k = 0; k < NUM_SUPERNODES; k++)); do
         port="$(supernode_port "$k")"
+        local node_config="partition-id=$k num-partitions=$NUM_SUPERNODES"
+        if [[ -n "${SITE_DATA_DIR:-}" ]]; then
+            local f="$SITE_DATA_DIR/site-$k.csv"
+            [[ -f "$f" ]] || f="$SITE_DATA_DIR/site-$k.npz"
+            [[ -f "$f" ]] || die "SITE_DATA_DIR=$SITE_DATA_DIR has no site-$k.csv or site-$k.npz"
+            node_config="$node_config data-path='$f' erasure-dir='$SITE_DATA_DIR/site-$k-erasures'"
+        fi
         start_bg "supernode-$k" "$LOG_DIR/supernode-$k.log" flower-supernode "${sec_node[@]}" \
             --superlink "$HOST:$SUPERLINK_PORT" --host "$HOST" --port "$port" \
-            --node-config "partition-id=$k num-partitions=$NUM_SUPERNODES"
+            --node-config "$node_config"
     done
     local t0=$SECONDS
     until all_online; do

@@ -52,7 +52,7 @@ def main(grid: Grid, context: Context) -> None:
             clipping_norm=cfg.dp.central_clipping_norm, num_sampled_clients=cfg.num_clients)
     else:
         base = base_strategy(cfg.strategy, proximal_mu=cfg.proximal_mu)
-    settings = cfg.model_dump(exclude={"data", "site_files", "sites_dir", "model", "hidden"})
+    settings = {k: v for k, v in cfg.model_dump().items() if k in UnlearningSettings.model_fields}
     strategy = UnlearningStrategy(base, model_fn=model_fn, settings=UnlearningSettings.model_validate(settings), test=test,
                                   progress=progress, recorder_options=recorder_options)
     model = strategy.make_model()

@@ -1,9 +1,12 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers (site_files.py)
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
@@ -25,3 +28,11 @@ def quiet_opacus():
         warnings.filterwarnings("ignore", message="Full backward hook")
         yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def site_files(tmp_path_factory):
+    """Three sites' own CSV files (record_id, 8 features, text labels), different rows each (tests/site_files.py)."""
+    from site_files import write_sites
+
+    return write_sites(tmp_path_factory.mktemp("sites"))

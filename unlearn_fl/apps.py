@@ -107,7 +107,9 @@ def config_from_run_config(rc: dict) -> RunConfig:
                       test_fraction=float(g("test-fraction", 0.2)), holdout_fraction=float(g("holdout-fraction", 0.2)),
                       seed=int(g("seed", 0))),
         site_files=files, sites_dir=Path(str(g("sites-dir"))) if g("sites-dir") else None,
-        model=str(g("model", "mlp")), standardize_inputs=bool(files),
+        site_data=_bool(g("site-data", False)), model=str(g("model", "mlp")),
+        classes=str(g("classes", "") or ""), id_column=str(g("id-column", "record_id")),
+        standardize_inputs=bool(files) or _bool(g("site-data", False)),
         rounds=int(g("rounds", 5)), local_epochs=int(g("local-epochs", 2)), batch_size=int(g("batch-size", 32)),
         lr=float(g("lr", 5e-3)), hidden=parse_hidden(str(g("hidden", "64"))), withdrawals=plans,
         requests_dir=Path(str(g("requests-dir"))) if g("requests-dir") else None,
@@ -136,6 +138,7 @@ def to_run_config(cfg: RunConfig) -> dict:
         "dataset": d.dataset, "target": d.target or "", "num-clients": cfg.num_clients, "partition": d.partition,
         "alpha": d.alpha, "test-fraction": d.test_fraction, "holdout-fraction": d.holdout_fraction, "seed": cfg.seed,
         "site-files": ";".join(cfg.site_files), "sites-dir": str(cfg.sites_dir or ""), "model": cfg.model,
+        "site-data": cfg.site_data, "classes": cfg.classes, "id-column": cfg.id_column,
         "rounds": cfg.rounds, "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size, "lr": cfg.lr,
         "hidden": ",".join(map(str, cfg.hidden)),
         "withdraw": ";".join(",".join(map(str, p.client_ids)) + (f"@{p.at_round}" if p.at_round else "") for p in plans),
@@ -151,7 +154,3 @@ def to_run_config(cfg: RunConfig) -> dict:
         "out": str(cfg.out),
     }
 
-
-def with_site_options(rc: dict, classes: str = "", id_column: str = "record_id") -> dict:
-    """Add the site-file options that live beside RunConfig (label names, id column)."""
-    return {**rc, "classes": classes, "id-column": id_column}

@@ -56,7 +56,8 @@ def _add_simulate(sub) -> None:
     p.add_argument("--records", default=None, metavar="IDS.txt",
                    help="record-level withdrawal: the ids (one per line) of the rows the --withdraw site erases")
     p.add_argument("--withdraw", action="append", default=None, metavar="IDS[@ROUND]",
-                   help="clients that withdraw, e.g. 0 or 0,3 or 1@3 (after round 3); repeat for successive withdrawals (default: 0)")
+                   help="clients that withdraw, e.g. 0 or 0,3 or 1@3 (after round 3); repeat for successive withdrawals; "
+                        "'none' for no planned withdrawal (requests then come from --requests-dir) (default: 0)")
     p.add_argument("--forget-fraction", type=float, default=1.0, help="share of those clients' data to forget, in (0,1]")
     p.add_argument("--requests-dir", default=None, help="folder of withdrawal requests (`unlearn-fl withdraw`) polled after every round")
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
@@ -95,7 +96,8 @@ def _simulate_config(a):
     from unlearn_fl.config import WithdrawalPlan
 
     try:
-        plans = [WithdrawalPlan.parse(t, a.forget_fraction, a.reason) for t in (a.withdraw or ["0"])]
+        given = a.withdraw or ["0"]
+        plans = [] if given == ["none"] else [WithdrawalPlan.parse(t, a.forget_fraction, a.reason) for t in given]
         failing = tuple(int(x) for x in a.inject_failure.split(",") if x.strip())
     except ValidationError as e:
         raise UsageError(_pydantic_message(e)) from None
@@ -115,8 +117,8 @@ def _simulate_config(a):
         if records is not None:
             plans = [p.model_copy(update={"records": records}) for p in plans]
         cfg = RunConfig(data=spec, rounds=a.rounds, local_epochs=a.local_epochs, lr=a.lr, hidden=parse_hidden(a.hidden),
-                        model=a.model, site_files=tuple(str(Path(f).resolve()) for f in files),
-                        sites_dir=(out / "sites") if (a.records or files) else None, standardize_inputs=bool(files),
+                        model=a.model, site_files=tuple(str(Path(f).resolve()) for f in files), classes=a.classes,
+                        sites_dir=out / "sites", standardize_inputs=bool(files),
                         withdrawals=plans, method=a.method, method_config=method_config, unlearn_rounds=a.unlearn_rounds,
                         reference=not a.no_reference, model_name=a.model_name, tracking_uri=_absolute_uri(a.tracking_uri),
                         out=out, seed=a.seed, promote=a.promote, inject_failure=failing,
@@ -592,19 +594,58 @@ def _labelled_rows(path: str, target: str, classes: list[str] | None):
 
 
 def cmd_withdraw(a) -> int:
-    """Validate a withdrawal request and put it in the folder a running server polls."""
+    """Validate a withdrawal request and put it in the folder a running server polls.
+
+    With --records (run at the site): the ids are checked against the site's data when
+    --data-path is given, written to the site's own erasure store (--erasure-dir), and only
+    their count and a salted digest go into the request the server reads.
+    """
+    import secrets
+
     from pydantic import ValidationError
 
+    from unlearn_fl.config import RecordScope
     from unlearn_fl.requests import RequestQueue, WithdrawalRequest
 
     try:
         ids = tuple(int(x) for x in a.client.split(",") if x.strip())
-        req = WithdrawalRequest(client_ids=ids, fraction=a.fraction, reason=a.reason, salt=a.salt)
-    except ValueError as e:
-        msg = _pydantic_message(e) if isinstance(e, ValidationError) else f"--client {a.client!r}: give integer client ids, e.g. 1 or 1,4"
-        return _fail(msg)
+        if any(c < 0 for c in ids):
+            raise ValueError
+    except ValueError:
+        return _fail(f"--client {a.client!r}: give integer client ids, e.g. 1 or 1,4")
+    erasure = None
+    try:
+        if a.records:
+            from unlearn_fl.sites import ErasureStore, SiteError, load_site, read_id_file, records_digest, resolve_records
+
+            if len(ids) != 1:
+                raise UsageError("--records names rows of one site: give one --client")
+            if not a.erasure_dir:
+                raise UsageError("--records needs --erasure-dir: the site's own folder where the ids stay")
+            try:
+                names = read_id_file(a.records)
+                if a.data_path:
+                    site = load_site(a.data_path, target=a.target, classes=a.classes or None,
+                                     holdout_fraction=a.holdout_fraction)
+                    resolve_records(site, names)
+            except SiteError as e:
+                raise UsageError(f"--records {a.records}: {e}") from None
+            salt = secrets.token_hex(16)
+            scope = RecordScope(count=len(names), digest=records_digest(names, salt))
+            req = WithdrawalRequest(client_ids=ids, fraction=1.0, records=scope, reason=a.reason, salt=a.salt)
+            erasure = (ErasureStore(a.erasure_dir), names, salt)
+        else:
+            req = WithdrawalRequest(client_ids=ids, fraction=a.fraction, reason=a.reason, salt=a.salt)
+    except UsageError as e:
+        return _fail(str(e))
+    except ValidationError as e:
+        return _fail(_pydantic_message(e))
+    if erasure is not None:
+        store, names, salt = erasure
+        store.put(req.request_id, names, salt)
     rid, new = RequestQueue(a.requests_dir).submit(req)
-    print(f"{rid} {'queued' if new else 'already submitted (duplicate, not queued again)'} in {a.requests_dir}")
+    scope = f" ({req.records.count} records at site {ids[0]}; the ids stay in {a.erasure_dir})" if req.records else ""
+    print(f"{rid} {'queued' if new else 'already submitted (duplicate, not queued again)'} in {a.requests_dir}{scope}")
     return 0
 
 
@@ -691,6 +732,12 @@ def build_parser() -> argparse.ArgumentParser:
     wp.add_argument("--reason", default=None)
     wp.add_argument("--salt", default="", help="makes a new request with the same content distinct from an earlier one")
     wp.add_argument("--requests-dir", default="unlearn-requests", help="the folder the server polls (simulate --requests-dir)")
+    wp.add_argument("--records", default=None, metavar="IDS.txt", help="erase these record ids (one per line) of the --client site")
+    wp.add_argument("--erasure-dir", default=None, help="with --records: the site's own erasure store (its node config erasure-dir)")
+    wp.add_argument("--data-path", default=None, help="with --records: the site's data file, to check the ids before queueing")
+    wp.add_argument("--target", default="label", help="with --data-path: the label column")
+    wp.add_argument("--classes", default="", help="with --data-path: label names in order, for text labels")
+    wp.add_argument("--holdout-fraction", type=float, default=0.2, help="with --data-path: the site's holdout share")
     return p
 
 

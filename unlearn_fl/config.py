@@ -171,7 +171,10 @@ class RunConfig(UnlearningSettings):
 
     data: DataSpec = Field(default_factory=DataSpec)
     site_files: tuple[str, ...] = Field((), description="One data file per simulated site (CSV, .npz or image folder).")
+    site_data: bool = Field(False, description="Each site loads its own file (node config data-path): the server holds no client data.")
     sites_dir: Path | None = Field(None, description="Site-local folders (erasure stores) of simulated sites.")
+    classes: str = Field("", description="Label names in order (comma-separated) for site files with text labels.")
+    id_column: str = Field("record_id", description="Column of record ids in site CSV files.")
     model: ModelKind = Field("mlp", description="mlp for tables, cnn for images (the digits as 8x8 images with --dataset digits).")
     hidden: tuple[int, ...] = (64,)
     withdrawals: list[WithdrawalPlan] = Field(default_factory=lambda: [WithdrawalPlan(client_ids=(0,))])
@@ -198,4 +201,4 @@ class RunConfig(UnlearningSettings):
     @property
     def server_has_data(self) -> bool:
         """True when the server holds a test split of its own (bundled or CSV data it partitions)."""
-        return not self.site_files
+        return not (self.site_files or self.site_data)

@@ -62,7 +62,8 @@ def _free_ports(n: int) -> list[int]:
 class Deployment:
     """The deploy/ scripts bound to one state dir and one set of ports; kills what it started."""
 
-    def __init__(self, state: Path, num_supernodes: int, tls_dir: Path | None = None, with_mlflow: bool = True):
+    def __init__(self, state: Path, num_supernodes: int, tls_dir: Path | None = None, with_mlflow: bool = True,
+                 site_data_dir: Path | None = None):
         ports = _free_ports(2 + num_supernodes)
         self.state = state
         self.mlflow_port, self.superlink_port, *self.supernode_ports = ports
@@ -79,6 +80,7 @@ class Deployment:
             "NUM_SUPERNODES": str(num_supernodes),
             "TLS_DIR": str(tls_dir) if tls_dir else "",
             "FLWR_HOME": str(state / "flwr-home"),
+            "SITE_DATA_DIR": str(site_data_dir or ""),
         }
         self._pgids: set[int] = set()
 
@@ -177,6 +179,66 @@ def test_flwr_run_on_local_federation_registers_unlearned_version(deployment):
     assert report_path.is_file(), f"no report in {out}: {list(out.glob('*')) if out.exists() else 'missing dir'}"
     report = json.loads(report_path.read_text())
     assert report["request"]["client_ids"] == [1]
+
+
+@pytest.fixture(scope="module")
+def site_deployment(tmp_path_factory, request):
+    """3 SuperNodes, each given a different CSV of its own (node config data-path) and an erasure store."""
+    _require_flower()
+    from site_files import write_sites
+
+    root = tmp_path_factory.mktemp("deploy-sites")
+    sites = root / "sites"
+    files = write_sites(sites, sizes=(120, 160, 140), seed=3)
+    dep = Deployment(root / "state", num_supernodes=3, site_data_dir=sites)
+    request.addfinalizer(dep.stop)
+    dep.start()
+    return dep, files
+
+
+def test_record_level_withdrawal_on_sites_with_their_own_files(site_deployment):
+    """The server holds no client data; site 2 erases exactly the named rows; no id reaches the server side."""
+    import hashlib
+
+    from mlflow import MlflowClient
+
+    from unlearn_fl.data import digest_rows
+    from unlearn_fl.sites import load_site, resolve_records
+
+    dep, files = site_deployment
+    site_opts = dict(target="label", classes="benign,malignant")
+    ids = [str(x) for x in load_site(files[2], **site_opts).train_ids[5:12]]
+    ids_file, queue, out = dep.state / "erase.txt", dep.state / "requests", dep.state / "sites-out"
+    ids_file.write_text("\n".join(ids) + "\n")
+    p = subprocess.run([sys.executable, "-m", "unlearn_fl.cli", "withdraw", "--client", "2", "--records", str(ids_file),
+                        "--erasure-dir", str(files[2].parent / "site-2-erasures"), "--data-path", str(files[2]),
+                        "--target", "label", "--classes", "benign,malignant", "--requests-dir", str(queue)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    run = dep.script("run.sh", f"rounds=2 local-epochs=2 lr=0.01 site-data=true target='label' classes='benign,malignant' "
+                               f"withdraw='' requests-dir='{queue}' reference=false model-name='deploy-sites' out='{out}'",
+                     timeout=RUN_TIMEOUT_S + 90, extra_env={"RUN_TIMEOUT": str(RUN_TIMEOUT_S), "POLL_SECONDS": "3"})
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{dep.logs_tail()}"
+
+    report = json.loads((out / "forgetting_report.json").read_text())
+    assert report["request"]["scope"] == "records" and report["request"]["n_forget"] == len(ids) == 7
+    assert report["dataset"]["dataset"].startswith("per-site data")  # evaluated on the sites' holdouts
+    client = MlflowClient(tracking_uri=dep.tracking_uri, registry_uri=dep.tracking_uri)
+    versions = {v.tags["unlearn_fl.kind"] + v.version: v for v in client.search_model_versions("name='deploy-sites'")}
+    unlearned = [v for k, v in versions.items() if k.startswith("unlearned")]
+    assert len(unlearned) == 1 and unlearned[0].tags["unlearn_fl.n_forget"] == "7"
+
+    # Exactly the named rows: the site's digest of its forget set, reproduced from its file.
+    site = load_site(files[2], **site_opts)
+    named = site.train.subset(resolve_records(site, ids))
+    assert unlearned[0].tags["unlearn_fl.forget_digest"] == hashlib.sha256(digest_rows(named).encode()).hexdigest()
+
+    # No record id on the server side: report, tags, the SuperLink's and the run's logs, the request queue.
+    server_side = [json.dumps(report), json.dumps([v.tags for v in versions.values()]),
+                   *(f.read_text(errors="replace") for f in (dep.state / "logs").glob("*.log") if "supernode" not in f.name),
+                   *(f.read_text() for f in queue.rglob("*.json"))]
+    for rid in ids:
+        assert not any(rid in text for text in server_side), f"record id {rid} reached the server side"
 
 
 def _make_certs(dest: Path) -> None:

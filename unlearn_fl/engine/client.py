@@ -307,14 +307,17 @@ class UnlearningClient:
         return Message(content=RecordDict({CONFIG: rec}), reply_to=msg)
 
     def count(self, msg: Message, context: Context) -> Message:
-        """`query.unlearn_count`: how many rows the active request forgets here, and their digest.
+        """`query.unlearn_count`: how many rows the active request forgets here, and the sha256 of those rows.
 
         A record-level request whose ids this site cannot resolve (unknown, holdout, already
         erased) fails here, before any unlearning: the reply carries the reason, never the ids.
         """
         from unlearn_fl.data import digest_rows
 
-        _, _, _, forgotten, _ = self.views(msg, context)
+        cfg = dict(msg.content[CONFIG])
+        site = self.site(context)
+        _, now = self.forget_masks(site, decode_withdrawals(str(cfg.get("withdrawals", ""))), str(cfg.get("active-request", "")))
+        forgotten = site.train.subset(np.where(now)[0])  # the rows as the site holds them, before any scaling
         return Message(content=RecordDict({METRICS: MetricRecord({"forget-n": len(forgotten)}),
                                            CONFIG: ConfigRecord({"forget-digest": digest_rows(forgotten)})}), reply_to=msg)
 

@@ -1,10 +1,10 @@
 """Feature-unlearning trade-off on the diabetes table (sex as S): not a test, a longer experiment.
 
-1. Barycenter projection (method-notes §2.2): run_feature over `--seeds` train/test splits for both
+1. Barycenter projection (docs/method.md §3): run_feature over `--seeds` train/test splits for both
    methods on an 11-point t-grid; prints mean ± sd of probe AUC for S, Gaussian MI (nats),
    accuracy and distortion per t, plus a permutation null (S shuffled on the held-out split)
    for AUC and MI at t = 1, the noise floor of the held-out measurements.
-2. Regularised training (method-notes §2.3 B): for each utility objective and λ, probe AUC for S on the
+2. Regularised training (docs/method.md §3 B): for each utility objective and λ, probe AUC for S on the
    held-out softmax outputs and task accuracy, on synthetic data (S strongly encoded) and on diabetes.
 
     .venv/bin/python benchmarks/feature_pareto.py --seeds 5 [--json out.json]

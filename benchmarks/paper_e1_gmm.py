@@ -1,4 +1,4 @@
-"""E1 of method-notes §5: forget one atypical class-0 point from a two-Gaussian toy (not a test: an experiment).
+"""E1 of docs/method.md §5: forget one atypical class-0 point from a two-Gaussian toy (not a test: an experiment).
 
 The authors' notebook (Data_Unlearning_GMM.ipynb, read for this reproduction): n = 5000, d = 10, class means
 U[0,10)^d, covariance 10·I, the extra class-0 point x ~ N(mean of class 0, 20·I); MLP 10-64-32-2, full batch,
@@ -11,7 +11,7 @@ Two things in that notebook shape those figures and are NOT copied here:
   .781 (sd 0) and 1.000 are one model each, not averages; here every repeat unlearns its own original model;
 - their GMM "MI" is a per-example binary formula that, with P(V) ≈ ½, equals ½(log 2 − H(softmax)) averaged over
   D ∪ D: it lowers confidence everywhere rather than comparing x with D. Here the library's Marginal objective
-  is used (CE(D_r) + γ·Î(Ŷ;V), V=0: D_r ∪ {x}, V=1: D_r, method-notes §3.2).
+  is used (CE(D_r) + γ·Î(Ŷ;V), V=0: D_r ∪ {x}, V=1: D_r, docs/method.md §2).
 
 Choice of x (documented in benchmarks/README.md): drawn from the authors' distribution, then conditioned on
 being a point the model has to memorise: among 2000 candidates, those on which pilot models trained on D alone
@@ -45,7 +45,7 @@ from unlearn_fl.models import evaluate, make_model, predict_proba, train_epochs
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN = (64, 32)
 TRAIN_EPOCHS, TRAIN_LR = 100, 0.01  # the authors' full-batch training
-PAPER = {  # notebook outputs (method-notes §5 E1): train accuracy, P(class 0 | x) mean, sd
+PAPER = {  # notebook outputs (docs/method.md §5 E1): train accuracy, P(class 0 | x) mean, sd
     "original": (0.9334, 0.968, 0.030),
     "retrain": (0.9334, 0.785, 0.190),
     "marginal (paper: γ 4.2, 5 steps)": (0.9244, 0.781, None),

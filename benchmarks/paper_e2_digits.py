@@ -1,4 +1,4 @@
-"""E2 of method-notes §5 on scikit-learn's 8x8 digits (the offline stand-in for MNIST): forget 75% of the training 3s.
+"""E2 of docs/method.md §5 on scikit-learn's 8x8 digits (the offline stand-in for MNIST): forget 75% of the training 3s.
 
 Setup per seed: digits split 80/20 (DataSpec seed), test split halved into a holdout (early-stopping signal,
 never trained on) and a test half (reported); D_f = 75% of the training 3s; MLP 64-128-64-10, Adam 1e-3,
@@ -6,7 +6,7 @@ batch 64, 40 epochs (the loss has flattened by then on 1.4k rows; the authors' 1
 of the same recipe). Methods, all behind the library interface and timed side by side in one process:
 original, retrain from scratch (40 epochs on D_r), fine-tune on D_r, gradient ascent (NegGrad+), and marginal
 unlearning (library default config, plus γ / learning-rate / stopping / statistic variants, and the
-no-early-stop run that shows the over-forgetting trap of method-notes §3.2).
+no-early-stop run that shows the over-forgetting trap of docs/method.md §2).
 
 Authors' MNIST figures (retain / forget / test %): original 99.89 / 99.98 / 97.81; retrain 99.94 / 94.48 / 97.62;
 fine-tune 100 epochs 99.96 / 97.24 / 97.97; MI unlearning (γ 4, 5 epochs) 99.80 / 94.58 / 97.42.
@@ -31,7 +31,7 @@ from unlearn_fl.models import evaluate, make_model, train_epochs
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN = (128, 64)
 EPOCHS = 40
-PAPER = {  # MNIST, method-notes §5 E2: retain, forget, test (fractions)
+PAPER = {  # MNIST, docs/method.md §5 E2: retain, forget, test (fractions)
     "original": (0.9989, 0.9998, 0.9781),
     "retrain": (0.9994, 0.9448, 0.9762),
     "finetune": (0.9996, 0.9724, 0.9797),

@@ -1,4 +1,4 @@
-"""Federated feature unlearning through the Grid (method-notes §2.4).
+"""Federated feature unlearning through the Grid (docs/method.md §3).
 
 Clients send per-group summaries of their own rows; the server merges them into the W2
 barycenter maps, measures the dependence on S on its own test split (independent probe AUC,

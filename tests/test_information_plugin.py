@@ -1,4 +1,4 @@
-"""Closed forms for the plug-in MI of method-notes §3.2."""
+"""Closed forms for the plug-in MI of docs/method.md §2."""
 
 import math
 

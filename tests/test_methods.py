@@ -51,7 +51,7 @@ def test_marginal_moves_forget_loss_toward_retrained_and_keeps_retain_accuracy(e
 
 
 def test_without_early_stopping_the_penalty_over_forgets_and_the_default_stops_before(e2):
-    """method-notes §3.2: driving Î to zero collapses forget accuracy far below the retrained level."""
+    """docs/method.md §2: driving Î to zero collapses forget accuracy far below the retrained level."""
     m = get_method("marginal")
     ref_acc = evaluate(e2["retrained"], e2["forget"])[0]
     trap = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(early_stop=False, epochs=20))

@@ -1,4 +1,4 @@
-"""Fast versions of the paper reproductions in benchmarks/ (E1 Gaussian toy, E2 on digits; method-notes §5).
+"""Fast versions of the paper reproductions in benchmarks/ (E1 Gaussian toy, E2 on digits; docs/method.md §5).
 
 The full runs (50 model seeds for E1, 10 data seeds for E2) are benchmarks/paper_e1_gmm.py and
 benchmarks/paper_e2_digits.py; their tables are in benchmarks/results/. These use a handful of seeds.
@@ -59,7 +59,7 @@ def test_e2_default_unlearning_moves_forget_accuracy_toward_retrain_without_coll
     assert f["original"] == 1.0 and f["retrain"] < 0.95  # D_f was fitted; without it the 3s are harder
     assert abs(f[default] - f["retrain"]) < abs(f["original"] - f["retrain"]), f
     assert t[default] >= t["original"] - 0.03, t
-    # The over-forgetting trap (method-notes §3.2): no early stop drives forget accuracy far below retrain ...
+    # The over-forgetting trap (docs/method.md §2): no early stop drives forget accuracy far below retrain ...
     assert f[trap] < f["retrain"] - 0.3, f
     # ... while the default stops before it, on every seed.
     for r in digits["per_seed"][default]:

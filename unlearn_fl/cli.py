@@ -257,6 +257,10 @@ def run_simulation_job(cfg, progress=None, app_dir: Path | None = None) -> dict:
     return {"reports": reports, "aborts": [(x["request_id"], x["reason"]) for x in summary["aborts"]], "summary": summary}
 
 
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.2f} MB"
+
+
 def _summary(report) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -277,7 +281,9 @@ def _summary(report) -> None:
     g = lambda v: "-" if v is None else f"{v:.2e}"
     t.add_row("criterion Î(Z;V) nats", g(a.criterion_mi_before), g(a.criterion_mi_after), g(a.criterion_mi_retrain))
     c.print(t)
-    c.print(f"cost: unlearning {k.unlearn_seconds:.1f}s vs retraining {f(k.retrain_seconds)}s  (speed-up {f(k.speedup)}x)")
+    c.print(f"cost: unlearning {k.unlearn_seconds:.1f}s vs retraining {f(k.retrain_seconds)}s  (speed-up {f(k.speedup)}x); "
+            f"rounds {k.unlearn_rounds} vs {k.retrain_rounds if k.retrain_rounds is not None else '-'}; "
+            f"model bytes sent {_mb(k.unlearn_bytes)} vs {_mb(k.retrain_bytes)}")
     if report.accounting:
         acc = report.accounting
         c.print(f"privacy ({acc.accountant}): ε = {acc.epsilon:.3f} at δ = {acc.delta:g} (σ={acc.noise_multiplier}, q={acc.sample_rate:.3g}, steps={acc.steps})")

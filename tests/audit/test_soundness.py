@@ -1,4 +1,4 @@
-"""Soundness of the audit (method-notes §4): under DP-SGD the audited ε never exceeds the accountant's;
+"""Soundness of the audit (docs/method.md §4): under DP-SGD the audited ε never exceeds the accountant's;
 without DP, memorised canaries are detected.
 
 Canaries are points with a deliberately wrong label, so only memorisation

@@ -1,4 +1,4 @@
-"""1-D Gaussians: Z|S=0 ~ N(0, 1), Z|S=1 ~ N(3, 2²), equal weights → barycenter N(1.5, 1.5²) (method-notes §2.2)."""
+"""1-D Gaussians: Z|S=0 ~ N(0, 1), Z|S=1 ~ N(3, 2²), equal weights → barycenter N(1.5, 1.5²) (docs/method.md §3)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Federated barycenter projection: client summaries reproduce the central maps (method-notes §2.4)."""
+"""Federated barycenter projection: client summaries reproduce the central maps (docs/method.md §3)."""
 
 import numpy as np
 import pytest

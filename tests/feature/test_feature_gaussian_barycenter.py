@@ -1,4 +1,4 @@
-"""Multivariate Gaussian barycenter: fixed point, commuting closed form, equalised moments (method-notes §2.2)."""
+"""Multivariate Gaussian barycenter: fixed point, commuting closed form, equalised moments (docs/method.md §3)."""
 
 import numpy as np
 import pytest

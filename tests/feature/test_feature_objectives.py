@@ -1,4 +1,4 @@
-"""Regularised training, utility + λ · Î(Z; S), graded by an independent held-out probe (method-notes §2.3 B)."""
+"""Regularised training, utility + λ · Î(Z; S), graded by an independent held-out probe (docs/method.md §3 B)."""
 
 import numpy as np
 import pytest

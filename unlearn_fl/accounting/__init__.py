@@ -1,4 +1,4 @@
-"""Privacy accounting (Opacus accountants) and DP-SGD training helpers (method-notes §4, soundness)."""
+"""Privacy accounting (Opacus accountants) and DP-SGD training helpers (docs/method.md §4, soundness)."""
 
 from unlearn_fl.accounting.accountant import AccountantName, Phase, account, account_phases, make_accountant
 from unlearn_fl.accounting.dp_sgd import dp_train_epochs, make_dp_sgd, spent

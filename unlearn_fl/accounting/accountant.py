@@ -15,7 +15,7 @@ C and Gaussian noise N(0, σ²C²) is the Poisson-subsampled Gaussian mechanism
   Su 2020; Opacus `GaussianAccountant`). An approximation that Opacus itself
   warns can *underestimate* ε; only for one constant phase.
 
-Phases (method-notes §4, soundness): a released model that was trained with
+Phases (docs/method.md §4, soundness): a released model that was trained with
 DP-SGD and then unlearned with a DP-SGD phase of its own (another σ, q or
 number of steps) has spent the composition of both. `account_phases` puts
 every phase into the accountant's history, exactly as if the accountant had

@@ -1,4 +1,4 @@
-"""Verification of forgetting (method-notes §3.3, §4): membership inference, LiRA, empirical ε, verdict.
+"""Verification of forgetting (docs/method.md §4, §4): membership inference, LiRA, empirical ε, verdict.
 
 Convention: every attack score is "higher = more likely a member" (forget-set
 example D_f rather than never-seen holdout D_h). Numpy inside, the report's

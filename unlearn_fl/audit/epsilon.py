@@ -1,4 +1,4 @@
-"""Empirical ε lower bound from a membership-inference threshold attack (method-notes §4).
+"""Empirical ε lower bound from a membership-inference threshold attack (docs/method.md §4).
 
 Why a threshold attack bounds ε. If a mechanism M is (ε, δ)-DP, every test
 of "x was in the training data" (H1) against "x was not" (H0) that looks at

@@ -26,7 +26,7 @@ when some example has fewer than `GLOBAL_VARIANCE_BELOW` = 64 references; the
 switch point is our choice): σ² is pooled over all examples,
 σ²_pool = Σ_i Σ_k (φ_ik − μ_i)² / Σ_i (K_i − 1), separately for IN and OUT.
 
-For unlearning (method-notes §4): with OUT references retrained without D_f,
+For unlearning (docs/method.md §4): with OUT references retrained without D_f,
 the offline score asks whether the unlearned model still treats forget
 examples as trained-on. U-LiRA (Hayes et al. 2024) goes further and runs the
 unlearning algorithm inside each reference model; that is not implemented

@@ -1,6 +1,6 @@
 """Membership inference from per-example scores: ROC, AUC, TPR at low FPR, loss attack.
 
-Setting (method-notes §3.3 (d) and §4): "members" are forget-set examples D_f
+Setting (docs/method.md §4 (d) and §4): "members" are forget-set examples D_f
 that the original model was trained on, "non-members" are never-trained
 holdout examples D_h. An attack assigns each example a score; the convention
 throughout `unlearn_fl.audit` is

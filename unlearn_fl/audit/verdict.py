@@ -1,6 +1,6 @@
 """The audit verdict: passed, failed or inconclusive, with reasons in full sentences.
 
-Inputs (method-notes §4): the membership-inference AUC of forget set D_f vs
+Inputs (docs/method.md §4): the membership-inference AUC of forget set D_f vs
 holdout D_h on the unlearned model ("after") and, when available, on a model
 retrained from scratch without D_f ("retrain"); the empirical ε lower bounds
 of the same attack (`unlearn_fl.audit.epsilon`); the sample sizes.

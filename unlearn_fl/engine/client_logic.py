@@ -67,7 +67,7 @@ def local_unlearn(
     seed: int,
     criterion: Criterion | None = None,
 ) -> tuple[nn.Module, dict]:
-    """The method's local unlearning step (method-notes §3.4).
+    """The method's local unlearning step (docs/method.md §2).
 
     A forget-holder runs the forget term on its forgotten rows (plus cross-entropy on any rows
     it keeps); a retainer runs the retain term (cross-entropy) only. The example count sent

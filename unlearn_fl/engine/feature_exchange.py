@@ -1,4 +1,4 @@
-"""Federated feature unlearning, client side and wire format (method-notes §2.4; no Flower types here).
+"""Federated feature unlearning, client side and wire format (docs/method.md §3; no Flower types here).
 
 A client summarises its own rows per group of S (counts, sums, outer-product sums for the
 gaussian maps; quantile sketches for the quantile maps) and sends only that. The server merges

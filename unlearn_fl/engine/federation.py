@@ -397,7 +397,7 @@ class Federation:
         return model
 
     def retained_stats(self, model: nn.Module, withdrawals: Withdrawals, statistic: str) -> tuple[list[float] | None, int]:
-        """Pooled mean output statistic over all retained rows (method-notes §3.4): counts and means only."""
+        """Pooled mean output statistic over all retained rows (docs/method.md §2): counts and means only."""
         content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, statistic=statistic)})
         clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
         total, acc = 0, None

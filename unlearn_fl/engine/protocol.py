@@ -10,7 +10,7 @@ that action), so the protocol lives beside a user's own `train`/`evaluate`/`quer
 - `query.unlearn_describe`  the site's id, input shape, class count and row counts
 - `query.unlearn_inputs`    count, Σx, Σx² per input feature (a declared aggregate, for a federated scaler)
 - `query.unlearn_count`     rows the active request forgets here, and a digest of them
-- `query.unlearn_stats`     mean output statistic + count over retained rows (method-notes §3.4)
+- `query.unlearn_stats`     mean output statistic + count over retained rows (docs/method.md §2)
 - `query.unlearn_audit`     membership audit of the forget set, computed at the site, summary returned
 
 Everything a site needs arrives in the message's ConfigRecord: `withdrawals` (every

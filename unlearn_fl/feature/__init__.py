@@ -1,4 +1,4 @@
-"""Feature unlearning: make learned features independent of a sensitive attribute S (method-notes §2).
+"""Feature unlearning: make learned features independent of a sensitive attribute S (docs/method.md §3).
 
 - `BarycenterProjector`: closed-form W2 barycenter projection (quantile or Gaussian maps), with t-interpolation;
 - `objectives`: regularised deep training, utility objective + λ · Î(Z; S) (torch, imported lazily);

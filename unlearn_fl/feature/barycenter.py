@@ -1,6 +1,6 @@
 """BarycenterProjector: remove a discrete attribute S from features by Wasserstein-2 barycenter projection.
 
-method-notes §2.1–2.2: Z* = T_S(X) pushes every group law μ_s = Law(X | S=s) onto
+docs/method.md §3: Z* = T_S(X) pushes every group law μ_s = Law(X | S=s) onto
 the W2 barycenter ν̄ of the μ_s, so Law(Z* | S=s) = ν̄ for all s and I(Z*; S) = 0,
 with the least distortion Σ_s p_s W2²(μ_s, ν̄) among S-independent outcomes.
 Partial unlearning uses the McCann interpolation Z_t = (1 − t) X + t T_S(X).
@@ -189,7 +189,7 @@ class BarycenterProjector:
         return out
 
     def transform(self, Z: object, s: object, t: float | None = None) -> np.ndarray:
-        """Z_t = (1 − t) Z + t T_S(Z) (method-notes §2.2); t defaults to self.t. t = 0 returns Z unchanged."""
+        """Z_t = (1 − t) Z + t T_S(Z) (docs/method.md §3); t defaults to self.t. t = 0 returns Z unchanged."""
         t = check_t(self.t if t is None else t)
         Zc, _ = self._prepare(Z, s)  # validates shapes and groups even for t = 0
         if t == 0.0:

@@ -1,4 +1,4 @@
-"""Federated barycenter projection: clients send per-group summaries, never rows (method-notes §2.4).
+"""Federated barycenter projection: clients send per-group summaries, never rows (docs/method.md §3).
 
 Protocol (one round, no raw data leaves a client):
 1. every client calls `client_summary(Z_local, s_local, method)` and sends the result;

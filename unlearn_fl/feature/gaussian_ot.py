@@ -1,4 +1,4 @@
-"""Gaussian Wasserstein-2 barycenter and affine OT maps (method-notes §2.2).
+"""Gaussian Wasserstein-2 barycenter and affine OT maps (docs/method.md §3).
 
 Symmetric PSD roots use `numpy.linalg.eigh` with eigenvalues floored at
 `reg` × the largest one, so near-singular covariances (collinear or constant
@@ -30,7 +30,7 @@ def regularise(S: np.ndarray, reg: float) -> np.ndarray:
 def barycenter_cov(
     covs: np.ndarray, weights: np.ndarray, tol: float = 1e-10, max_iter: int = 1000, reg: float = 1e-9
 ) -> tuple[np.ndarray, int, bool]:
-    """Σ̄ solving Σ̄ = Σ_s p_s (Σ̄^{1/2} Σ_s Σ̄^{1/2})^{1/2} by the fixed-point iteration of method-notes §2.2.
+    """Σ̄ solving Σ̄ = Σ_s p_s (Σ̄^{1/2} Σ_s Σ̄^{1/2})^{1/2} by the fixed-point iteration of docs/method.md §3.
 
     Σ ← Σ^{-1/2} (Σ_s p_s (Σ^{1/2} Σ_s Σ^{1/2})^{1/2})² Σ^{-1/2}, started at Σ_s p_s Σ_s, stopped when the
     relative Frobenius change drops below `tol`. Returns (Σ̄, iterations, converged).

@@ -1,4 +1,4 @@
-"""Regularised training for deep models: utility objective + λ · Î(Z; S) (method-notes §1, §2.3 B).
+"""Regularised training for deep models: utility objective + λ · Î(Z; S) (docs/method.md §1, §2.3 B).
 
 Z is the softmax output of a small MLP (class probabilities for a supervised
 objective, soft cluster assignments for the unsupervised "entropy" one). The
@@ -13,7 +13,7 @@ soft-assignment outcome:
 - penalty="softmax": the authors' plug-in on the softmax rows themselves (§3.2), which
   only equalises the groups' mean softmax vectors.
 
-The four utilities of the paper's abstract (our reading, method-notes §2.1):
+The four utilities of the paper's abstract (our reading, docs/method.md §3):
 
 - "entropy": maximise H(Z) for the discrete outcome Z ~ softmax(f(x)). For a
   deterministic Z = f(X), H(Z) = I(X; Z); with soft assignments we maximise
@@ -79,7 +79,7 @@ def soft_histogram(p: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 
 def mi_penalty(probs: torch.Tensor, s_idx: torch.Tensor, n_groups: int, kind: str = "histogram", n_bins: int = 10) -> torch.Tensor:
-    """Differentiable Î(Z; S) of softmax outputs `probs` (n, K) (plug-in, method-notes §3.2 with V = S)."""
+    """Differentiable Î(Z; S) of softmax outputs `probs` (n, K) (plug-in, docs/method.md §2 with V = S)."""
     if kind == "softmax":
         return plugin_mi_by_label(probs, s_idx, n_groups)
     coords = [1] if probs.shape[1] == 2 else range(probs.shape[1])  # two classes: p_0 = 1 − p_1 is redundant

@@ -1,4 +1,4 @@
-"""One-dimensional optimal transport through quantile functions (method-notes §2.2).
+"""One-dimensional optimal transport through quantile functions (docs/method.md §3).
 
 A group's law on one coordinate is stored as a piecewise-linear quantile
 function Q given by knots (levels u_k strictly increasing, values x_k
@@ -89,7 +89,7 @@ def cdf(knots: Knots, x: np.ndarray, ties: str, rng: np.random.Generator | None)
 
 
 def barycenter_quantile(knots: Sequence[Knots], weights: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Q̄(u) = Σ_s p_s Q_s(u) (method-notes §2.2)."""
+    """Q̄(u) = Σ_s p_s Q_s(u) (docs/method.md §3)."""
     out = np.zeros_like(np.asarray(u, dtype=np.float64))
     for kn, p in zip(knots, weights):
         out += p * quantile(kn, u)
@@ -97,7 +97,7 @@ def barycenter_quantile(knots: Sequence[Knots], weights: np.ndarray, u: np.ndarr
 
 
 def sketch_levels(n_levels: int) -> np.ndarray:
-    """The fixed grid of levels k/(m − 1), k = 0..m − 1, of federated quantile sketches (method-notes §2.4).
+    """The fixed grid of levels k/(m − 1), k = 0..m − 1, of federated quantile sketches (docs/method.md §3).
 
     The end levels carry the group's minimum and maximum, so merged maps keep the tails.
     """

@@ -1,6 +1,6 @@
 """run_feature: feature unlearning on a table, measured by independent estimators → ForgettingReport.
 
-Pipeline (method-notes §2.2, §2.3 A, §6): load the table, stratified train/test split, standardise
+Pipeline (docs/method.md §3, §2.3 A, §6): load the table, stratified train/test split, standardise
 with train statistics, fit `BarycenterProjector` on the train features by S, then on the held-out
 test split measure, for t = 0 (before), the requested t (after) and a t-grid (Pareto curve):
 

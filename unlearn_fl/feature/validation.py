@@ -64,7 +64,7 @@ def check_labels(s: object, n: int, name: str = "s") -> np.ndarray:
 
 
 def check_t(t: float) -> float:
-    """Interpolation weight t in [0, 1] (method-notes §2.2, McCann interpolation)."""
+    """Interpolation weight t in [0, 1] (docs/method.md §3, McCann interpolation)."""
     try:
         val = float(t)
     except (TypeError, ValueError):

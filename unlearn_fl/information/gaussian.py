@@ -1,6 +1,6 @@
 """Gaussian mutual information between continuous features Z and a discrete group S.
 
-method-notes §2.3 B (an evaluation estimator, independent of the training penalty):
+docs/method.md §3 B (an evaluation estimator, independent of the training penalty):
 
     I_G(Z; S) = ½ log det Σ_Z − Σ_s p_s ½ log det Σ_{Z|s}      (nats)
 

@@ -1,6 +1,6 @@
 """Plug-in mutual information between a soft categorical outcome and a group label.
 
-method-notes §3.2 (the authors' estimator): each example carries a probability
+docs/method.md §2 (the authors' estimator): each example carries a probability
 vector over K categories (a softmax, or any soft statistic), group v has weight
 w_v and mean vector q_v, the pooled mean is q̄ = Σ_v w_v q_v, and
 

@@ -1,4 +1,4 @@
-"""Held-out probe: how well can a fresh classifier predict S from Z? (method-notes §2.3 B, §6).
+"""Held-out probe: how well can a fresh classifier predict S from Z? (docs/method.md §3 B, §6).
 
 Independent of any training penalty, so a method is never graded by its own
 estimator. Out-of-fold predicted probabilities from (repeated) stratified K-fold

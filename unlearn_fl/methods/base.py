@@ -27,7 +27,7 @@ class MethodConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1, description="Retain batch size (the paper's B_r = 64).")
     forget_batch_size: int = Field(16, ge=1, description="Forget batch size (the paper's B_f = 16).")
-    early_stop: bool = Field(True, description="Stop at the held-out signal (method-notes §3.2 stopping rule).")
+    early_stop: bool = Field(True, description="Stop at the held-out signal (docs/method.md §2 stopping rule).")
     check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
     stop_margin: float = Field(0.0, description="Stop once forget loss ≥ matched holdout loss − margin.")
     # 0.05 -> 0.10 after benchmarks/paper_e2_digits.py: the digits holdout has ~19 examples of the

@@ -1,4 +1,4 @@
-"""The marginal-unlearning criterion, evaluated from model outputs (method-notes §3.1, §3.3).
+"""The marginal-unlearning criterion, evaluated from model outputs (docs/method.md §2, §3.3).
 
 Draw V; take x from D = D_r ∪ D_f when V = 0 and from D_r when V = 1; Z = statistic of
 f_θ(x). The model ε-marginally unlearned D_f when I(Z; V) ≤ ε. Because D_r sits in both

@@ -1,7 +1,7 @@
 """The unlearning loop shared by central runs and federated clients.
 
 Each step takes a retain batch (cross-entropy: keep utility) and a forget batch
-(the method's forget term), as in the authors' code (method-notes §3.2: B_r = 64,
+(the method's forget term), as in the authors' code (docs/method.md §2: B_r = 64,
 B_f = 16, Adam). Early stopping on a held-out signal avoids the over-forgetting trap
 of §3.2: stop as soon as the forget set "looks unseen" (its mean loss has risen to the
 loss of never-trained holdout data of the same classes), or where that

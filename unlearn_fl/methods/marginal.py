@@ -1,4 +1,4 @@
-"""The paper's data-point unlearning objective (method-notes §3.2).
+"""The paper's data-point unlearning objective (docs/method.md §2).
 
     loss = CE(f_θ(B_r), y_r) + γ · Î(Z; V)
 
@@ -9,7 +9,7 @@ outputs and V, the group indicator:
 - reference="holdout": V=0 is B_f, V=1 is never-trained holdout data, so Î = 0 iff the
   forget set's outputs look like those of unseen data (the "looks unseen" variant of §3.2).
 A federated forget-holder without retained rows gets the retain group's mean statistic
-from the server (an aggregate over retained clients, method-notes §3.4) as `reference_mean`.
+from the server (an aggregate over retained clients, docs/method.md §2) as `reference_mean`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-example soft statistics Z whose law the marginal criterion compares (method-notes §3.2).
+"""Per-example soft statistics Z whose law the marginal criterion compares (docs/method.md §2).
 
 Each maps logits (n, C) and labels (n,) to probability rows (n, K):
 - "prediction": Ŷ drawn from the softmax (the authors' estimator, K = C);
@@ -8,7 +8,7 @@ Each maps logits (n, C) and labels (n,) to probability rows (n, K):
 - "loss": the per-example cross-entropy, softly binned on a log scale (K = LOSS_BINS). Its plug-in MI
   is zero iff the forget set's loss law matches the reference's: exactly what a loss-threshold
   membership attack looks at. Group means only match averages; this matches the distribution.
-The label-aware ones follow method-notes §3.2's advice for forget sets that are a subpopulation.
+The label-aware ones follow docs/method.md §2's advice for forget sets that are a subpopulation.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class AttackResult(_Block):
 
 
 class EpsilonEstimate(_Block):
-    """Empirical epsilon lower bound at `delta` (method-notes §4), Clopper-Pearson at `confidence`."""
+    """Empirical epsilon lower bound at `delta` (docs/method.md §4), Clopper-Pearson at `confidence`."""
 
     epsilon_lower: float
     epsilon_point: float | None = None
@@ -94,7 +94,7 @@ class ModelAudit(_Block):
 
     attacks: list[AttackResult] = Field(default_factory=list)
     epsilon: EpsilonEstimate | None = None
-    criterion_mi: float | None = Field(None, description="Plug-in I(Z;V) of the marginal-unlearning criterion, nats (method-notes §3.1).")
+    criterion_mi: float | None = Field(None, description="Plug-in I(Z;V) of the marginal-unlearning criterion, nats (docs/method.md §2).")
     forget_loss_mean: float | None = None
     holdout_loss_mean: float | None = None
     loss_histogram: dict[str, list[float]] | None = Field(
@@ -165,7 +165,7 @@ class ParetoPoint(_Block):
 
 
 class FeatureBlock(_Block):
-    """Feature unlearning: dependence of Z on S and task utility, before and after (method-notes §2)."""
+    """Feature unlearning: dependence of Z on S and task utility, before and after (docs/method.md §3)."""
 
     sensitive: str
     method: str

@@ -99,9 +99,11 @@ def test_dropout_is_tolerated_and_a_failing_holder_aborts_without_a_version(tmp_
     assert [(r["version"], r["kind"]) for r in rows] == [("1", "trained"), ("2", "unlearned"), ("3", "trained")]
     assert all("3" not in r["withdrawn_clients"].split(",") for r in rows)
     first = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
-    assert any("clients [3] did not answer or failed" in x for x in first["audit"]["reasons"])
+    assert any("clients [3] did not answer or failed; client 3: client 3: injected failure" in x
+               for x in first["audit"]["reasons"])  # the failing client is named with its own error
     aborted = list((tmp_path / "out").glob("wr-*/aborted.json"))
-    assert len(aborted) == 1 and "aborted" in json.loads(aborted[0].read_text())["error"]
+    error = json.loads(aborted[0].read_text())["error"] if aborted else ""
+    assert len(aborted) == 1 and "aborted" in error and "a withdrawing client failed (client 3: client 3: injected failure)" in error
     assert [r["version"] for r in rows if "production" in r["aliases"]] != []
 
 

@@ -155,7 +155,7 @@ def test_flwr_run_on_local_federation_registers_unlearned_version(deployment):
     t0 = time.monotonic()
     p = dep.script(
         "run.sh",
-        f"rounds=2 local-epochs=1 withdraw='1' reference=false model-name='deploy-test' out='{out}'",
+        f"rounds=1 local-epochs=2 withdraw='1' unlearn-rounds=1 reference=false model-name='deploy-test' out='{out}'",
         timeout=RUN_TIMEOUT_S + 90,
         extra_env={"RUN_TIMEOUT": str(RUN_TIMEOUT_S), "POLL_SECONDS": "3"},
     )
@@ -215,8 +215,9 @@ def test_record_level_withdrawal_on_sites_with_their_own_files(site_deployment):
                         "--target", "label", "--classes", "benign,malignant", "--requests-dir", str(queue)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    run = dep.script("run.sh", f"rounds=2 local-epochs=2 lr=0.01 site-data=true target='label' classes='benign,malignant' "
-                               f"withdraw='' requests-dir='{queue}' reference=false model-name='deploy-sites' out='{out}'",
+    run = dep.script("run.sh", f"rounds=1 local-epochs=3 lr=0.01 site-data=true target='label' classes='benign,malignant' "
+                               f"withdraw='' requests-dir='{queue}' unlearn-rounds=1 reference=false "
+                               f"model-name='deploy-sites' out='{out}'",
                      timeout=RUN_TIMEOUT_S + 90, extra_env={"RUN_TIMEOUT": str(RUN_TIMEOUT_S), "POLL_SECONDS": "3"})
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{dep.logs_tail()}"
 

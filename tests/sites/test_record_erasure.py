@@ -32,12 +32,21 @@ def train_ids(path, n, skip=0):
 
 @pytest.fixture(scope="module")
 def erased(tmp_path_factory, site_files):
+    """One run, two record-level requests: a planned one for site 1 (ids checked up front, applied after the
+    last round), and one queued for site 2 without a pre-check naming an id the site does not hold (polled
+    after round 1, refused by the site)."""
     tmp = tmp_path_factory.mktemp("records")
     ids = train_ids(site_files[1], 6, skip=3)
     (tmp / "ids.txt").write_text("\n".join(ids) + "\n")
-    proc, uri = simulate(tmp, site_files, "--withdraw", "1", "--records", str(tmp / "ids.txt"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(tmp=tmp, ids=ids, uri=uri, proc=proc, files=site_files)
+    (tmp / "bad.txt").write_text("patient-2-does-not-exist\n")
+    queue, out = tmp / "requests", tmp / "out"
+    p = subprocess.run(CLI + ["withdraw", "--client", "2", "--records", str(tmp / "bad.txt"), "--requests-dir", str(queue),
+                              "--erasure-dir", str(out / "sites" / "site-2" / "erasures")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    proc, uri = simulate(tmp, site_files, "--withdraw", "1", "--records", str(tmp / "ids.txt"), "--requests-dir", str(queue))
+    assert proc.returncode == 3, proc.stderr[-3000:]  # exit 3: a request was not applied
+    return dict(tmp=tmp, ids=ids, uri=uri, proc=proc, files=site_files, queue=queue)
 
 
 def test_the_site_count_and_report_match_the_named_rows(erased):
@@ -74,6 +83,7 @@ def test_forget_metrics_are_computed_on_exactly_the_named_rows(erased):
     named = site.train.subset(resolve_records(site, erased["ids"]))
     expected = hashlib.sha256(digest_rows(named).encode()).hexdigest()
     versions = {str(v.version): v for v in MlflowClient(erased["uri"]).search_model_versions("name='sites'")}
+    assert sorted(versions) == ["1", "2"]  # the refused request wrote no version at all
     child = versions["2"]
     assert child.tags["unlearn_fl.scope"] == "records" and child.tags["unlearn_fl.n_forget"] == "6"
     assert child.tags["unlearn_fl.forget_digest"] == expected
@@ -107,27 +117,15 @@ def test_bad_record_ids_exit_2_and_write_nothing(tmp_path, site_files, case):
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "out").exists()
 
 
-def test_a_queued_request_a_site_cannot_resolve_is_aborted_with_its_reason(tmp_path, site_files):
+def test_a_queued_request_a_site_cannot_resolve_is_aborted_with_its_reason(erased):
     """Queued without a pre-check (no --data-path): the site refuses it at unlearning time, naming no id;
-    the next request still goes through, and only it produces an unlearned version."""
-    q, out = tmp_path / "requests", tmp_path / "out"
-    bad, good = tmp_path / "bad.txt", tmp_path / "good.txt"
-    bad.write_text("patient-2-does-not-exist\n")
-    good.write_text("\n".join(train_ids(site_files[0], 4)) + "\n")
-    for client, f in (("2", bad), ("0", good)):
-        p = subprocess.run(CLI + ["withdraw", "--client", client, "--records", str(f), "--requests-dir", str(q),
-                                  "--erasure-dir", str(out / "sites" / f"site-{client}" / "erasures")],
-                           capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stderr
-    proc, uri = simulate(tmp_path, site_files, "--withdraw", "none", "--requests-dir", str(q), "--no-reference")
-    assert proc.returncode == 3, proc.stderr[-3000:]  # exit 3: a request was not applied
-    summary = json.loads((out / "run-summary.json").read_text())
-    assert len(summary["aborts"]) == 1
+    the planned request still goes through, and only it produces an unlearned version."""
+    summary = json.loads((erased["tmp"] / "out" / "run-summary.json").read_text())
+    assert len(summary["aborts"]) == 1 and len(summary["reports"]) == 1
     reason = summary["aborts"][0]["reason"]
     assert "site 2 refused the request" in reason and "1 unknown record ids" in reason
-    assert "does-not-exist" not in reason + proc.stderr + proc.stdout
-    failed = list((q / "failed").glob("*.json"))
+    assert "does-not-exist" not in reason + erased["proc"].stderr + erased["proc"].stdout
+    failed = list((erased["queue"] / "failed").glob("*.json"))
     assert len(failed) == 1 and "does-not-exist" not in failed[0].read_text()
-    kinds = [v.tags["unlearn_fl.kind"] for v in MlflowClient(uri).search_model_versions("name='sites'")]
+    kinds = [v.tags["unlearn_fl.kind"] for v in MlflowClient(erased["uri"]).search_model_versions("name='sites'")]
     assert kinds.count("unlearned") == 1
-    assert len(summary["reports"]) == 1

@@ -44,20 +44,8 @@ from torch import nn
 
 from unlearn_fl.data import Split, forget_mask
 from unlearn_fl.engine import client_logic as local
-from unlearn_fl.engine.protocol import (
-    ARRAYS,
-    AUDIT,
-    CONFIG,
-    COUNT,
-    DESCRIBE,
-    EVALUATE,
-    INPUTS,
-    METRICS,
-    STATS,
-    UNLEARN,
-    Withdrawals,
-    decode_withdrawals,
-)
+from unlearn_fl.engine import protocol
+from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, Withdrawals, decode_withdrawals
 from unlearn_fl.models import Criterion
 
 torch.set_num_threads(1)
@@ -144,11 +132,12 @@ class UnlearningClient:
         """Register every handler of the protocol on a `flwr.clientapp.ClientApp`."""
         if train:
             app.train()(self.train)
-        app.train("unlearn")(self.unlearn)
-        app.evaluate("unlearn")(self.evaluate)
-        for action, fn in (("unlearn_describe", self.describe), ("unlearn_inputs", self.inputs),
-                           ("unlearn_count", self.count), ("unlearn_stats", self.stats), ("unlearn_audit", self.audit)):
-            app.query(action)(fn)
+        handlers = {protocol.UNLEARN: self.unlearn, protocol.EVALUATE: self.evaluate, protocol.DESCRIBE: self.describe,
+                    protocol.INPUTS: self.inputs, protocol.COUNT: self.count, protocol.STATS: self.stats,
+                    protocol.AUDIT: self.audit}
+        for message_type, fn in handlers.items():
+            category, action = message_type.split(".")
+            getattr(app, category)(action)(fn)
 
     # ------------------------------------------------------------ the site's data
     @staticmethod

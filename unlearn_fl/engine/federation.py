@@ -426,6 +426,7 @@ class Federation:
         needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain"
                        and request.fraction >= 1.0)
         holders = set(self._nodes(request.client_ids))
+        client_of = {n: k for k, n in self.node_of.items()}
         gone = fully_withdrawn(withdrawals) - set(request.client_ids)
         retainers = {self.node_of[k] for k in self.node_of if k not in gone} - holders
         start_acc, _ = self.server_eval(model)
@@ -446,14 +447,16 @@ class Federation:
             missing_holders = holders - answered
             short = len(retainers & answered) < c.min_unlearn_fraction * len(retainers)
             failed = sorted(k for k, n in self.node_of.items() if n in (holders | retainers) - answered)
+            why_failed = {client_of[m.metadata.src_node_id]: _client_error(m) for m in replies if m.has_error()}
             if failed:
-                why_failed = {client_of[m.metadata.src_node_id]: _client_error(m) for m in replies if m.has_error()}
                 notes.append(f"unlearning round {r}: clients {failed} did not answer or failed"
                              + "".join(f"; client {k}: {v}" for k, v in sorted(why_failed.items())))
             if missing_holders or short:
                 attempts += 1
-                why = ("a withdrawing client did not answer" if missing_holders
-                       else f"only {len(retainers & answered)} of {len(retainers)} retaining clients answered "
+                holder_errors = "; ".join(f"client {k}: {v}" for k, v in sorted(why_failed.items())
+                                          if self.node_of[k] in missing_holders)
+                why = ((f"a withdrawing client failed ({holder_errors})" if holder_errors else "a withdrawing client did not answer")
+                       if missing_holders else f"only {len(retainers & answered)} of {len(retainers)} retaining clients answered "
                             f"(minimum {c.min_unlearn_fraction:.0%})")
                 if attempts > c.max_retries:
                     raise WithdrawalAborted(f"unlearning round {r}: {why}; aborted after {attempts} attempts, previous version kept")
@@ -530,19 +533,30 @@ def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
     return merged
 
 
+def resolve_request(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
+    """(rows the request forgets, their digest), asked of the holding sites before anything is written.
+
+    Raises WithdrawalAborted when a site refuses it (e.g. record ids it does not hold) or it forgets nothing.
+    """
+    n_forget, forget_digest = fed.count_forgotten(_with(withdrawals, request), request)
+    if n_forget == 0:
+        raise WithdrawalAborted("the request forgets no row that is not already forgotten")
+    return n_forget, forget_digest
+
+
 def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest,
-                       trained_rounds: int, logs: list[RoundLog], initial: nn.Module) -> tuple[WithdrawalOutcome, Withdrawals]:
+                       trained_rounds: int, logs: list[RoundLog], initial: nn.Module,
+                       resolved: tuple[int, str] | None = None) -> tuple[WithdrawalOutcome, Withdrawals]:
     """Unlearn one request from `model`; returns the outcome and the withdrawals including it.
 
     `initial` is the run's starting model: "retrain from scratch" starts from the same weights.
+    `resolved`: the request's (row count, digest) when `resolve_request` already asked the sites.
     """
     cfg = fed.cfg
     after_w = _with(withdrawals, request)
     method = get_method(cfg.method)
     notes: list[str] = []
-    n_forget, forget_digest = fed.count_forgotten(after_w, request)  # a site that cannot resolve it aborts here
-    if n_forget == 0:
-        raise WithdrawalAborted("the request forgets no row that is not already forgotten")
+    n_forget, forget_digest = resolved or resolve_request(fed, withdrawals, request)
     fresh = lambda: _load(initial, _arrays(initial))
 
     t1 = time.perf_counter()
@@ -652,11 +666,12 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
                 if queue is not None:
                     queue.mark_failed(request, reason)
                 continue
-            if dirty:
-                recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
-                dirty = False
             try:
-                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs, initial)
+                resolved = resolve_request(fed, withdrawals, request)  # a refused request writes no version at all
+                if dirty:
+                    recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
+                    dirty = False
+                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs, initial, resolved)
             except WithdrawalAborted as e:
                 fed.current = withdrawals
                 recorder.aborted(request, str(e))

@@ -1,5 +1,6 @@
 """quickstart-unlearning: a Flower ServerApp. unlearn-fl's lines are marked."""
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
@@ -18,7 +19,8 @@ def main(grid: Grid, context: Context) -> None:
         num_clients=int(rc["num-sites"]),
         withdrawals=[WithdrawalPlan(client_ids=(int(rc["withdraw-client"]),))] if int(rc["withdraw-client"]) >= 0 else [],
         requests_dir=rc["requests-dir"] or None, unlearn_rounds=int(rc["unlearn-rounds"]), reference=bool(rc["reference"]),
-        model_name=str(rc["model-name"]), tracking_uri=str(rc["tracking-uri"]), out=str(rc["out"]))
+        model_name=str(rc["model-name"]), tracking_uri=str(rc["tracking-uri"]), out=str(rc["out"]), seed=int(rc["seed"]))
+    torch.manual_seed(int(rc["seed"]))
     strategy = UnlearningStrategy(FedAvg(fraction_evaluate=0.0), model_fn=Net, settings=settings)  # unlearn-fl
     result = strategy.start(grid=grid, initial_arrays=ArrayRecord(Net().state_dict()), num_rounds=int(rc["num-server-rounds"]),
                             train_config=ConfigRecord({"lr": float(rc["lr"]), "local-epochs": int(rc["local-epochs"]),

@@ -2,15 +2,16 @@
 
 Settings come from the Flower run config (`[tool.flwr.app.config]` in pyproject.toml,
 overridable with `flwr run . --run-config ...`; `unlearn-fl simulate` writes one).
-With bundled data the server keeps its own test split; with per-site files it holds
-no client data and evaluation is federated.
+With bundled data the server keeps its own test split (Flower's `evaluate_fn` evaluates on it,
+and the audits use it as extra non-members); with per-site files it holds no client data and
+evaluation is federated.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from unlearn_fl.apps import config_from_run_config, make_model
@@ -18,7 +19,7 @@ from unlearn_fl.engine.federation import describe_sites
 from unlearn_fl.engine.server import UnlearningStrategy
 from unlearn_fl.engine.strategy import base_strategy
 from unlearn_fl.config import UnlearningSettings
-from unlearn_fl.models import Standardized, reinitialized
+from unlearn_fl.models import Standardized, evaluate, reinitialized
 
 log = logging.getLogger("unlearn_fl")
 app = ServerApp()
@@ -55,6 +56,15 @@ def main(grid: Grid, context: Context) -> None:
     settings = {k: v for k, v in cfg.model_dump().items() if k in UnlearningSettings.model_fields}
     strategy = UnlearningStrategy(base, model_fn=model_fn, settings=UnlearningSettings.model_validate(settings), test=test,
                                   progress=progress, recorder_options=recorder_options)
+    evaluate_fn = None
+    if test is not None:  # Flower's server-side evaluation, on the server's own test split
+        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            m = strategy.make_model()
+            m.load_state_dict(arrays.to_torch_state_dict())
+            acc, loss = evaluate(m, test)
+            return MetricRecord({"accuracy": acc, "loss": loss})
+
     model = strategy.make_model()
     strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=cfg.rounds,
-                   train_config=ConfigRecord({"lr": cfg.lr, "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size}))
+                   train_config=ConfigRecord({"lr": cfg.lr, "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size}),
+                   evaluate_fn=evaluate_fn)

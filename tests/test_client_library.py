@@ -113,3 +113,23 @@ def test_record_ids_must_be_one_per_row():
                               data_fn=lambda ctx: LocalData(train=digits(10), record_ids=["a"] * 10))
     with pytest.raises(ValueError, match="record_ids repeat"):
         client.site(context())
+
+
+def test_a_record_request_naming_rows_an_earlier_request_erased_is_refused_without_ids(tmp_path):
+    from unlearn_fl.sites import ErasureStore
+
+    ds = digits(30)
+    ids = [f"rec-{i}" for i in range(30)]
+    store = ErasureStore(tmp_path / "erasures")
+    store.put("wr-first", ids[:3], "s1")
+    store.put("wr-second", ids[2:5], "s2")  # rec-2 was erased by wr-first already
+    client = UnlearningClient(model_fn=lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+                              data_fn=lambda ctx: LocalData(train=ds, record_ids=ids, erasure_dir=tmp_path / "erasures"))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    first = encode_withdrawals({0: [Withdrawal("wr-first", 1.0, records=True)]})
+    ok = client.count(message(model, "query.unlearn_count", withdrawals=first, **{"active-request": "wr-first"}), context())
+    assert ok.content[METRICS]["forget-n"] == 3
+    both = encode_withdrawals({0: [Withdrawal("wr-first", 1.0, records=True), Withdrawal("wr-second", 1.0, records=True)]})
+    with pytest.raises(ValueError) as e:
+        client.count(message(model, "query.unlearn_count", withdrawals=both, **{"active-request": "wr-second"}), context())
+    assert "1 record ids were already erased" in str(e.value) and "rec-" not in str(e.value)

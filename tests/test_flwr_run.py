@@ -22,8 +22,12 @@ def test_flwr_run_local_simulation(tmp_path):
             (app / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, app / f)
     home = tmp_path / "flwr-home"
+    from unlearn_fl.engine.launch import free_port
+
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           # a local SuperLink of this test's own, not one another `flwr run` on the machine started
+           "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(free_port())}
     db = tmp_path / "m.db"
     cfg = (f"num-clients=3 rounds=2 reference=false model-name='flwr-run' tracking-uri='sqlite:///{db}' "
            f"out='{tmp_path / 'out'}' withdraw='1'")

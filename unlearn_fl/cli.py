@@ -123,7 +123,7 @@ def _simulate_config(a):
                         reference=not a.no_reference, model_name=a.model_name, tracking_uri=_absolute_uri(a.tracking_uri),
                         out=out, seed=a.seed, promote=a.promote, inject_failure=failing,
                         strategy=a.strategy, proximal_mu=a.proximal_mu, checkpoint_every=a.checkpoint_every,
-                        requests_dir=Path(a.requests_dir) if a.requests_dir else None,
+                        requests_dir=Path(a.requests_dir).resolve() if a.requests_dir else None,
                         dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
                                       central_noise_multiplier=a.central_dp_noise, central_clipping_norm=a.central_dp_clip))
     except ValidationError as e:
@@ -178,8 +178,8 @@ def _record_plan(a, plans, files, out: Path):
     from unlearn_fl.requests import WithdrawalRequest
     from unlearn_fl.sites import ErasureStore, SiteData, SiteError, load_site, read_id_file, resolve_records
 
-    if len(plans) != 1 or len(plans[0].client_ids) != 1:
-        raise UsageError("--records names rows of one site: give exactly one --withdraw with one client id")
+    if not a.withdraw or len(plans) != 1 or len(plans[0].client_ids) != 1:
+        raise UsageError("--records names rows of one site: give exactly one --withdraw with that site's id, e.g. --withdraw 1")
     k = plans[0].client_ids[0]
     try:
         ids = read_id_file(a.records)
@@ -442,7 +442,7 @@ def cmd_report(a) -> int:
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, fetch_report
 
     try:
-        check_tracking_uri(a.tracking_uri)
+        check_tracking_uri(a.tracking_uri, must_exist=True)
         j, h = fetch_report(a.tracking_uri, a.model_name, a.version, a.dest)
     except TrackingError as e:
         return _fail(str(e))
@@ -474,7 +474,7 @@ def cmd_audit(a) -> int:
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, load_registered
 
     try:
-        check_tracking_uri(a.tracking_uri)
+        check_tracking_uri(a.tracking_uri, must_exist=True)
         model, classes = load_registered(a.tracking_uri, a.model_uri)
         ref = load_registered(a.tracking_uri, a.reference_uri)[0] if a.reference_uri else None
         forget = _labelled_rows(a.forget, a.target, classes)
@@ -636,10 +636,12 @@ def cmd_withdraw(a) -> int:
                     resolve_records(site, names)
             except SiteError as e:
                 raise UsageError(f"--records {a.records}: {e}") from None
-            salt = secrets.token_hex(16)
+            store = ErasureStore(a.erasure_dir)
+            earlier = store.find(names)  # the same records again: the same salt, digest and request id (a duplicate)
+            salt = earlier[1] if earlier else secrets.token_hex(16)
             scope = RecordScope(count=len(names), digest=records_digest(names, salt))
             req = WithdrawalRequest(client_ids=ids, fraction=1.0, records=scope, reason=a.reason, salt=a.salt)
-            erasure = (ErasureStore(a.erasure_dir), names, salt)
+            erasure = (store, names, salt)
         else:
             req = WithdrawalRequest(client_ids=ids, fraction=a.fraction, reason=a.reason, salt=a.salt)
     except UsageError as e:
@@ -662,7 +664,7 @@ def cmd_lineage(a) -> int:
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, lineage
 
     try:
-        check_tracking_uri(a.tracking_uri)
+        check_tracking_uri(a.tracking_uri, must_exist=True)
         rows = lineage(a.tracking_uri, a.model_name)
     except TrackingError as e:
         return _fail(str(e))
@@ -739,7 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
     wp.add_argument("--salt", default="", help="makes a new request with the same content distinct from an earlier one")
     wp.add_argument("--requests-dir", default="unlearn-requests", help="the folder the server polls (simulate --requests-dir)")
     wp.add_argument("--records", default=None, metavar="IDS.txt", help="erase these record ids (one per line) of the --client site")
-    wp.add_argument("--erasure-dir", default=None, help="with --records: the site's own erasure store (its node config erasure-dir)")
+    wp.add_argument("--erasure-dir", default=None,
+                    help="with --records: the site's own erasure store (its node config erasure-dir; "
+                         "for a running `simulate`, OUT/sites/site-K/erasures)")
     wp.add_argument("--data-path", default=None, help="with --records: the site's data file, to check the ids before queueing")
     wp.add_argument("--target", default="label", help="with --data-path: the label column")
     wp.add_argument("--classes", default="", help="with --data-path: label names in order, for text labels")

@@ -420,6 +420,16 @@ class ErasureStore:
         rec = self._read(request_id)
         return None if rec is None else str(rec["salt"])
 
+    def find(self, ids: Sequence[str]) -> tuple[str, str] | None:
+        """(request id, salt) of a stored request that names exactly `ids`, or None: a repeated erasure
+        of the same records reuses its salt, so its digest and request id are the same again."""
+        want = sorted(str(i) for i in ids)
+        for p in sorted(self.root.glob("*.json")):
+            body = self._read(p.stem)
+            if body is not None and sorted(body.get("ids", [])) == want:
+                return p.stem, str(body.get("salt", ""))
+        return None
+
     def erased_before(self, request_id: str, order: Sequence[str]) -> set[str]:
         """Record ids erased by the requests before `request_id` in `order` (applied ids, oldest first).
 

@@ -45,8 +45,12 @@ def system_info() -> dict[str, str]:
             "torch": torch.__version__, "flwr": flwr.__version__, "unlearn_fl": unlearn_fl.__version__}
 
 
-def check_tracking_uri(uri: str) -> None:
-    """Fail fast, before any training, when the store cannot be opened."""
+def check_tracking_uri(uri: str, must_exist: bool = False) -> None:
+    """Fail fast, before any training, when the store cannot be opened.
+
+    must_exist: the command only reads (lineage, report, audit): a missing sqlite file is an error,
+    not a new empty store.
+    """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if uri.startswith("sqlite:///"):
@@ -58,6 +62,8 @@ def check_tracking_uri(uri: str) -> None:
             raise TrackingError(f"cannot open tracking URI {uri}: folder {parent} is not writable")
         if path.exists() and not os.access(path, os.W_OK):
             raise TrackingError(f"cannot open tracking URI {uri}: {path} is not writable")
+        if must_exist and not path.is_file():
+            raise TrackingError(f"no tracking store at {path}: pass the --tracking-uri a run wrote to")
         return
     if uri.startswith(("http://", "https://")):
         from mlflow.tracking import MlflowClient
@@ -70,10 +76,25 @@ def check_tracking_uri(uri: str) -> None:
     raise TrackingError(f"unsupported tracking URI {uri!r}: use sqlite:///PATH.db or http://HOST:PORT")
 
 
+def _quiet_mlflow() -> None:
+    """Keep a Flower app's log readable: MLflow's store set-up configures the root logger (alembic), which
+    would print every Flower line twice, and warns about things that are not the user's business."""
+    import logging
+    import warnings
+
+    logging.getLogger("flwr").propagate = False
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*noload.*")
+    warnings.filterwarnings("ignore", message=".*contains a local version label.*")
+    warnings.filterwarnings("ignore", message=".*Tip: In future versions of Ray.*")
+
+
 def _client(uri: str):
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    _quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     return mlflow, MlflowClient(uri)
 
@@ -261,6 +282,10 @@ def load_registered(uri: str, model_uri: str):
 def lineage(uri: str, model_name: str) -> list[dict]:
     """Every version of `model_name` with its lineage tags and aliases, oldest first."""
     _, client = _client(uri)
+    names = sorted(m.name for m in client.search_registered_models())
+    if model_name not in names:
+        raise TrackingError(f"no registered model {model_name!r} in {uri}; it holds: {', '.join(names) or 'none'} "
+                            "(pass --model-name)")
     versions = client.search_model_versions(f"name='{model_name}'")
     rm = client.get_registered_model(model_name)
     aliases: dict[str, list[str]] = {}

@@ -141,47 +141,6 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, request):
-    _require_flower()
-    dep = Deployment(tmp_path_factory.mktemp("deploy") / "state", num_supernodes=3)
-    request.addfinalizer(dep.stop)  # registered before anything starts
-    dep.start()
-    return dep
-
-
-def test_flwr_run_on_local_federation_registers_unlearned_version(deployment):
-    dep = deployment
-    out = dep.state / "report-out"
-    t0 = time.monotonic()
-    p = dep.script(
-        "run.sh",
-        f"rounds=1 local-epochs=2 withdraw='1' unlearn-rounds=1 reference=false model-name='deploy-test' out='{out}'",
-        timeout=RUN_TIMEOUT_S + 90,
-        extra_env={"RUN_TIMEOUT": str(RUN_TIMEOUT_S), "POLL_SECONDS": "3"},
-    )
-    elapsed = time.monotonic() - t0
-    assert p.returncode == 0, f"run.sh exited {p.returncode} after {elapsed:.0f}s\n{p.stdout}\n{p.stderr}\n{dep.logs_tail()}"
-    assert "finished:completed" in p.stdout
-
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=dep.tracking_uri, registry_uri=dep.tracking_uri)
-    versions = {str(v.version): v for v in client.search_model_versions("name='deploy-test'")}
-    assert sorted(versions) == ["1", "2"], f"registered versions: {sorted(versions)}"
-    v1, v2 = versions["1"].tags, versions["2"].tags
-    assert v2["unlearn_fl.parent_version"] == "1"
-    assert v2["unlearn_fl.withdrawn_clients"] == "1"
-    assert v2["unlearn_fl.kind"] == "unlearned"
-    assert v1["unlearn_fl.clients"] == "0,1,2"  # the three SuperNodes, by partition-id
-    assert "1" not in v2["unlearn_fl.clients"].split(",")
-
-    report_path = out / "forgetting_report.json"
-    assert report_path.is_file(), f"no report in {out}: {list(out.glob('*')) if out.exists() else 'missing dir'}"
-    report = json.loads(report_path.read_text())
-    assert report["request"]["client_ids"] == [1]
-
-
-@pytest.fixture(scope="module")
 def site_deployment(tmp_path_factory, request):
     """3 SuperNodes, each given a different CSV of its own (node config data-path) and an erasure store."""
     _require_flower()
@@ -196,8 +155,10 @@ def site_deployment(tmp_path_factory, request):
     return dep, files
 
 
-def test_record_level_withdrawal_on_sites_with_their_own_files(site_deployment):
-    """The server holds no client data; site 2 erases exactly the named rows; no id reaches the server side."""
+def test_withdrawals_on_sites_with_their_own_files(site_deployment):
+    """`flwr run` on a real SuperLink and 3 SuperNodes, each with its own CSV; the server holds no client data.
+    Site 1 withdraws entirely (planned), then site 2 erases named records (queued at the site): exactly those
+    rows are forgotten, no id reaches the server side, and MLflow (over HTTP) holds the version chain."""
     import hashlib
 
     from mlflow import MlflowClient
@@ -216,26 +177,32 @@ def test_record_level_withdrawal_on_sites_with_their_own_files(site_deployment):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     run = dep.script("run.sh", f"rounds=1 local-epochs=3 lr=0.01 site-data=true target='label' classes='benign,malignant' "
-                               f"withdraw='' requests-dir='{queue}' unlearn-rounds=1 reference=false "
+                               f"withdraw='1' requests-dir='{queue}' unlearn-rounds=1 reference=false "
                                f"model-name='deploy-sites' out='{out}'",
                      timeout=RUN_TIMEOUT_S + 90, extra_env={"RUN_TIMEOUT": str(RUN_TIMEOUT_S), "POLL_SECONDS": "3"})
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{dep.logs_tail()}"
+    assert "finished:completed" in run.stdout
 
-    report = json.loads((out / "forgetting_report.json").read_text())
+    report = json.loads((out / "forgetting_report.json").read_text())  # the last request's report
     assert report["request"]["scope"] == "records" and report["request"]["n_forget"] == len(ids) == 7
     assert report["dataset"]["dataset"].startswith("per-site data")  # evaluated on the sites' holdouts
     client = MlflowClient(tracking_uri=dep.tracking_uri, registry_uri=dep.tracking_uri)
-    versions = {v.tags["unlearn_fl.kind"] + v.version: v for v in client.search_model_versions("name='deploy-sites'")}
-    unlearned = [v for k, v in versions.items() if k.startswith("unlearned")]
-    assert len(unlearned) == 1 and unlearned[0].tags["unlearn_fl.n_forget"] == "7"
+    v = {str(x.version): x.tags for x in client.search_model_versions("name='deploy-sites'")}
+    assert sorted(v) == ["1", "2", "3"]
+    assert [v[k]["unlearn_fl.kind"] for k in "123"] == ["trained", "unlearned", "unlearned"]
+    assert v["1"]["unlearn_fl.clients"] == "0,1,2"  # the three SuperNodes, by partition-id
+    assert v["2"]["unlearn_fl.parent_version"] == "1" and v["2"]["unlearn_fl.withdrawn_clients"] == "1"
+    assert v["2"]["unlearn_fl.clients"] == "0,2" and v["2"]["unlearn_fl.scope"] == "client"
+    assert v["3"]["unlearn_fl.parent_version"] == "2" and v["3"]["unlearn_fl.scope"] == "records"
+    assert v["3"]["unlearn_fl.clients"] == "0,2" and v["3"]["unlearn_fl.n_forget"] == "7"
 
     # Exactly the named rows: the site's digest of its forget set, reproduced from its file.
     site = load_site(files[2], **site_opts)
     named = site.train.subset(resolve_records(site, ids))
-    assert unlearned[0].tags["unlearn_fl.forget_digest"] == hashlib.sha256(digest_rows(named).encode()).hexdigest()
+    assert v["3"]["unlearn_fl.forget_digest"] == hashlib.sha256(digest_rows(named).encode()).hexdigest()
 
     # No record id on the server side: report, tags, the SuperLink's and the run's logs, the request queue.
-    server_side = [json.dumps(report), json.dumps([v.tags for v in versions.values()]),
+    server_side = [json.dumps(report), json.dumps(v),
                    *(f.read_text(errors="replace") for f in (dep.state / "logs").glob("*.log") if "supernode" not in f.name),
                    *(f.read_text() for f in queue.rglob("*.json"))]
     for rid in ids:

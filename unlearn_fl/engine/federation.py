@@ -122,7 +122,7 @@ class WithdrawalOutcome:
     notes: list[str] = field(default_factory=list)
     accounting: object | None = None
     unlearn_bytes: int = 0
-    """Bytes of model arrays exchanged by the unlearning (both ways)."""
+    """Bytes of model arrays exchanged by the unlearning (both ways), per-round forget-set monitoring excluded."""
     retrain_bytes: int | None = None
 
 
@@ -165,6 +165,7 @@ class Federation:
         self.scaler: tuple[list[float], list[float]] | None = None
         self._round = 0
         self.monitor_seconds = 0.0
+        self.monitor_bytes = 0
         self.dp_phases: dict[int, list[tuple[float, int]]] = {}
         """Per client: (sample rate, steps) of every DP-SGD training it did (for the accountant)."""
         self.central_rounds = 0
@@ -246,7 +247,7 @@ class Federation:
         """One message per node; every reply, errors included."""
         return self.send([Message(content=content, dst_node_id=n, message_type=message_type) for n in node_ids])
 
-    def exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, timeout: float = 600) -> list[Message]:
+    def exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict) -> list[Message]:
         """One message per node; the replies without errors (errors are logged, naming the site)."""
         client_of = {n: c for c, n in self.node_of.items()}
         replies = self.exchange_all(node_ids, message_type, content)
@@ -333,9 +334,12 @@ class Federation:
             clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)] if holdout else list(self.node_of)
         groups = ("retain", "forget", "holdout")
         tot = {f"{g}-{k}": 0.0 for g in groups for k in ("correct", "loss-sum", "n")}
+        client_of, gone = {n: c for c, n in self.node_of.items()}, fully_withdrawn(withdrawals)
         for r in self.exchange(self._nodes(clients), EVALUATE, content):
+            left = client_of[r.metadata.src_node_id] in gone  # a site that left: its holdout is not test data any more
             for k in tot:
-                tot[k] += r.content[METRICS].get(k, 0)
+                if not (left and k.startswith("holdout")):
+                    tot[k] += r.content[METRICS].get(k, 0)
         out = {}
         for g in groups:
             n = tot[f"{g}-n"]
@@ -423,8 +427,8 @@ class Federation:
         method = get_method(c.method)
         mcfg = method.make_config(**{"epochs": c.local_epochs, **c.method_config})
         statistic = method.statistic(mcfg)
-        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain"
-                       and request.fraction >= 1.0)
+        # A holder that keeps none of its rows needs the retained sites' mean statistic from the server.
+        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain" and request.scope == "client")
         holders = set(self._nodes(request.client_ids))
         client_of = {n: k for k, n in self.node_of.items()}
         gone = fully_withdrawn(withdrawals) - set(request.client_ids)
@@ -470,9 +474,10 @@ class Federation:
             self.central_rounds += 1
             cand = _load(model, new)
             acc, loss = self.server_eval(cand)
-            t_mon = time.perf_counter()  # forget-set monitoring, asked of the withdrawing clients only
+            t_mon, b_mon = time.perf_counter(), self.bytes_sent  # forget-set monitoring, asked of the withdrawing clients only
             fm = self.client_metrics(cand, withdrawals, request.request_id, clients=request.client_ids)
             self.monitor_seconds += time.perf_counter() - t_mon
+            self.monitor_bytes += self.bytes_sent - b_mon
             logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(ok),
                                  forget_acc=fm["forget_acc"], forget_loss=fm["forget_loss"]))
             if acc < start_acc - c.max_test_drop:
@@ -560,7 +565,7 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
     fresh = lambda: _load(initial, _arrays(initial))
 
     t1 = time.perf_counter()
-    fed.monitor_seconds = 0.0
+    fed.monitor_seconds, fed.monitor_bytes = 0.0, 0
     bytes0 = fed.bytes_sent
     if method.retrains:
         after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
@@ -569,7 +574,7 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
         after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
     monitor_s = fed.monitor_seconds
     unlearn_s = time.perf_counter() - t1 - monitor_s
-    unlearn_bytes = fed.bytes_sent - bytes0
+    unlearn_bytes = fed.bytes_sent - bytes0 - fed.monitor_bytes
 
     retrain, retrain_s, retrain_bytes = None, None, None
     if cfg.reference:
@@ -591,8 +596,13 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
     for name, m in (("before", model), ("after", after), ("retrain", retrain)):
         if m is None:
             continue
-        out.test_acc[name] = fed.server_eval(m)[0]
-        out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
+        if fed.evaluate_fn is None and fed.test is None:  # federated: one evaluation message gives all three
+            met = fed.client_metrics(m, after_w, request.request_id)
+            out.test_acc[name] = met["holdout_acc"]
+            out.retain_acc[name], out.forget_acc[name] = met["retain_acc"], met["forget_acc"]
+        else:
+            out.test_acc[name] = fed.server_eval(m)[0]
+            out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
         out.audits[name] = fed.audit(m, after_w, request, statistic)
     gone = fully_withdrawn(after_w)
     out.accounting = fed.accounting(c for c in range(cfg.num_clients) if c not in gone)

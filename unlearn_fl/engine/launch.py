@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -51,7 +52,7 @@ def flwr_run(app_dir: str | Path, run_config: dict, num_supernodes: int,
         env = {**os.environ, "FLWR_HOME": str(Path(tmp) / "flwr-home"), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
                "PATH": path, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore", "GIT_PYTHON_REFRESH": "quiet",
                # A SuperLink of this run's own: flwr's local one listens on fixed ports otherwise.
-               "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port())}
+               "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(free_port())}
         cmd = [flwr, "run", str(app_dir), "--run-config", str(overrides),
                "--federation-config", f"num-supernodes={num_supernodes}", "--stream"]
         tail: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,17 @@ from unlearn_fl.report.html import render_html
 from unlearn_fl.report.schema import ForgettingReport, RoundLog
 from unlearn_fl.requests import WithdrawalRequest
 from unlearn_fl.tracking import Tracker, VersionSpec
+
+
+def _say(line: str) -> None:
+    """One line in the Flower log (what `flwr run --stream` shows): the outcome of each withdrawal."""
+    from flwr.common.logger import log
+
+    log(logging.WARNING, line)
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 class MlflowRecorder:
@@ -137,6 +149,12 @@ class MlflowRecorder:
         self._write(report)
         self.reports.append(report)
         self.versions[version] = "unlearned"
+        a, k = report.audit, report.cost
+        _say(f"unlearn-fl: withdrawal {o.request.request_id} ({o.request.scope}, sites {list(o.request.client_ids)}, "
+             f"{o.n_forget} rows) -> {cfg.model_name} v{version} (parent v{parent}); verdict {a.verdict}; "
+             f"MIA AUC before/after/retrained {_f(a.mia_auc_before)}/{_f(a.mia_auc_after)}/{_f(a.mia_auc_retrain)}; "
+             f"{k.unlearn_rounds} unlearning rounds in {k.unlearn_seconds:.1f}s vs retraining {_f(k.retrain_seconds, 1)}s; "
+             f"report {Path(cfg.out) / o.request.request_id / 'forgetting_report.json'}")
         return version
 
     def aborted(self, request: WithdrawalRequest, reason: str) -> None:
@@ -144,6 +162,7 @@ class MlflowRecorder:
         d.mkdir(parents=True, exist_ok=True)
         (d / "aborted.json").write_text(json.dumps({"request_id": request.request_id, "error": reason}, indent=2))
         self.aborts.append((request.request_id, reason))
+        _say(f"unlearn-fl: withdrawal {request.request_id} NOT applied: {reason}")
 
     def _write(self, report: ForgettingReport) -> None:
         out = Path(self.cfg.out)

@@ -152,7 +152,8 @@ class CostBlock(_Block):
     monitor_seconds: float | None = Field(
         None, description="Per-round forget-set evaluation during unlearning; not counted in unlearn_seconds."
     )
-    unlearn_bytes: int | None = Field(None, description="Bytes of model arrays exchanged by the unlearning, both ways.")
+    unlearn_bytes: int | None = Field(
+        None, description="Bytes of model arrays exchanged by the unlearning, both ways (per-round monitoring excluded).")
     retrain_bytes: int | None = Field(None, description="Bytes of model arrays exchanged by the retrain reference, both ways.")
 
 

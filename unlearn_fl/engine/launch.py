@@ -53,7 +53,7 @@ def flwr_run(app_dir: str | Path, run_config: dict, num_supernodes: int,
                "PATH": path, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore", "GIT_PYTHON_REFRESH": "quiet",
                # A SuperLink of this run's own: flwr's local one listens on fixed ports otherwise.
                "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(free_port())}
-        cmd = [flwr, "run", str(app_dir), "--run-config", str(overrides),
+        cmd = [flwr, "run", str(Path(app_dir).resolve()), "--run-config", str(overrides),
                "--federation-config", f"num-supernodes={num_supernodes}", "--stream"]
         tail: list[str] = []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp,

@@ -464,8 +464,6 @@ def cmd_report(a) -> int:
 
 def cmd_audit(a) -> int:
     """Audit a registered model version on a forget set and a holdout given as CSV files."""
-    import numpy as np
-
     from unlearn_fl.audit.epsilon import empirical_epsilon
     from unlearn_fl.audit.mia import loss_threshold_attack
     from unlearn_fl.audit.verdict import AuditThresholds, decide_verdict

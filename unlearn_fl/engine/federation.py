@@ -1,16 +1,11 @@
-"""Withdrawals through a live federation, for any model (the server side of the protocol).
+"""The server's side of the protocol for any model: the Grid, the sites, rounds, evaluation and audits.
 
-Training rounds run through the wrapped Flower strategy. After each round the server
-takes the withdrawals due (planned ones, and requests found in the request folder),
-and for each: registers the current model, runs the method's unlearning rounds (or a
-retrain), retrains a reference from scratch (from the run's initial arrays) in the same
-engine, has the withdrawing sites audit their forget sets locally, and hands everything
-to the Recorder (report + MLflow version whose parent is the previous version). Training
-then goes on without the withdrawn data.
-
-The server knows arrays and messages, not data sets: it evaluates with the user's
-`evaluate_fn` or its own test split when it has one, and otherwise pools the sites'
-holdout counts (federated evaluation).
+`Federation` knows arrays and messages, not data sets: it discovers the sites (their input
+shape, class count and row counts), runs rounds through the wrapped Flower strategy, pools
+the sites' counts and statistics, and asks the withdrawing sites for their audits. It
+evaluates with the user's `evaluate_fn` or its own test split when it has one, and otherwise
+pools the sites' holdout counts (federated evaluation). What one withdrawal does with it is
+`engine/withdrawal.py`.
 """
 
 from __future__ import annotations
@@ -18,11 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
@@ -50,7 +42,7 @@ from unlearn_fl.engine.strategy import WithdrawalFilter, base_strategy
 from unlearn_fl.methods import get_method
 from unlearn_fl.models import evaluate, per_example_loss
 from unlearn_fl.report.schema import ModelAudit, RoundLog
-from unlearn_fl.requests import RequestQueue, WithdrawalRequest
+from unlearn_fl.requests import WithdrawalRequest
 
 log = logging.getLogger("unlearn_fl")
 
@@ -67,11 +59,13 @@ class WithdrawalAborted(FederationError):
     """Unlearning could not be completed; no version was written, the previous one stands."""
 
 
-def _arrays(model: nn.Module) -> ArrayRecord:
+def to_arrays(model: nn.Module) -> ArrayRecord:
+    """A module's weights as Flower's ArrayRecord (what travels in messages)."""
     return ArrayRecord({k: v.detach() for k, v in model.state_dict().items()})
 
 
-def _load(template: nn.Module, arrays: ArrayRecord) -> nn.Module:
+def from_arrays(template: nn.Module, arrays: ArrayRecord) -> nn.Module:
+    """A copy of `template` (any architecture) holding `arrays`' weights."""
     import copy
 
     m = copy.deepcopy(template)
@@ -89,55 +83,12 @@ def _client_error(reply: Message) -> str:
     return reason.strip().strip("'\"<>").splitlines()[0][:300] if reason.strip() else "unknown error"
 
 
-def _with(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdrawals:
+def with_request(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdrawals:
+    """The withdrawals so far plus `request`, per site, oldest first."""
     out = {c: list(v) for c, v in withdrawals.items()}
     for c in request.client_ids:
         out.setdefault(c, []).append(Withdrawal(request.request_id, request.fraction, request.records is not None))
     return out
-
-
-@dataclass
-class WithdrawalOutcome:
-    """Models and measurements of one withdrawal, handed to the Recorder."""
-
-    request: WithdrawalRequest
-    before: nn.Module
-    after: nn.Module
-    retrain: nn.Module | None
-    n_forget: int
-    trained_rounds: int
-    forget_digest: str = ""
-    monitor_seconds: float = 0.0
-    rounds: list[RoundLog] = field(default_factory=list)
-    unlearn_seconds: float = 0.0
-    retrain_seconds: float | None = None
-    unlearn_rounds: int = 0
-    test_acc: dict[str, float] = field(default_factory=dict)
-    retain_acc: dict[str, float] = field(default_factory=dict)
-    forget_acc: dict[str, float] = field(default_factory=dict)
-    audits: dict[str, ModelAudit] = field(default_factory=dict)
-    clients_after: list[int] = field(default_factory=list)
-    withdrawn_clients: list[int] = field(default_factory=list)
-    request_ids: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    accounting: object | None = None
-    unlearn_bytes: int = 0
-    """Bytes of model arrays exchanged by the unlearning (both ways), per-round forget-set monitoring excluded."""
-    retrain_bytes: int | None = None
-
-
-class Recorder(Protocol):
-    """Where versions and reports go (MLflow + files in `server_app.py`; anything in tests)."""
-
-    def start(self, fed: "Federation") -> None: ...
-
-    def trained(self, model: nn.Module, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str | None: ...
-
-    def unlearned(self, outcome: WithdrawalOutcome) -> str | None: ...
-
-    def aborted(self, request: WithdrawalRequest, reason: str) -> None: ...
-
-    def finish(self, fed: "Federation") -> None: ...
 
 
 class Federation:
@@ -329,7 +280,7 @@ class Federation:
     def client_metrics(self, model: nn.Module, withdrawals: Withdrawals, active: str, clients: Iterable[int] | None = None,
                        holdout: bool = False) -> dict:
         """Pooled accuracy and loss on retained rows, the active request's rows and holdouts (counts from sites)."""
-        content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, active)})
+        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, active)})
         if clients is None:
             clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)] if holdout else list(self.node_of)
         groups = ("retain", "forget", "holdout")
@@ -380,7 +331,7 @@ class Federation:
                      strategy: WithdrawalFilter | None = None) -> nn.Module:
         """`rounds` rounds of the wrapped strategy on retained data; fully withdrawn clients excluded."""
         strategy = strategy or self.strategy
-        arrays = _arrays(model)
+        arrays = to_arrays(model)
         exclude = set(self._nodes(fully_withdrawn(withdrawals)))
         for r in range(first, first + rounds):
             self._round += 1
@@ -394,7 +345,7 @@ class Federation:
                 self._note_dp(replies)
                 self.central_rounds += 1
             arrays = new
-            model = _load(model, arrays)
+            model = from_arrays(model, arrays)
             acc, loss = self.server_eval(model)
             logs.append(RoundLog(phase=phase, round=r, test_acc=acc, test_loss=loss, n_clients=len(msgs)))
             self.progress(phase, r, self.cfg.rounds if phase == "train" else first + rounds - 1)
@@ -402,7 +353,7 @@ class Federation:
 
     def retained_stats(self, model: nn.Module, withdrawals: Withdrawals, statistic: str) -> tuple[list[float] | None, int]:
         """Pooled mean output statistic over all retained rows (docs/method.md §2): counts and means only."""
-        content = RecordDict({ARRAYS: _arrays(model), CONFIG: self._config(withdrawals, statistic=statistic)})
+        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, statistic=statistic)})
         clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
         total, acc = 0, None
         for r in self.exchange(self._nodes(clients), STATS, content):
@@ -444,7 +395,7 @@ class Federation:
                                                    "reference-mean": ref_mean or []})
             # Nodes excluded: only clients gone through earlier requests; this request's holders take part.
             msgs = [Message(content=m.content, dst_node_id=m.metadata.dst_node_id, message_type=UNLEARN)
-                    for m in self.strategy.configure_train(self._round, _arrays(model), cfg, self.grid, exclude=set(self._nodes(gone)))]
+                    for m in self.strategy.configure_train(self._round, to_arrays(model), cfg, self.grid, exclude=set(self._nodes(gone)))]
             replies = self.send(msgs)
             ok = [m for m in replies if not m.has_error()]
             answered = {m.metadata.src_node_id for m in ok}
@@ -472,7 +423,7 @@ class Federation:
                 raise WithdrawalAborted(f"unlearning round {r}: no usable update")
             self._note_dp(ok)
             self.central_rounds += 1
-            cand = _load(model, new)
+            cand = from_arrays(model, new)
             acc, loss = self.server_eval(cand)
             t_mon, b_mon = time.perf_counter(), self.bytes_sent  # forget-set monitoring, asked of the withdrawing clients only
             fm = self.client_metrics(cand, withdrawals, request.request_id, clients=request.client_ids)
@@ -504,7 +455,7 @@ class Federation:
         cfg = self._config(withdrawals, request.request_id, statistic=statistic, seed=self.cfg.seed,
                            **{**extra, "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
                               "confidence": self.cfg.audit.confidence})
-        replies = self.exchange(self._nodes(request.client_ids), AUDIT, RecordDict({ARRAYS: _arrays(model), CONFIG: cfg}))
+        replies = self.exchange(self._nodes(request.client_ids), AUDIT, RecordDict({ARRAYS: to_arrays(model), CONFIG: cfg}))
         audits = [ModelAudit.model_validate_json(r.content[CONFIG]["audit"]) for r in replies]
         if not audits:
             raise FederationError("no withdrawing client answered the audit query")
@@ -538,166 +489,8 @@ def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
     return merged
 
 
-def resolve_request(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
-    """(rows the request forgets, their digest), asked of the holding sites before anything is written.
-
-    Raises WithdrawalAborted when a site refuses it (e.g. record ids it does not hold) or it forgets nothing.
-    """
-    n_forget, forget_digest = fed.count_forgotten(_with(withdrawals, request), request)
-    if n_forget == 0:
-        raise WithdrawalAborted("the request forgets no row that is not already forgotten")
-    return n_forget, forget_digest
-
-
-def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest,
-                       trained_rounds: int, logs: list[RoundLog], initial: nn.Module,
-                       resolved: tuple[int, str] | None = None) -> tuple[WithdrawalOutcome, Withdrawals]:
-    """Unlearn one request from `model`; returns the outcome and the withdrawals including it.
-
-    `initial` is the run's starting model: "retrain from scratch" starts from the same weights.
-    `resolved`: the request's (row count, digest) when `resolve_request` already asked the sites.
-    """
-    cfg = fed.cfg
-    after_w = _with(withdrawals, request)
-    method = get_method(cfg.method)
-    notes: list[str] = []
-    n_forget, forget_digest = resolved or resolve_request(fed, withdrawals, request)
-    fresh = lambda: _load(initial, _arrays(initial))
-
-    t1 = time.perf_counter()
-    fed.monitor_seconds, fed.monitor_bytes = 0.0, 0
-    bytes0 = fed.bytes_sent
-    if method.retrains:
-        after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
-        n_unlearn = trained_rounds
-    else:
-        after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
-    monitor_s = fed.monitor_seconds
-    unlearn_s = time.perf_counter() - t1 - monitor_s
-    unlearn_bytes = fed.bytes_sent - bytes0 - fed.monitor_bytes
-
-    retrain, retrain_s, retrain_bytes = None, None, None
-    if cfg.reference:
-        if method.retrains:
-            retrain, retrain_s, retrain_bytes = after, unlearn_s, unlearn_bytes
-        else:
-            t2 = time.perf_counter()
-            bytes1 = fed.bytes_sent
-            retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs, strategy=fed.new_strategy())
-            retrain_s = time.perf_counter() - t2
-            retrain_bytes = fed.bytes_sent - bytes1
-
-    out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
-                            n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds, monitor_seconds=monitor_s,
-                            rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
-                            unlearn_rounds=n_unlearn, notes=notes, unlearn_bytes=unlearn_bytes, retrain_bytes=retrain_bytes)
-    statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
-    fed.current = after_w
-    for name, m in (("before", model), ("after", after), ("retrain", retrain)):
-        if m is None:
-            continue
-        if fed.evaluate_fn is None and fed.test is None:  # federated: one evaluation message gives all three
-            met = fed.client_metrics(m, after_w, request.request_id)
-            out.test_acc[name] = met["holdout_acc"]
-            out.retain_acc[name], out.forget_acc[name] = met["retain_acc"], met["forget_acc"]
-        else:
-            out.test_acc[name] = fed.server_eval(m)[0]
-            out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
-        out.audits[name] = fed.audit(m, after_w, request, statistic)
-    gone = fully_withdrawn(after_w)
-    out.accounting = fed.accounting(c for c in range(cfg.num_clients) if c not in gone)
-    out.clients_after = [c for c in range(cfg.num_clients) if c not in gone]
-    out.withdrawn_clients = sorted(after_w)
-    out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
-    return out, after_w
-
-
 def describe_sites(grid: Grid, num_clients: int, timeout: float = 300.0) -> tuple[tuple[int, ...], int]:
     """(input shape, class count) the sites describe, before any model exists (no data moves)."""
     fed = Federation(grid, UnlearningSettings(num_clients=num_clients))
     fed.discover(timeout)
     return fed.input_shape, fed.n_classes
-
-
-def _precheck(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> str | None:
-    """Why `request` cannot be applied at all (unknown sites, nobody left), or None."""
-    bad = [c for c in request.client_ids if c not in fed.node_of]
-    if bad:
-        return f"rejected: unknown client ids {bad}"
-    if fully_withdrawn(_with(withdrawals, request)) >= set(fed.node_of):
-        return "rejected: it would leave no client with data"
-    return None
-
-
-def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, model: nn.Module,
-                   strategy: WithdrawalFilter | None = None, progress: Progress | None = None,
-                   test: Split | None = None, evaluate_fn: EvaluateFn | None = None,
-                   timeout: float = 600) -> tuple[nn.Module, list[WithdrawalOutcome], list[RoundLog]]:
-    """Train `model` (its weights are the initial ones) for `cfg.rounds` rounds, applying every
-    withdrawal as it falls due; the Recorder writes versions and reports.
-
-    Returns the final model, the outcome of each applied withdrawal, and the training rounds' log.
-    """
-    torch.manual_seed(cfg.seed)
-    fed = Federation(grid, cfg, strategy, progress, model=model, test=test, evaluate_fn=evaluate_fn, timeout=timeout)
-    fed.discover()
-    if cfg.standardize_inputs:
-        fed.fit_scaler()
-    recorder.start(fed)
-    queue = RequestQueue(cfg.requests_dir) if cfg.requests_dir else None
-    plans = cfg.schedule()
-    initial = _load(model, _arrays(model))
-    withdrawals: Withdrawals = {}
-    applied: set[str] = set()
-    outcomes: list[WithdrawalOutcome] = []
-    logs: list[RoundLog] = []
-    retained = lambda: [c for c in range(cfg.num_clients) if c not in fully_withdrawn(withdrawals)]
-    dirty = True  # the model has changed since it was last recorded
-    for r in range(1, cfg.rounds + 1):
-        model = fed.train_rounds(model, 1, withdrawals, "train", logs, first=r)
-        dirty = True
-        if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
-            recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
-            dirty = False
-        due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, records=p.records,
-                                 salt=f"seed={cfg.seed};plan={i}")
-               for i, p in enumerate(plans) if (p.at_round or cfg.rounds) == r]
-        if queue is not None:
-            due += queue.poll()
-        for request in due:
-            if request.request_id in applied:
-                log.warning("withdrawal %s was already applied; ignoring the duplicate", request.request_id)
-                if queue is not None:
-                    queue.mark_applied(request, None)
-                continue
-            reason = _precheck(fed, withdrawals, request)
-            if reason is not None:
-                recorder.aborted(request, reason)
-                if queue is not None:
-                    queue.mark_failed(request, reason)
-                continue
-            try:
-                resolved = resolve_request(fed, withdrawals, request)  # a refused request writes no version at all
-                if dirty:
-                    recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
-                    dirty = False
-                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs, initial, resolved)
-            except WithdrawalAborted as e:
-                fed.current = withdrawals
-                recorder.aborted(request, str(e))
-                if queue is not None:
-                    queue.mark_failed(request, str(e))
-                continue
-            version = recorder.unlearned(outcome)
-            if queue is not None:
-                queue.mark_applied(request, version)
-            applied.add(request.request_id)
-            outcomes.append(outcome)
-            model, withdrawals = outcome.after, new_w
-            fed.current = withdrawals
-            logs = [x for x in logs if x.phase == "train"]  # the next version's history: all training rounds
-    if dirty:
-        # Training went on after the last withdrawal (or there was none): record the final model too.
-        recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
-    recorder.finish(fed)
-    return model, outcomes, logs

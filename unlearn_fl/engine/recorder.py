@@ -16,7 +16,8 @@ import numpy as np
 from torch import nn
 
 from unlearn_fl.config import UnlearningSettings
-from unlearn_fl.engine.federation import Federation, WithdrawalOutcome
+from unlearn_fl.engine.federation import Federation
+from unlearn_fl.engine.withdrawal import WithdrawalOutcome
 from unlearn_fl.engine.protocol import Withdrawals
 from unlearn_fl.methods import get_method
 from unlearn_fl.models import Standardized

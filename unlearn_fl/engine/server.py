@@ -34,7 +34,8 @@ from torch import nn
 
 from unlearn_fl.config import UnlearningSettings
 from unlearn_fl.data import Split
-from unlearn_fl.engine.federation import Progress, WithdrawalOutcome, run_federation
+from unlearn_fl.engine.federation import Progress
+from unlearn_fl.engine.withdrawal import WithdrawalOutcome, run_federation
 from unlearn_fl.engine.strategy import WithdrawalFilter, default_base_strategy
 
 log = logging.getLogger("unlearn_fl")

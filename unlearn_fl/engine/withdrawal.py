@@ -1,0 +1,240 @@
+"""One withdrawal, end to end, and the training loop that applies them as they fall due.
+
+`run_federation` trains through the wrapped Flower strategy; after each round it takes the
+withdrawals due (planned ones, and requests from the request folder). For each: the holding
+sites resolve it (a refused request writes nothing), the current model is registered, the
+method's unlearning rounds run (or a retrain), a retrain-from-scratch reference runs from the
+same initial arrays in the same engine, the withdrawing sites audit their forget sets locally,
+and the Recorder writes the report and the new version whose parent is the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from flwr.serverapp import Grid
+from torch import nn
+
+from unlearn_fl.config import UnlearningSettings
+from unlearn_fl.data import Split
+from unlearn_fl.engine.federation import (
+    EvaluateFn,
+    Federation,
+    Progress,
+    WithdrawalAborted,
+    from_arrays,
+    to_arrays,
+    with_request,
+)
+from unlearn_fl.engine.protocol import Withdrawals, fully_withdrawn
+from unlearn_fl.engine.strategy import WithdrawalFilter
+from unlearn_fl.methods import get_method
+from unlearn_fl.report.schema import ModelAudit, RoundLog
+from unlearn_fl.requests import RequestQueue, WithdrawalRequest
+
+log = logging.getLogger("unlearn_fl")
+
+@dataclass
+class WithdrawalOutcome:
+    """Models and measurements of one withdrawal, handed to the Recorder."""
+
+    request: WithdrawalRequest
+    before: nn.Module
+    after: nn.Module
+    retrain: nn.Module | None
+    n_forget: int
+    trained_rounds: int
+    forget_digest: str = ""
+    monitor_seconds: float = 0.0
+    rounds: list[RoundLog] = field(default_factory=list)
+    unlearn_seconds: float = 0.0
+    retrain_seconds: float | None = None
+    unlearn_rounds: int = 0
+    test_acc: dict[str, float] = field(default_factory=dict)
+    retain_acc: dict[str, float] = field(default_factory=dict)
+    forget_acc: dict[str, float] = field(default_factory=dict)
+    audits: dict[str, ModelAudit] = field(default_factory=dict)
+    clients_after: list[int] = field(default_factory=list)
+    withdrawn_clients: list[int] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    accounting: object | None = None
+    unlearn_bytes: int = 0
+    """Bytes of model arrays exchanged by the unlearning (both ways), per-round forget-set monitoring excluded."""
+    retrain_bytes: int | None = None
+
+
+class Recorder(Protocol):
+    """Where versions and reports go (MLflow + files in `server_app.py`; anything in tests)."""
+
+    def start(self, fed: "Federation") -> None: ...
+
+    def trained(self, model: nn.Module, clients: list[int], withdrawals: Withdrawals, rounds: list[RoundLog]) -> str | None: ...
+
+    def unlearned(self, outcome: WithdrawalOutcome) -> str | None: ...
+
+    def aborted(self, request: WithdrawalRequest, reason: str) -> None: ...
+
+    def finish(self, fed: "Federation") -> None: ...
+
+
+def resolve_request(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
+    """(rows the request forgets, their digest), asked of the holding sites before anything is written.
+
+    Raises WithdrawalAborted when a site refuses it (e.g. record ids it does not hold) or it forgets nothing.
+    """
+    n_forget, forget_digest = fed.count_forgotten(with_request(withdrawals, request), request)
+    if n_forget == 0:
+        raise WithdrawalAborted("the request forgets no row that is not already forgotten")
+    return n_forget, forget_digest
+
+
+def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest,
+                       trained_rounds: int, logs: list[RoundLog], initial: nn.Module,
+                       resolved: tuple[int, str] | None = None) -> tuple[WithdrawalOutcome, Withdrawals]:
+    """Unlearn one request from `model`; returns the outcome and the withdrawals including it.
+
+    `initial` is the run's starting model: "retrain from scratch" starts from the same weights.
+    `resolved`: the request's (row count, digest) when `resolve_request` already asked the sites.
+    """
+    cfg = fed.cfg
+    after_w = with_request(withdrawals, request)
+    method = get_method(cfg.method)
+    notes: list[str] = []
+    n_forget, forget_digest = resolved or resolve_request(fed, withdrawals, request)
+    fresh = lambda: from_arrays(initial, to_arrays(initial))
+
+    t1 = time.perf_counter()
+    fed.monitor_seconds, fed.monitor_bytes = 0.0, 0
+    bytes0 = fed.bytes_sent
+    if method.retrains:
+        after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
+        n_unlearn = trained_rounds
+    else:
+        after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
+    monitor_s = fed.monitor_seconds
+    unlearn_s = time.perf_counter() - t1 - monitor_s
+    unlearn_bytes = fed.bytes_sent - bytes0 - fed.monitor_bytes
+
+    retrain, retrain_s, retrain_bytes = None, None, None
+    if cfg.reference:
+        if method.retrains:
+            retrain, retrain_s, retrain_bytes = after, unlearn_s, unlearn_bytes
+        else:
+            t2 = time.perf_counter()
+            bytes1 = fed.bytes_sent
+            retrain = fed.train_rounds(fresh(), trained_rounds, after_w, "retrain", logs, strategy=fed.new_strategy())
+            retrain_s = time.perf_counter() - t2
+            retrain_bytes = fed.bytes_sent - bytes1
+
+    out = WithdrawalOutcome(request=request, before=model, after=after, retrain=retrain,
+                            n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds, monitor_seconds=monitor_s,
+                            rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
+                            unlearn_rounds=n_unlearn, notes=notes, unlearn_bytes=unlearn_bytes, retrain_bytes=retrain_bytes)
+    statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
+    fed.current = after_w
+    for name, m in (("before", model), ("after", after), ("retrain", retrain)):
+        if m is None:
+            continue
+        if fed.evaluate_fn is None and fed.test is None:  # federated: one evaluation message gives all three
+            met = fed.client_metrics(m, after_w, request.request_id)
+            out.test_acc[name] = met["holdout_acc"]
+            out.retain_acc[name], out.forget_acc[name] = met["retain_acc"], met["forget_acc"]
+        else:
+            out.test_acc[name] = fed.server_eval(m)[0]
+            out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
+        out.audits[name] = fed.audit(m, after_w, request, statistic)
+    gone = fully_withdrawn(after_w)
+    out.accounting = fed.accounting(c for c in range(cfg.num_clients) if c not in gone)
+    out.clients_after = [c for c in range(cfg.num_clients) if c not in gone]
+    out.withdrawn_clients = sorted(after_w)
+    out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
+    return out, after_w
+
+
+def _precheck(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> str | None:
+    """Why `request` cannot be applied at all (unknown sites, nobody left), or None."""
+    bad = [c for c in request.client_ids if c not in fed.node_of]
+    if bad:
+        return f"rejected: unknown client ids {bad}"
+    if fully_withdrawn(with_request(withdrawals, request)) >= set(fed.node_of):
+        return "rejected: it would leave no client with data"
+    return None
+
+
+def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, model: nn.Module,
+                   strategy: WithdrawalFilter | None = None, progress: Progress | None = None,
+                   test: Split | None = None, evaluate_fn: EvaluateFn | None = None,
+                   timeout: float = 600) -> tuple[nn.Module, list[WithdrawalOutcome], list[RoundLog]]:
+    """Train `model` (its weights are the initial ones) for `cfg.rounds` rounds, applying every
+    withdrawal as it falls due; the Recorder writes versions and reports.
+
+    Returns the final model, the outcome of each applied withdrawal, and the training rounds' log.
+    """
+    torch.manual_seed(cfg.seed)
+    fed = Federation(grid, cfg, strategy, progress, model=model, test=test, evaluate_fn=evaluate_fn, timeout=timeout)
+    fed.discover()
+    if cfg.standardize_inputs:
+        fed.fit_scaler()
+    recorder.start(fed)
+    queue = RequestQueue(cfg.requests_dir) if cfg.requests_dir else None
+    plans = cfg.schedule()
+    initial = from_arrays(model, to_arrays(model))
+    withdrawals: Withdrawals = {}
+    applied: set[str] = set()
+    outcomes: list[WithdrawalOutcome] = []
+    logs: list[RoundLog] = []
+    retained = lambda: [c for c in range(cfg.num_clients) if c not in fully_withdrawn(withdrawals)]
+    dirty = True  # the model has changed since it was last recorded
+    for r in range(1, cfg.rounds + 1):
+        model = fed.train_rounds(model, 1, withdrawals, "train", logs, first=r)
+        dirty = True
+        if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
+            recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
+            dirty = False
+        due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, records=p.records,
+                                 salt=f"seed={cfg.seed};plan={i}")
+               for i, p in enumerate(plans) if (p.at_round or cfg.rounds) == r]
+        if queue is not None:
+            due += queue.poll()
+        for request in due:
+            if request.request_id in applied:
+                log.warning("withdrawal %s was already applied; ignoring the duplicate", request.request_id)
+                if queue is not None:
+                    queue.mark_applied(request, None)
+                continue
+            reason = _precheck(fed, withdrawals, request)
+            if reason is not None:
+                recorder.aborted(request, reason)
+                if queue is not None:
+                    queue.mark_failed(request, reason)
+                continue
+            try:
+                resolved = resolve_request(fed, withdrawals, request)  # a refused request writes no version at all
+                if dirty:
+                    recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
+                    dirty = False
+                outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs, initial, resolved)
+            except WithdrawalAborted as e:
+                fed.current = withdrawals
+                recorder.aborted(request, str(e))
+                if queue is not None:
+                    queue.mark_failed(request, str(e))
+                continue
+            version = recorder.unlearned(outcome)
+            if queue is not None:
+                queue.mark_applied(request, version)
+            applied.add(request.request_id)
+            outcomes.append(outcome)
+            model, withdrawals = outcome.after, new_w
+            fed.current = withdrawals
+            logs = [x for x in logs if x.phase == "train"]  # the next version's history: all training rounds
+    if dirty:
+        # Training went on after the last withdrawal (or there was none): record the final model too.
+        recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
+    recorder.finish(fed)
+    return model, outcomes, logs

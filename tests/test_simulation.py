@@ -20,7 +20,8 @@ def run(tmp_path_factory):
     uri = f"sqlite:///{d / 'mlflow.db'}"
     proc = subprocess.run(
         CLI + ["simulate", "--clients", "3", "--rounds", "3", "--withdraw", "1", "--forget-fraction", "0.5",
-               "--tracking-uri", uri, "--out", str(d / "report"), "--model-name", "sim-test", "--quiet", "--seed", "3"],
+               "--tracking-uri", uri, "--out", str(d / "report"), "--model-name", "sim-test", "--quiet", "--seed", "3",
+               "--reason", "consent revoked"],
         capture_output=True, text=True, timeout=600, cwd=d,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -32,6 +33,7 @@ def test_report_validates_against_its_schema(run):
     r = ForgettingReport.model_validate(run["report"])
     assert r.request.kind == "data" and r.request.client_ids == [1]
     assert r.request.forget_fraction == 0.5 and r.request.n_forget > 0
+    assert r.request.reason == "consent revoked"  # the reason travels through the Flower run config
     assert r.audit.verdict in ("passed", "failed", "inconclusive") and r.audit.reasons
     assert r.cost.retrain_seconds is not None and r.utility.test_acc_retrain is not None
     assert (run["dir"] / "report" / "forgetting_report.html").read_text().count("data:image/png;base64") >= 3

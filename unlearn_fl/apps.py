@@ -95,7 +95,8 @@ def config_from_run_config(rc: dict) -> RunConfig:
     """Flower run config (flat, kebab-case, from pyproject or --run-config) -> RunConfig."""
     g = rc.get
     fraction = float(g("forget-fraction", 1.0))
-    plans = [WithdrawalPlan.parse(t, fraction) for t in str(g("withdraw", "0")).split(";") if t.strip()]
+    reason = str(g("withdraw-reason", "") or "") or None
+    plans = [WithdrawalPlan.parse(t, fraction, reason) for t in str(g("withdraw", "0")).split(";") if t.strip()]
     records = str(g("withdraw-records", "") or "")
     if records:  # "COUNT:DIGEST" of a record-level request whose ids the site holds
         count, _, digest = records.partition(":")
@@ -143,6 +144,7 @@ def to_run_config(cfg: RunConfig) -> dict:
         "hidden": ",".join(map(str, cfg.hidden)),
         "withdraw": ";".join(",".join(map(str, p.client_ids)) + (f"@{p.at_round}" if p.at_round else "") for p in plans),
         "forget-fraction": next(iter(fractions)) if fractions else 1.0,
+        "withdraw-reason": next((p.reason for p in plans if p.reason), "") or "",
         "withdraw-records": f"{records[0].count}:{records[0].digest}" if records else "",
         "method": cfg.method, "method-config": json.dumps(cfg.method_config), "unlearn-rounds": cfg.unlearn_rounds,
         "reference": cfg.reference, "promote": cfg.promote, "requests-dir": str(cfg.requests_dir or ""),

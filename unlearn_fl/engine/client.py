@@ -291,7 +291,8 @@ class UnlearningClient:
 
     def inputs(self, msg: Message, context: Context) -> Message:
         """`query.unlearn_inputs`: count, Σx and Σx² per input feature over the train rows."""
-        X = self.site(context).train.X.reshape(len(self.site(context).train), -1).astype(np.float64)
+        train = self.site(context).train
+        X = train.X.reshape(len(train), -1).astype(np.float64)
         rec = ConfigRecord({"count": int(len(X)), "sum": X.sum(0).tolist(), "sumsq": (X * X).sum(0).tolist()})
         return Message(content=RecordDict({CONFIG: rec}), reply_to=msg)
 

@@ -35,7 +35,7 @@ from typing import Literal, get_args
 
 from opacus.accountants import IAccountant, create_accountant
 
-from unlearn_fl.report.schema import AccountingBlock
+from unlearn_fl.accounting.results import AccountingBlock
 
 __all__ = ["AccountantName", "Phase", "make_accountant", "account", "account_phases", "block_from_history"]
 

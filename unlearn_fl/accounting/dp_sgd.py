@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from unlearn_fl.accounting.accountant import AccountantName, _check_accountant, _check_delta, block_from_history
 from unlearn_fl.accounting.validation import require_dp_compatible
-from unlearn_fl.report.schema import AccountingBlock
+from unlearn_fl.accounting.results import AccountingBlock
 
 __all__ = ["make_dp_sgd", "dp_train_epochs", "spent"]
 

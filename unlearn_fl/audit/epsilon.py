@@ -59,7 +59,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from unlearn_fl.audit.mia import as_scores
-from unlearn_fl.report.schema import EpsilonEstimate
+from unlearn_fl.audit.results import EpsilonEstimate
 
 __all__ = [
     "clopper_pearson_lower",

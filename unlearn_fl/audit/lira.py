@@ -47,7 +47,7 @@ import torch
 from scipy import stats
 
 from unlearn_fl.audit.mia import DEFAULT_FPR_TARGETS, as_scores, attack_result, per_example_scaled_logits
-from unlearn_fl.report.schema import AttackResult
+from unlearn_fl.audit.results import AttackResult
 
 __all__ = [
     "GLOBAL_VARIANCE_BELOW",

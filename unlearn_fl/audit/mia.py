@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as _sk_roc_curve
 from torch.nn import functional as F
 
-from unlearn_fl.report.schema import AttackResult, RocCurve
+from unlearn_fl.audit.results import AttackResult, RocCurve
 
 DEFAULT_FPR_TARGETS: tuple[float, ...] = (0.01, 0.001)
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from unlearn_fl.audit.epsilon import inconclusive_reason
-from unlearn_fl.report.schema import Verdict
+from unlearn_fl.audit.results import Verdict
 
 __all__ = ["AuditThresholds", "auc_null_sd", "decide_verdict"]
 

@@ -177,7 +177,7 @@ def local_audit(
     from unlearn_fl.audit.epsilon import empirical_epsilon
     from unlearn_fl.audit.mia import loss_threshold_attack
     from unlearn_fl.methods.criterion import marginal_mi_from_means
-    from unlearn_fl.report.schema import ModelAudit
+    from unlearn_fl.audit.results import ModelAudit
 
     members, holdout_losses = local_losses(model, holdout, forgotten)
     extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),

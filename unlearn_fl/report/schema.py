@@ -14,9 +14,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+from unlearn_fl.accounting.results import AccountingBlock
+from unlearn_fl.audit.results import AttackResult, EpsilonEstimate, ModelAudit, RocCurve, Verdict
 
-Verdict = Literal["passed", "failed", "inconclusive"]
+__all__ = ["AccountingBlock", "AttackResult", "EpsilonEstimate", "ModelAudit", "RocCurve", "Verdict",
+           "ForgettingReport", "SCHEMA_VERSION", "json_schema"]
+
+SCHEMA_VERSION = "1.0"
 
 
 class _Block(BaseModel):
@@ -61,47 +65,6 @@ class UtilityBlock(_Block):
     forget_acc_retrain: float | None = None
 
 
-class RocCurve(_Block):
-    fpr: list[float]
-    tpr: list[float]
-
-
-class AttackResult(_Block):
-    """One membership-inference attack of forget-set members against never-seen data."""
-
-    attack: str
-    auc: float
-    tpr_at_fpr: dict[str, float] = Field(default_factory=dict, description="TPR at FPR targets, keys like '0.01'.")
-    roc: RocCurve | None = None
-    n_members: int
-    n_nonmembers: int
-
-
-class EpsilonEstimate(_Block):
-    """Empirical epsilon lower bound at `delta` (docs/method.md §4), Clopper-Pearson at `confidence`."""
-
-    epsilon_lower: float
-    epsilon_point: float | None = None
-    delta: float
-    confidence: float
-    threshold: float | None = None
-    tpr: float | None = None
-    fpr: float | None = None
-
-
-class ModelAudit(_Block):
-    """Audit of one model (before, after or retrain) on the forget set."""
-
-    attacks: list[AttackResult] = Field(default_factory=list)
-    epsilon: EpsilonEstimate | None = None
-    criterion_mi: float | None = Field(None, description="Plug-in I(Z;V) of the marginal-unlearning criterion, nats (docs/method.md §2).")
-    forget_loss_mean: float | None = None
-    holdout_loss_mean: float | None = None
-    loss_histogram: dict[str, list[float]] | None = Field(
-        None, description="Histogram of per-example losses: keys 'edges', 'forget', 'holdout' (densities)."
-    )
-
-
 class AuditBlock(_Block):
     """Verification of forgetting (Foundation keys first, details after)."""
 
@@ -125,19 +88,6 @@ class AuditBlock(_Block):
     before: ModelAudit | None = None
     after: ModelAudit | None = None
     retrain: ModelAudit | None = None
-
-
-class AccountingBlock(_Block):
-    """Opacus privacy accounting of the released model (issue 4)."""
-
-    accountant: Literal["rdp", "prv", "gdp"]
-    epsilon: float
-    delta: float
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    max_grad_norm: float | None = None
-    per_client: dict[str, float] = Field(default_factory=dict)
 
 
 class CostBlock(_Block):

@@ -47,7 +47,9 @@ def test_each_withdrawal_is_a_child_of_the_previous_version(successive):
     assert successive["queued"].request_id in by["5"]["request_ids"].split(",")
     # v3 is not v5's parent, but it still holds client 1's rows: flagged all the same.
     assert all(by[v]["contains_withdrawn"] == "true" for v in ("1", "2", "3", "4"))
-    assert by["6"]["contains_withdrawn"] == "false"
+    # v5 is clean only if its forgetting was verified; v6, trained on from it, holds what v5 holds.
+    assert by["5"]["contains_withdrawn"] == ("false" if by["5"]["verdict"] == "passed" else "unverified")
+    assert by["6"]["contains_withdrawn"] == by["5"]["contains_withdrawn"]
     # Hashes of the forgotten rows, never the rows; different requests forget different rows.
     digests = [by[v]["forget_digest"] for v in ("2", "3", "5")]
     assert all(len(d) == 64 for d in digests) and len(set(digests)) == 3
@@ -119,3 +121,32 @@ def test_checkpoints_and_per_round_forget_metrics(tmp_path):
     assert report["cost"]["monitor_seconds"] > 0
     hist = MlflowClient(uri).get_metric_history(rows[2]["run_id"], "round_forget_acc")
     assert [m.step for m in hist] == [x["round"] for x in unlearn]
+
+
+def test_a_version_that_did_not_change_is_not_certified(tmp_path):
+    """Issue: gradient ascent this strong rolls back its only round, so the "unlearned" version is
+    bit-identical to its parent. It must fail, say why, hold the withdrawn data, and not be served."""
+    import mlflow
+    import torch
+
+    p, uri = _simulate(tmp_path, "--withdraw", "0@2", "--method", "gradient-ascent", "--unlearn-rounds", "3",
+                       "--method-config", '{"lr":0.05,"epochs":30,"alpha":5,"early_stop":false}')
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = {r["version"]: r for r in lineage(uri, "m")}
+    report = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
+    a = report["audit"]
+    assert a["unchanged"] and "no unlearning round survived" in a["unchanged"] and "rolled back" in a["unchanged"]
+    assert a["verdict"] == "failed" and a["decided_by"] == "none" and "left the weights exactly as they were" in a["reasons"][0]
+    assert rows["2"]["kind"] == "unlearned" and rows["2"]["contains_withdrawn"] == "true"
+    assert rows["1"]["contains_withdrawn"] == "true" and "production" in rows["1"]["aliases"]
+    assert rows["3"]["contains_withdrawn"] == "true"  # trained on from the unchanged version
+    mlflow.set_tracking_uri(uri)
+    w1 = mlflow.pytorch.load_model("models:/m/1").state_dict()
+    w2 = mlflow.pytorch.load_model("models:/m/2").state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)  # the premise: the weights really are the parent's
+    # The run still measured everything else: RMIA against the retrained reference and the retained sites' exposure.
+    assert [x["attack"] for x in a["after"]["attacks"]] == ["loss-threshold", "rmia-offline"]
+    assert "rmia-offline" not in [x["attack"] for x in a["retrain"]["attacks"]]
+    assert sorted(e["client"] for e in a["retained_exposure"]) == [1, 2, 3]
+    assert all(e["n_nonmembers"] > 0 and 0 <= e["auc_after"] <= 1 for e in a["retained_exposure"])
+    assert rows["2"]["exposure_increased"] == ",".join(str(e["client"]) for e in a["retained_exposure"] if e["increased"])

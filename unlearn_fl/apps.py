@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from unlearn_fl.config import DPSettings, RecordScope, RunConfig, WithdrawalPlan
+from unlearn_fl.config import AuditSettings, DPSettings, RecordScope, RunConfig, WithdrawalPlan
 from unlearn_fl.data import DataSpec, federation
 from unlearn_fl.engine.client import LocalData
 from unlearn_fl.models import MLP, parse_hidden
@@ -124,6 +124,7 @@ def config_from_run_config(rc: dict) -> RunConfig:
         dp=DPSettings(noise_multiplier=float(g("dp-noise", 0.0)), max_grad_norm=float(g("dp-clip", 1.0)),
                       central_noise_multiplier=float(g("central-dp-noise", 0.0)),
                       central_clipping_norm=float(g("central-dp-clip", 1.0)), accountant=str(g("accountant", "rdp"))),
+        audit=AuditSettings(epsilon_target=float(g("epsilon-target", 0.0)) or None, confidence=float(g("audit-confidence", 0.95))),
     )
 
 
@@ -151,7 +152,8 @@ def to_run_config(cfg: RunConfig) -> dict:
         "inject-failure": ",".join(map(str, cfg.inject_failure)),
         "dp-noise": cfg.dp.noise_multiplier, "dp-clip": cfg.dp.max_grad_norm,
         "central-dp-noise": cfg.dp.central_noise_multiplier, "central-dp-clip": cfg.dp.central_clipping_norm,
-        "accountant": cfg.dp.accountant, "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu,
+        "accountant": cfg.dp.accountant, "epsilon-target": cfg.audit.epsilon_target or 0.0, "audit-confidence": cfg.audit.confidence,
+        "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu,
         "checkpoint-every": cfg.checkpoint_every or 0, "model-name": cfg.model_name, "tracking-uri": cfg.tracking_uri,
         "out": str(cfg.out),
     }

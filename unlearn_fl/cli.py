@@ -68,6 +68,9 @@ def _add_simulate(sub) -> None:
     p.add_argument("--central-dp-noise", type=float, default=0.0, help="Flower server-side fixed-clipping DP noise; 0 = off")
     p.add_argument("--central-dp-clip", type=float, default=1.0)
     p.add_argument("--accountant", choices=["rdp", "prv"], default="rdp")
+    p.add_argument("--epsilon-target", type=float, default=None,
+                   help="largest acceptable ε: the audit's lower bound fails above it; with DP, the accountant may certify within it")
+    p.add_argument("--audit-confidence", type=float, default=0.95, help="confidence of the audit's bounds and resolution, in (0.5, 1)")
     p.add_argument("--strategy", choices=["fedavg", "fedprox", "fedavgm", "fedadam"], default="fedavg",
                    help="the Flower strategy UnlearningStrategy wraps")
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx μ")
@@ -87,7 +90,7 @@ def _add_simulate(sub) -> None:
 def _simulate_config(a):
     from pydantic import ValidationError
 
-    from unlearn_fl.config import DPSettings, RunConfig
+    from unlearn_fl.config import AuditSettings, DPSettings, RunConfig
     from unlearn_fl.data import DataError, DataSpec, load_table
     from unlearn_fl.models import parse_hidden
 
@@ -125,7 +128,8 @@ def _simulate_config(a):
                         strategy=a.strategy, proximal_mu=a.proximal_mu, checkpoint_every=a.checkpoint_every,
                         requests_dir=Path(a.requests_dir).resolve() if a.requests_dir else None,
                         dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
-                                      central_noise_multiplier=a.central_dp_noise, central_clipping_norm=a.central_dp_clip))
+                                      central_noise_multiplier=a.central_dp_noise, central_clipping_norm=a.central_dp_clip),
+                        audit=AuditSettings(epsilon_target=a.epsilon_target, confidence=a.audit_confidence))
     except ValidationError as e:
         raise UsageError(_pydantic_message(e)) from None
     except ValueError as e:
@@ -278,6 +282,9 @@ def _summary(report) -> None:
     t.add_row("forget accuracy", f(u.forget_acc_before), f(u.forget_acc_after), f(u.forget_acc_retrain))
     t.add_row("MIA AUC (forget vs unseen)", f(a.mia_auc_before), f(a.mia_auc_after), f(a.mia_auc_retrain))
     t.add_row(f"empirical ε lower (δ={a.delta:g})", f(a.epsilon_lower_before), f(a.epsilon_lower), f(a.epsilon_lower_retrain))
+    for name in [x.attack for x in (a.after.attacks[1:] if a.after else [])]:
+        pick = lambda m: next((x.auc for x in (m.attacks if m else []) if x.attack == name), None)
+        t.add_row(f"{name} AUC", f(pick(a.before)), f(pick(a.after)), f(pick(a.retrain)))
     g = lambda v: "-" if v is None else f"{v:.2e}"
     t.add_row("criterion Î(Z;V) nats", g(a.criterion_mi_before), g(a.criterion_mi_after), g(a.criterion_mi_retrain))
     c.print(t)
@@ -287,7 +294,14 @@ def _summary(report) -> None:
     if report.accounting:
         acc = report.accounting
         c.print(f"privacy ({acc.accountant}): ε = {acc.epsilon:.3f} at δ = {acc.delta:g} (σ={acc.noise_multiplier}, q={acc.sample_rate:.3g}, steps={acc.steps})")
-    c.print(f"verdict: [bold]{a.verdict}[/bold]")
+    if a.retained_exposure:
+        c.print("retained sites' exposure (own rows vs holdout, AUC before→after): " + "; ".join(
+            f"site {e.client} {e.auc_before:.3f}→{e.auc_after:.3f}" + (" [yellow]ROSE[/yellow]" if e.increased else "")
+            for e in a.retained_exposure))
+    if a.epsilon_interval:
+        c.print(f"ε of the released model: audited ≥ {a.epsilon_interval[0]:.3f}, accountant ≤ {a.epsilon_interval[1]:.3f}")
+    by = {"audit": " (by the audit, with power)", "accounting": " (certified by accounting)"}.get(a.decided_by, "")
+    c.print(f"verdict: [bold]{a.verdict}[/bold]{by}")
     for r in a.reasons:
         c.print(f"  - {r}")
     c.print(f"model {report.model.name} v{report.model.version} (parent v{report.model.parent_version})")
@@ -466,15 +480,18 @@ def cmd_audit(a) -> int:
     """Audit a registered model version on a forget set and a holdout given as CSV files."""
     from unlearn_fl.audit.epsilon import empirical_epsilon
     from unlearn_fl.audit.mia import loss_threshold_attack
-    from unlearn_fl.audit.verdict import AuditThresholds, decide_verdict
+    from unlearn_fl.audit.rmia import rmia_attack, true_label_probs
+    from unlearn_fl.audit.verdict import AttackEvidence, AuditThresholds, decide_verdict
     from unlearn_fl.data import DataError, Split
     from unlearn_fl.models import per_example_loss
-    from unlearn_fl.tracking import TrackingError, check_tracking_uri, load_registered
+    from unlearn_fl.tracking import TrackingError, check_tracking_uri, load_registered, parent_uri
 
     try:
         check_tracking_uri(a.tracking_uri, must_exist=True)
         model, classes = load_registered(a.tracking_uri, a.model_uri)
         ref = load_registered(a.tracking_uri, a.reference_uri)[0] if a.reference_uri else None
+        before_uri = a.before_uri or parent_uri(a.tracking_uri, a.model_uri)
+        before = load_registered(a.tracking_uri, before_uri)[0] if before_uri else None
         forget = _labelled_rows(a.forget, a.target, classes)
         holdout = _labelled_rows(a.holdout, a.target, classes)
     except (TrackingError, DataError, UsageError) as e:
@@ -491,17 +508,31 @@ def cmd_audit(a) -> int:
         eps = empirical_epsilon(-fl, -hl, delta=a.delta, confidence=a.confidence, seed=a.seed)
         return attack, eps
 
+    def rmia_of(m):
+        fp, hp = true_label_probs(m, forget[0], forget[1]), true_label_probs(m, holdout[0], holdout[1])
+        rf, rh = true_label_probs(ref, forget[0], forget[1]), true_label_probs(ref, holdout[0], holdout[1])
+        return rmia_attack(fp, rf[:, None], hp, rh[:, None], mode="offline")
+
     try:
         attack, eps = audit_of(model)
         ref_attack, ref_eps = audit_of(ref) if ref is not None else (None, None)
+        before_attack, before_eps = audit_of(before) if before is not None else (None, None)
+        rmia = rmia_of(model) if ref is not None else None
+        rmia_before = rmia_of(before) if ref is not None and before is not None else None
     except RuntimeError as e:
         return _fail(f"the model does not accept these rows ({str(e).splitlines()[0]}); give the raw feature columns it was trained on")
-    verdict, reasons = decide_verdict(
-        auc_after=attack.auc, auc_retrain=ref_attack.auc if ref_attack else None, epsilon_lower_after=eps.epsilon_lower,
-        n_members=attack.n_members, n_nonmembers=attack.n_nonmembers,
-        thresholds=AuditThresholds(delta=a.delta, confidence=a.confidence, epsilon_target=a.epsilon_target),
+    evidence = [AttackEvidence(attack=attack.attack, auc_after=attack.auc, n_members=attack.n_members,
+                               n_nonmembers=attack.n_nonmembers, auc_before=before_attack.auc if before_attack else None,
+                               auc_retrain=ref_attack.auc if ref_attack else None)]
+    if rmia is not None:
+        evidence.append(AttackEvidence(attack=rmia.attack, auc_after=rmia.auc, n_members=rmia.n_members,
+                                       n_nonmembers=rmia.n_nonmembers, auc_before=rmia_before.auc if rmia_before else None))
+    v = decide_verdict(
+        evidence, epsilon_lower_after=eps.epsilon_lower, epsilon_lower_before=before_eps.epsilon_lower if before_eps else None,
         epsilon_lower_retrain=ref_eps.epsilon_lower if ref_eps else None,
+        thresholds=AuditThresholds(delta=a.delta, confidence=a.confidence, epsilon_target=a.epsilon_target),
     )
+    verdict, reasons = v.verdict, v.reasons
     lira = None
     if a.lira_refs:
         try:
@@ -510,8 +541,11 @@ def cmd_audit(a) -> int:
             return _fail(str(e))
         lira = _lira(model, forget, holdout, population, n_classes=len(classes) if classes else int(max(forget[1].max(), holdout[1].max())) + 1,
                      refs=a.lira_refs, epochs=a.lira_epochs, hidden=a.lira_hidden, seed=a.seed)
-    out = {"model_uri": a.model_uri, "reference_uri": a.reference_uri, "attack": attack.model_dump(),
+    out = {"model_uri": a.model_uri, "reference_uri": a.reference_uri, "before_uri": before_uri, "attack": attack.model_dump(),
            "epsilon": eps.model_dump(), "reference_attack": ref_attack.model_dump() if ref_attack else None,
+           "before_attack": before_attack.model_dump() if before_attack else None,
+           "rmia": rmia.model_dump() if rmia else None, "rmia_before": rmia_before.model_dump() if rmia_before else None,
+           "power": [p.model_dump() for p in v.power], "decided_by": v.decided_by,
            "lira": lira.model_dump() if lira else None, "verdict": verdict, "reasons": reasons}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2))
@@ -519,6 +553,12 @@ def cmd_audit(a) -> int:
           f"empirical ε ≥ {eps.epsilon_lower:.3f} at δ={a.delta:g} ({a.confidence:.0%} confidence)")
     if ref_attack:
         print(f"reference {a.reference_uri}: MIA AUC {ref_attack.auc:.3f}, empirical ε ≥ {ref_eps.epsilon_lower:.3f}")
+    if before_attack:
+        print(f"before unlearning {before_uri}: MIA AUC {before_attack.auc:.3f}, empirical ε ≥ {before_eps.epsilon_lower:.3f}")
+    if rmia:
+        print(f"RMIA (offline, reference {a.reference_uri}): AUC {rmia.auc:.3f}"
+              + (f" (before unlearning {rmia_before.auc:.3f})" if rmia_before else "") + ", "
+              + ", ".join(f"TPR@FPR={k}: {x:.3f}" for k, x in rmia.tpr_at_fpr.items()))
     if lira:
         print(f"LiRA ({a.lira_refs} reference models, online): AUC {lira.auc:.3f}, "
               + ", ".join(f"TPR@FPR={k}: {v:.3f}" for k, v in lira.tpr_at_fpr.items()))
@@ -683,7 +723,12 @@ def cmd_lineage(a) -> int:
         al = f" [cyan]@{','.join(r['aliases'])}[/cyan]" if r["aliases"] else ""
         wd = f" withdrawn={r.get('withdrawn_clients') or '-'} requests={r.get('request_ids') or '-'}" if r.get("kind") == "unlearned" else ""
         verdict = f" verdict={r['verdict']}" if r.get("verdict") else ""
-        warn = " [red]contains withdrawn data[/red]" if r.get("contains_withdrawn") == "true" else ""
+        warn = {"true": " [red]contains withdrawn data[/red]",
+                "unverified": " [yellow]forgetting unverified[/yellow]"}.get(r.get("contains_withdrawn", ""), "")
+        if r.get("certified_by") == "accounting":
+            verdict += " (certified by accounting)"
+        if r.get("exposure_increased"):
+            warn += f" [yellow]exposure rose at sites {r['exposure_increased']}[/yellow]"
         figs = " ".join(f"{k}={v:g}" for k, v in r.get("figures", {}).items())
         return (f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}"
                 f"{wd}{verdict}{warn}" + (f" [dim]{figs}[/dim]" if figs else ""))
@@ -721,7 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--forget", required=True, help="CSV of the forgotten rows (raw features + target column)")
     ap.add_argument("--holdout", required=True, help="CSV of rows the model never saw, same columns")
     ap.add_argument("--target", required=True)
-    ap.add_argument("--reference-uri", default=None, help="a model retrained without the forget set, for comparison")
+    ap.add_argument("--reference-uri", default=None, help="a model retrained without the forget set, for comparison (and RMIA's reference)")
+    ap.add_argument("--before-uri", default=None,
+                    help="the model before unlearning, to measure the audit's power (default: the version's parent_version tag)")
     ap.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--confidence", type=float, default=0.95)

@@ -5,7 +5,12 @@ Conventions (tag keys under `unlearn_fl.`):
   clients             clients whose data the version contains, e.g. "1,2,3,4"
   withdrawn_clients   clients withdrawn so far; request_ids the withdrawals applied so far
   method, method_config_digest, data_digest, report_digest, verdict, kind
-  contains_withdrawn  "true" on a version that still holds withdrawn data (never serve it)
+  contains_withdrawn  "true" on a version that still holds withdrawn data (never serve it);
+                      "unverified" on an unlearned version whose forgetting was neither exact
+                      (retraining) nor verified (a passed verdict), and on versions trained from it;
+                      "false" otherwise. It follows from what was done and verified, not from intent.
+  certified_by        what carried a passed verdict: "audit" or "accounting" ("none" otherwise)
+  exposure_increased  retained sites whose own membership exposure rose beyond the resolution
   superseded_by       the version that forgot that data
 Alias `production` marks the model to serve; it moves to an unlearned version only when
 that version's verdict passes (or when `promote="always"`).
@@ -182,7 +187,7 @@ class Tracker:
             "data_digest": spec.data_digest,
             "run_id": run.info.run_id,
             "federation_run_id": self.run_id,
-            "contains_withdrawn": "false",
+            "contains_withdrawn": self._inherited_containment(parent) if spec.kind == "trained" else "false",
             "classes": json.dumps(spec.classes) if spec.classes else "",
             **(extra_tags or {}),
         }
@@ -195,6 +200,13 @@ class Tracker:
         self.last_version = version
         return version
 
+    def _inherited_containment(self, parent: str | None) -> str:
+        """A version trained on from `parent` holds whatever `parent` holds: its "true"/"unverified" carries over."""
+        if not parent:
+            return "false"
+        tags = self.client.get_model_version(self.model_name, parent).tags or {}
+        return tags.get(TAG + "contains_withdrawn", "false")
+
     def _alias_version(self, alias: str) -> str | None:
         try:
             return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
@@ -202,14 +214,18 @@ class Tracker:
             return None
 
     def conclude_withdrawal(self, parent: str, version: str, verdict: str, report_digest: str,
-                            withdrawn_now: list[int] | None = None) -> None:
+                            withdrawn_now: list[int] | None = None, contains_withdrawn: str = "unverified",
+                            extra_tags: dict[str, str] | None = None) -> None:
         """Tags and aliases after an unlearned version is registered.
 
-        Every earlier version that holds data of a client in this withdrawal (the parent, and any
+        The new version's `contains_withdrawn` is what the caller established (`containment`);
+        every earlier version that holds data of a client in this withdrawal (the parent, and any
         ancestor or sibling still listing that client) is marked `contains_withdrawn=true`;
         `production` moves to the new version when the verdict passes (policy `on-pass`), always, or never.
         """
         c = self.client
+        for k, v in {"contains_withdrawn": contains_withdrawn, **(extra_tags or {})}.items():
+            c.set_model_version_tag(self.model_name, version, TAG + k, v)
         c.set_model_version_tag(self.model_name, version, TAG + "verdict", verdict)
         c.set_model_version_tag(self.model_name, version, TAG + "report_digest", report_digest)
         c.set_model_version_tag(self.model_name, parent, TAG + "contains_withdrawn", "true")
@@ -224,6 +240,38 @@ class Tracker:
             c.set_registered_model_alias(self.model_name, "production", version)
         else:
             c.set_registered_model_alias(self.model_name, "candidate", version)
+
+
+def containment(method_retrains: bool, unchanged: str | None, verdict: str) -> str:
+    """`contains_withdrawn` of an unlearned version, from what was done and verified.
+
+    "true": its weights are its parent's (no surviving unlearning step); "false": it was retrained
+    from scratch without the data, or its forgetting verdict passed; "unverified": anything else.
+    """
+    if unchanged is not None:
+        return "true"
+    if method_retrains or verdict == "passed":
+        return "false"
+    return "unverified"
+
+
+def parent_uri(uri: str, model_uri: str) -> str | None:
+    """`models:/NAME/PARENT` for a `models:/NAME/VERSION` (or `@alias`) URI whose version has a parent tag, else None."""
+    if not model_uri.startswith("models:/"):
+        return None
+    name, _, ref = model_uri[len("models:/"):].partition("/")
+    alias = ""
+    if not ref:
+        name, _, alias = name.partition("@")
+        if not alias:
+            return None
+    _, client = _client(uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias) if not ref else client.get_model_version(name, ref)
+    except Exception:
+        return None
+    parent = (mv.tags or {}).get(TAG + "parent_version", "")
+    return f"models:/{name}/{parent}" if parent else None
 
 
 def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> tuple[Path, Path | None]:

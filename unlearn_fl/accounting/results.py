@@ -22,3 +22,5 @@ class AccountingBlock(BaseModel):
     steps: int
     max_grad_norm: float | None = None
     per_client: dict[str, float] = Field(default_factory=dict)
+    unit: Literal["record", "client"] = Field(
+        "record", description="What one unit of privacy is: a row (DP-SGD on the sites) or a whole site (server-side DP).")

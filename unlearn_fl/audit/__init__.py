@@ -1,8 +1,9 @@
-"""Verification of forgetting (docs/method.md §4, §4): membership inference, LiRA, empirical ε, verdict.
+"""Verification of forgetting (docs/method.md §4): membership inference (loss threshold, LiRA, RMIA),
+empirical ε, the verdict with its power, and their result types.
 
 Convention: every attack score is "higher = more likely a member" (forget-set
 example D_f rather than never-seen holdout D_h). Numpy inside, the report's
-pydantic types (`AttackResult`, `EpsilonEstimate`) at the boundary.
+pydantic types of `unlearn_fl.audit.results` at the boundary.
 """
 
 from unlearn_fl.audit.epsilon import (
@@ -25,10 +26,25 @@ from unlearn_fl.audit.mia import (
     scaled_logits,
     tpr_at_fpr,
 )
-from unlearn_fl.audit.verdict import AuditThresholds, decide_verdict
+from unlearn_fl.audit.results import AttackResult, AuditPower, EpsilonEstimate, ModelAudit, RetainedExposure, VerdictResult
+from unlearn_fl.audit.rmia import reference_probability, rmia_attack, rmia_scores, true_label_probs
+from unlearn_fl.audit.verdict import AccountingEvidence, AttackEvidence, AuditThresholds, auc_resolution, decide_verdict
 
 __all__ = [
+    "AccountingEvidence",
+    "AttackEvidence",
+    "AttackResult",
+    "AuditPower",
     "AuditThresholds",
+    "EpsilonEstimate",
+    "ModelAudit",
+    "RetainedExposure",
+    "VerdictResult",
+    "auc_resolution",
+    "reference_probability",
+    "rmia_attack",
+    "rmia_scores",
+    "true_label_probs",
     "ReferenceConfidences",
     "attack_result",
     "auc",

@@ -55,6 +55,57 @@ class ModelAudit(_Block):
     criterion_mi: float | None = Field(None, description="Plug-in I(Z;V) of the marginal-unlearning criterion, nats (docs/method.md §2).")
     forget_loss_mean: float | None = None
     holdout_loss_mean: float | None = None
+    score_histogram: dict[str, list[float]] | None = Field(
+        None, description="Histogram of per-example RMIA scores in [0, 1]: keys 'edges', 'forget', 'holdout' (shares).")
     loss_histogram: dict[str, list[float]] | None = Field(
         None, description="Histogram of per-example losses: keys 'edges', 'forget', 'holdout' (densities)."
     )
+
+
+class AuditPower(_Block):
+    """Could this attack have seen forgetting? The model before unlearning against the reference.
+
+    The attack resolves an AUC difference of `resolution` at the verdict's confidence (half-width
+    of the one-sided interval, docs/method.md §4). It has power when the model before unlearning
+    is told apart from the reference by more than the allowed gap plus that resolution: only
+    then is there something the unlearning demonstrably removed.
+    """
+
+    attack: str
+    reference: Literal["retrain", "chance"] = Field(description="What the AUCs are compared with.")
+    auc_before: float | None = Field(None, description="The attack's AUC on the model before unlearning (None: not audited).")
+    auc_reference: float = Field(description="The retrained model's AUC, or 0.5 (chance).")
+    observed_gap: float | None = Field(None, description="|AUC_before − AUC_reference|.")
+    resolution: float = Field(description="Smallest AUC difference the sample sizes resolve at the verdict's confidence.")
+    allowed_gap: float = Field(description="The largest AUC difference the verdict accepts as 'like the reference'.")
+    has_power: bool
+
+
+class RetainedExposure(_Block):
+    """A retained site's own rows (members) against its holdout, before and after unlearning.
+
+    Unlearning one site can raise the membership exposure of the others' data; `increased` is
+    True when AUC_after − AUC_before exceeds the resolution of that difference.
+    """
+
+    client: int
+    attack: str = "loss-threshold"
+    auc_before: float
+    auc_after: float
+    n_members: int
+    n_nonmembers: int
+    resolution: float
+    increased: bool
+
+
+class VerdictResult(_Block):
+    """The verdict, its reasons (full sentences with the numbers), and what carried the decision."""
+
+    verdict: Verdict
+    reasons: list[str] = Field(default_factory=list)
+    decided_by: Literal["audit", "accounting", "none"] = Field(
+        "none", description="'audit': the empirical audit passed with power; 'accounting': the accountant's epsilon "
+                            "certified it; 'none': not passed.")
+    power: list[AuditPower] = Field(default_factory=list)
+    epsilon_interval: tuple[float, float] | None = Field(
+        None, description="[audited epsilon lower bound, accountant epsilon] for the released model, when DP-trained.")

@@ -134,7 +134,7 @@ class UnlearningClient:
             app.train()(self.train)
         handlers = {protocol.UNLEARN: self.unlearn, protocol.EVALUATE: self.evaluate, protocol.DESCRIBE: self.describe,
                     protocol.INPUTS: self.inputs, protocol.COUNT: self.count, protocol.STATS: self.stats,
-                    protocol.AUDIT: self.audit}
+                    protocol.AUDIT: self.audit, protocol.EXPOSURE: self.exposure}
         for message_type, fn in handlers.items():
             category, action = message_type.split(".")
             getattr(app, category)(action)(fn)
@@ -216,7 +216,7 @@ class UnlearningClient:
         return (cfg, site, train.subset(np.where(~gone)[0]), train.subset(np.where(now)[0]),
                 self._scaled(site.holdout, cfg))
 
-    def model(self, msg: Message, cfg: dict, context: Context) -> nn.Module:  # noqa: D102
+    def model(self, msg: Message, cfg: dict, context: Context, key: str = ARRAYS) -> nn.Module:  # noqa: D102
         import inspect
 
         if len(inspect.signature(self.model_fn).parameters) >= 2:
@@ -229,7 +229,7 @@ class UnlearningClient:
             from unlearn_fl.accounting.validation import dp_compatible
 
             model = dp_compatible(model)[0]
-        model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
+        model.load_state_dict(msg.content[key].to_torch_state_dict())
         return model
 
     # ------------------------------------------------------------ handlers
@@ -319,17 +319,27 @@ class UnlearningClient:
 
     def audit(self, msg: Message, context: Context) -> Message:
         """`query.unlearn_audit`: the loss-threshold audit of the forget set against this site's
-        holdout (plus any non-member losses the server sent), computed here; summary returned."""
+        holdout (plus any non-member losses the server sent), and RMIA against the reference
+        model when the message carries one; computed here, summaries returned."""
         cfg, _, _, forgotten, holdout = self.views(msg, context)
+        reference = self.model(msg, cfg, context, protocol.REFERENCE_ARRAYS) if protocol.REFERENCE_ARRAYS in msg.content else None
         result = local.local_audit(
             self.model(msg, cfg, context), holdout, forgotten,
             extra_nonmember_losses=np.asarray(cfg.get("nonmember-losses", []), dtype=np.float64),
             extra_nonmember_labels=np.asarray(cfg.get("nonmember-labels", []), dtype=np.int64),
             retain_mean=list(cfg.get("retain-mean", [])) or None, n_retain=int(cfg.get("retain-n", 0)),
             statistic=str(cfg["statistic"]), delta=float(cfg["delta"]), confidence=float(cfg["confidence"]),
-            seed=int(cfg["seed"]),
+            seed=int(cfg["seed"]), reference=reference,
         )
         return Message(content=RecordDict({CONFIG: ConfigRecord({"audit": result.model_dump_json()})}), reply_to=msg)
+
+    def exposure(self, msg: Message, context: Context) -> Message:
+        """`query.unlearn_exposure`: this site's retained rows vs its holdout, on the model before
+        unlearning and the unlearned one; two AUCs and two counts returned."""
+        cfg, _, retained, _, holdout = self.views(msg, context)
+        out = local.local_exposure(self.model(msg, cfg, context, protocol.BEFORE_ARRAYS), self.model(msg, cfg, context),
+                                   retained, holdout, seed=int(cfg.get("seed", 0)))
+        return Message(content=RecordDict({METRICS: MetricRecord(_numeric(out))}), reply_to=msg)
 
     @staticmethod
     def _reply(msg: Message, model: nn.Module, metrics: dict) -> Message:

@@ -167,17 +167,23 @@ def local_audit(
     confidence: float,
     seed: int,
     max_loss: float = 20.0,
+    reference: nn.Module | None = None,
 ):
-    """Membership audit of this client's forgotten rows against never-seen data, computed here.
+    """Membership audits of this client's forgotten rows against never-seen data, computed here.
 
-    Members: the forgotten rows. Non-members: the client's local holdout plus the server's
-    test losses (server data, sent in the message) subsampled to the forget set's label mix.
-    Returns a `ModelAudit` summary only.
+    Loss threshold: members are the forgotten rows; non-members the client's local holdout plus
+    the server's test losses (server data, sent in the message) subsampled to the forget set's
+    label mix. RMIA (offline, `unlearn_fl.audit.rmia`), when a `reference` model is given (the
+    retrain-from-scratch model): members are the forgotten rows, the population and non-members
+    the local holdout, each row's likelihood ratio taken against the reference's probability.
+    Returns a `ModelAudit` summary only: AUCs, TPR at FPR, ROC points, ε, histograms.
     """
     from unlearn_fl.audit.epsilon import empirical_epsilon
     from unlearn_fl.audit.mia import loss_threshold_attack
     from unlearn_fl.methods.criterion import marginal_mi_from_means
     from unlearn_fl.audit.results import ModelAudit
+
+    from unlearn_fl.audit.rmia import rmia_attack, rmia_scores, true_label_probs
 
     members, holdout_losses = local_losses(model, holdout, forgotten)
     extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),
@@ -189,11 +195,43 @@ def local_audit(
     if retain_mean is not None and n_retain > 0:
         qf = mean_statistic(model, forgotten, statistic)
         crit = marginal_mi_from_means(qf, len(forgotten), np.asarray(retain_mean), n_retain)
+    attacks = [attack]
+    score_hist = None
+    if reference is not None and len(holdout) >= 2 and len(forgotten) >= 1:
+        pm, ph = true_label_probs(model, forgotten.X, forgotten.y), true_label_probs(model, holdout.X, holdout.y)
+        rm, rh = true_label_probs(reference, forgotten.X, forgotten.y), true_label_probs(reference, holdout.X, holdout.y)
+        attacks.append(rmia_attack(pm, rm[:, None], ph, rh[:, None], mode="offline"))
+        # The per-example scores (share of holdout rows each row dominates) for the report's histogram.
+        sm = rmia_scores(pm, rm[:, None], ph, rh[:, None], mode="offline")
+        sh = rmia_scores(ph, rh[:, None], ph, rh[:, None], mode="offline", population_index=np.arange(len(ph)))
+        edges = np.linspace(0.0, 1.0, 21)
+        score_hist = {"edges": edges.tolist(), "forget": (np.histogram(sm, edges)[0] / max(1, len(sm))).tolist(),
+                      "holdout": (np.histogram(sh, edges)[0] / max(1, len(sh))).tolist()}
     return ModelAudit(
-        attacks=[attack],
+        attacks=attacks,
+        score_histogram=score_hist,
         epsilon=eps,
         criterion_mi=crit,
         forget_loss_mean=float(members.mean()),
         holdout_loss_mean=float(nonmembers.mean()),
         loss_histogram=loss_histogram(members, nonmembers, max_loss),
     )
+
+
+def local_exposure(before: nn.Module, after: nn.Module, retained: Split, holdout: Split, seed: int,
+                   max_members: int = 2000) -> dict:
+    """A retained site's own membership exposure: its retained rows (members, at most
+    `max_members`, drawn with `seed`) against its holdout, loss-threshold AUC on both models.
+
+    Returns counts and the two AUCs only (docs/method.md §4, retained clients' exposure).
+    """
+    from unlearn_fl.audit.mia import auc
+
+    if len(holdout) == 0 or len(retained) == 0:
+        return {"n-members": len(retained), "n-nonmembers": len(holdout)}
+    if len(retained) > max_members:
+        retained = retained.subset(np.sort(np.random.default_rng(seed).choice(len(retained), max_members, replace=False)))
+    out = {"n-members": len(retained), "n-nonmembers": len(holdout)}
+    for name, m in (("before", before), ("after", after)):
+        out[f"auc-{name}"] = auc(-per_example_loss(m, retained), -per_example_loss(m, holdout))
+    return out

@@ -25,12 +25,15 @@ from unlearn_fl.data import Split
 from unlearn_fl.engine.protocol import (
     ARRAYS,
     AUDIT,
+    BEFORE_ARRAYS,
     CONFIG,
     COUNT,
     DESCRIBE,
     EVALUATE,
     INPUTS,
+    EXPOSURE,
     METRICS,
+    REFERENCE_ARRAYS,
     STATS,
     UNLEARN,
     Withdrawal,
@@ -41,7 +44,9 @@ from unlearn_fl.engine.protocol import (
 from unlearn_fl.engine.strategy import WithdrawalFilter, base_strategy
 from unlearn_fl.methods import get_method
 from unlearn_fl.models import evaluate, per_example_loss
-from unlearn_fl.report.schema import ModelAudit, RoundLog
+from unlearn_fl.audit.results import ModelAudit, RetainedExposure
+from unlearn_fl.audit.verdict import auc_resolution
+from unlearn_fl.report.schema import RoundLog
 from unlearn_fl.requests import WithdrawalRequest
 
 log = logging.getLogger("unlearn_fl")
@@ -158,7 +163,7 @@ class Federation:
             return block
         if dp.central:
             return account(dp.central_noise_multiplier, 1.0, self.central_rounds, delta, dp.accountant,
-                           max_grad_norm=dp.central_clipping_norm)
+                           max_grad_norm=dp.central_clipping_norm).model_copy(update={"unit": "client"})
         return None
 
     def new_strategy(self) -> WithdrawalFilter:
@@ -443,10 +448,12 @@ class Federation:
         return model, done
 
     # ------------------------------------------------------------ audit
-    def audit(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str) -> ModelAudit:
-        """Run the membership audit on each withdrawing site; merge the summaries.
+    def audit(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str,
+              reference: nn.Module | None = None) -> ModelAudit:
+        """Run the membership audits on each withdrawing site; merge the summaries.
 
         Non-members: each site's own holdout, plus the server's test losses when it holds a test split.
+        `reference` (the retrain-from-scratch model) travels beside the target for RMIA at the site.
         """
         extra = {}
         if self.test is not None:
@@ -455,11 +462,37 @@ class Federation:
         cfg = self._config(withdrawals, request.request_id, statistic=statistic, seed=self.cfg.seed,
                            **{**extra, "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
                               "confidence": self.cfg.audit.confidence})
-        replies = self.exchange(self._nodes(request.client_ids), AUDIT, RecordDict({ARRAYS: to_arrays(model), CONFIG: cfg}))
+        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: cfg})
+        if reference is not None:
+            content[REFERENCE_ARRAYS] = to_arrays(reference)
+        replies = self.exchange(self._nodes(request.client_ids), AUDIT, content)
         audits = [ModelAudit.model_validate_json(r.content[CONFIG]["audit"]) for r in replies]
         if not audits:
             raise FederationError("no withdrawing client answered the audit query")
         return merge_audits(audits)
+
+    def exposure(self, before: nn.Module, after: nn.Module, withdrawals: Withdrawals) -> list[RetainedExposure]:
+        """Each retained site's own rows vs its holdout, before and after unlearning (counts and AUCs only).
+
+        `increased` when AUC_after − AUC_before exceeds the resolution of a difference of two AUCs at
+        the site's sample sizes (`unlearn_fl.audit.verdict.auc_resolution`). Sites without a holdout
+        cannot measure and are left out.
+        """
+        clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
+        content = RecordDict({ARRAYS: to_arrays(after), BEFORE_ARRAYS: to_arrays(before),
+                              CONFIG: self._config(withdrawals, seed=self.cfg.seed)})
+        client_of = {n: c for c, n in self.node_of.items()}
+        out = []
+        for r in self.exchange(self._nodes(clients), EXPOSURE, content):
+            m = r.content[METRICS]
+            n_m, n_n = int(m["n-members"]), int(m["n-nonmembers"])
+            if "auc-before" not in m or n_m < 1 or n_n < 1:
+                continue
+            h = auc_resolution(n_m, n_n, self.cfg.audit.confidence, with_reference=True)
+            b, a = float(m["auc-before"]), float(m["auc-after"])
+            out.append(RetainedExposure(client=client_of[r.metadata.src_node_id], auc_before=b, auc_after=a,
+                                        n_members=n_m, n_nonmembers=n_n, resolution=h, increased=a - b > h))
+        return sorted(out, key=lambda e: e.client)
 
 
 def central_dp_strategy(cfg: UnlearningSettings) -> WithdrawalFilter:
@@ -473,14 +506,19 @@ def central_dp_strategy(cfg: UnlearningSettings) -> WithdrawalFilter:
 
 
 def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
-    """One client: as is. Several: member-weighted AUC and criterion, the worst (largest) ε, the largest client's curves."""
+    """One client: as is. Several: per attack every site ran, the member-weighted AUC; the
+    member-weighted criterion, the worst (largest) ε, and the largest client's curves."""
     if len(audits) == 1:
         return audits[0]
     sizes = np.array([a.attacks[0].n_members for a in audits], dtype=float)
     merged = audits[int(sizes.argmax())].model_copy(deep=True)
-    merged.attacks[0].auc = float(np.average([a.attacks[0].auc for a in audits], weights=sizes))
-    merged.attacks[0].n_members = int(sizes.sum())
-    merged.attacks[0].n_nonmembers = int(sum(a.attacks[0].n_nonmembers for a in audits))
+    names = [x.attack for x in merged.attacks if all(x.attack in {y.attack for y in a.attacks} for a in audits)]
+    merged.attacks = [x for x in merged.attacks if x.attack in names]
+    for x in merged.attacks:
+        per = [next(y for y in a.attacks if y.attack == x.attack) for a in audits]
+        x.auc = float(np.average([y.auc for y in per], weights=[y.n_members for y in per]))
+        x.n_members = int(sum(y.n_members for y in per))
+        x.n_nonmembers = int(sum(y.n_nonmembers for y in per))
     eps = [a.epsilon for a in audits if a.epsilon is not None]
     if eps:
         merged.epsilon = max(eps, key=lambda e: e.epsilon_lower)

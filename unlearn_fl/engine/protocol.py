@@ -11,7 +11,10 @@ that action), so the protocol lives beside a user's own `train`/`evaluate`/`quer
 - `query.unlearn_inputs`    count, Σx, Σx² per input feature (a declared aggregate, for a federated scaler)
 - `query.unlearn_count`     rows the active request forgets here, and a digest of them
 - `query.unlearn_stats`     mean output statistic + count over retained rows (docs/method.md §2)
-- `query.unlearn_audit`     membership audit of the forget set, computed at the site, summary returned
+- `query.unlearn_audit`     membership audits of the forget set (loss threshold; RMIA against the
+                            reference model sent beside the target), computed at the site, summaries returned
+- `query.unlearn_exposure`  a retained site's own rows vs its holdout on the models before and after
+                            unlearning (loss-threshold AUCs and counts only)
 
 Everything a site needs arrives in the message's ConfigRecord: `withdrawals` (every
 request applied so far) and `active-request` (the one being unlearned now). A site
@@ -28,6 +31,10 @@ from dataclasses import dataclass
 from unlearn_fl.data import DataSpec
 
 ARRAYS = "arrays"
+REFERENCE_ARRAYS = "reference-arrays"
+"""A second model in an audit message: RMIA's reference (the retrain-from-scratch model)."""
+BEFORE_ARRAYS = "before-arrays"
+"""The model before unlearning, beside the unlearned one, in an exposure query."""
 CONFIG = "config"
 METRICS = "metrics"
 
@@ -39,6 +46,7 @@ INPUTS = "query.unlearn_inputs"
 COUNT = "query.unlearn_count"
 STATS = "query.unlearn_stats"
 AUDIT = "query.unlearn_audit"
+EXPOSURE = "query.unlearn_exposure"
 
 DATA_PREFIX = "data."
 

@@ -25,7 +25,7 @@ from unlearn_fl.report.build import data_report
 from unlearn_fl.report.html import render_html
 from unlearn_fl.report.schema import ForgettingReport, RoundLog
 from unlearn_fl.requests import WithdrawalRequest
-from unlearn_fl.tracking import Tracker, VersionSpec
+from unlearn_fl.tracking import Tracker, VersionSpec, containment
 
 
 def _say(line: str) -> None:
@@ -120,12 +120,11 @@ class MlflowRecorder:
             retain_acc=o.retain_acc, forget_acc=o.forget_acc, audits=o.audits, audit_settings=cfg.audit,
             unlearn_seconds=o.unlearn_seconds, retrain_seconds=o.retrain_seconds, train_seconds=None,
             unlearn_rounds=o.unlearn_rounds, retrain_rounds=o.trained_rounds if cfg.reference else None,
-            rounds=o.rounds, seed=cfg.seed,
+            rounds=o.rounds, seed=cfg.seed, accounting=o.accounting, unchanged=o.unchanged, exposure=o.exposure,
         )
         report.request.scope = o.request.scope
         report.request.records_digest = o.request.records.digest if o.request.records else None
         report.audit.reasons.extend(f"note: {n}" for n in o.notes)
-        report.accounting = o.accounting
         report.cost.monitor_seconds = o.monitor_seconds
         report.cost.unlearn_bytes, report.cost.retrain_bytes = o.unlearn_bytes, o.retrain_bytes
         spec = VersionSpec(model=self.servable(o.after), input_example=self.example, kind="unlearned", classes=self.class_names,
@@ -145,8 +144,11 @@ class MlflowRecorder:
         if o.request.records is not None:
             tags["records_digest"] = o.request.records.digest
         version = self.tracker.register(spec, run_name=f"unlearn-{o.request.request_id}", artifacts_fn=attach, extra_tags=tags)
-        self.tracker.conclude_withdrawal(parent, version, report.audit.verdict, report.digest(),
-                                         withdrawn_now=list(o.request.client_ids))
+        a = report.audit
+        self.tracker.conclude_withdrawal(
+            parent, version, a.verdict, report.digest(), withdrawn_now=list(o.request.client_ids),
+            contains_withdrawn=containment(get_method(cfg.method).retrains, o.unchanged, a.verdict),
+            extra_tags={"certified_by": a.decided_by, "exposure_increased": ",".join(map(str, a.exposure_increased))})
         self._write(report)
         self.reports.append(report)
         self.versions[version] = "unlearned"

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 from flwr.serverapp import Grid
 from torch import nn
@@ -33,7 +34,8 @@ from unlearn_fl.engine.federation import (
 from unlearn_fl.engine.protocol import Withdrawals, fully_withdrawn
 from unlearn_fl.engine.strategy import WithdrawalFilter
 from unlearn_fl.methods import get_method
-from unlearn_fl.report.schema import ModelAudit, RoundLog
+from unlearn_fl.audit.results import ModelAudit, RetainedExposure
+from unlearn_fl.report.schema import RoundLog
 from unlearn_fl.requests import RequestQueue, WithdrawalRequest
 
 log = logging.getLogger("unlearn_fl")
@@ -63,6 +65,10 @@ class WithdrawalOutcome:
     request_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     accounting: object | None = None
+    unchanged: str | None = None
+    """Why the released weights equal the parent's (no surviving unlearning step), or None."""
+    exposure: list[RetainedExposure] = field(default_factory=list)
+    """Retained sites' own membership exposure before and after."""
     unlearn_bytes: int = 0
     """Bytes of model arrays exchanged by the unlearning (both ways), per-round forget-set monitoring excluded."""
     retrain_bytes: int | None = None
@@ -135,6 +141,8 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
                             n_forget=n_forget, forget_digest=forget_digest, trained_rounds=trained_rounds, monitor_seconds=monitor_s,
                             rounds=list(logs), unlearn_seconds=unlearn_s, retrain_seconds=retrain_s,
                             unlearn_rounds=n_unlearn, notes=notes, unlearn_bytes=unlearn_bytes, retrain_bytes=retrain_bytes)
+    if not method.retrains:
+        out.unchanged = unchanged_reason(model, after, n_unlearn, notes)
     statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
     fed.current = after_w
     for name, m in (("before", model), ("after", after), ("retrain", retrain)):
@@ -147,13 +155,30 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
         else:
             out.test_acc[name] = fed.server_eval(m)[0]
             out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
-        out.audits[name] = fed.audit(m, after_w, request, statistic)
+        out.audits[name] = fed.audit(m, after_w, request, statistic, reference=retrain if m is not retrain else None)
+    out.exposure = fed.exposure(model, after, after_w)
     gone = fully_withdrawn(after_w)
     out.accounting = fed.accounting(c for c in range(cfg.num_clients) if c not in gone)
     out.clients_after = [c for c in range(cfg.num_clients) if c not in gone]
     out.withdrawn_clients = sorted(after_w)
     out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
     return out, after_w
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """True when every tensor of the two state dicts is equal, bit for bit."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def unchanged_reason(before: nn.Module, after: nn.Module, surviving_rounds: int, notes: list[str]) -> str | None:
+    """Why `after` is not a change of `before`: no unlearning round survived, or equal weights; None if it changed."""
+    if surviving_rounds == 0:
+        why = next((n for n in reversed(notes) if "rolled back" in n), None)
+        return "no unlearning round survived" + (f": {why}" if why else "")
+    if same_weights(before, after):
+        return f"{surviving_rounds} unlearning round(s) ran, but the weights equal the parent's"
+    return None
 
 
 def _precheck(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> str | None:
@@ -176,6 +201,7 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
     Returns the final model, the outcome of each applied withdrawal, and the training rounds' log.
     """
     torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)  # Flower's server-side DP draws its noise from numpy's global generator
     fed = Federation(grid, cfg, strategy, progress, model=model, test=test, evaluate_fn=evaluate_fn, timeout=timeout)
     fed.discover()
     if cfg.standardize_inputs:

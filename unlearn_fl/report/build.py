@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from unlearn_fl.audit.verdict import AuditThresholds, decide_verdict
+from unlearn_fl.accounting.results import AccountingBlock
+from unlearn_fl.audit.results import RetainedExposure
+from unlearn_fl.audit.verdict import AccountingEvidence, AttackEvidence, AuditThresholds, decide_verdict
 from unlearn_fl.report.schema import (
     AuditBlock,
     CostBlock,
@@ -34,26 +36,59 @@ def histogram_ks(a: ModelAudit | None, b: ModelAudit | None) -> float | None:
     return float(np.max(np.abs(ca - cb)))
 
 
-def audit_block(audits: dict[str, ModelAudit], n_forget: int, settings) -> AuditBlock:
-    """The `audit` block: headline figures, the verdict and its reasons, per-model details."""
+def attack_evidence(audits: dict[str, ModelAudit]) -> list[AttackEvidence]:
+    """Per attack run on the unlearned model: its AUC there, before unlearning, and on the retrain reference.
+
+    An attack the retrained model was not audited with (RMIA, whose reference *is* that model)
+    is compared with chance.
+    """
     before, after, retrain = audits.get("before"), audits.get("after"), audits.get("retrain")
-    thresholds = AuditThresholds(
+    if after is None or not after.attacks:
+        return []
+    by = lambda a: {x.attack: x for x in a.attacks} if a is not None else {}
+    b, r = by(before), by(retrain)
+    return [AttackEvidence(attack=x.attack, auc_after=x.auc, n_members=x.n_members, n_nonmembers=x.n_nonmembers,
+                           auc_before=b[x.attack].auc if x.attack in b else None,
+                           auc_retrain=r[x.attack].auc if x.attack in r else None) for x in after.attacks]
+
+
+def thresholds_of(settings) -> AuditThresholds:
+    return AuditThresholds(
         max_auc_gap_to_retrain=settings.max_auc_gap_to_retrain,
         max_auc_without_reference=settings.max_auc_without_reference,
         epsilon_target=settings.epsilon_target,
         confidence=settings.confidence,
         delta=settings.delta,
     )
+
+
+def audit_block(audits: dict[str, ModelAudit], n_forget: int, settings, *, accounting: AccountingBlock | None = None,
+                n_clients: int = 1, unchanged: str | None = None,
+                exposure: list[RetainedExposure] | None = None) -> AuditBlock:
+    """The `audit` block: headline figures, the verdict, its power and reasons, per-model details.
+
+    accounting: the released model's Opacus block (its ε bounds the attacks and may certify);
+    n_clients: sites in the withdrawal (the group size for site-level accounting);
+    unchanged: why the released weights equal the parent's, if they do;
+    exposure: the retained sites' own membership exposure before/after (docs/method.md §4).
+    """
+    before, after, retrain = audits.get("before"), audits.get("after"), audits.get("retrain")
+    evidence = attack_evidence(audits) or [AttackEvidence(attack="none", auc_after=0.5, n_members=n_forget, n_nonmembers=0)]
+    acc = None
+    if accounting is not None:
+        acc = AccountingEvidence(epsilon=accounting.epsilon, delta=accounting.delta, unit=accounting.unit,
+                                 group_size=n_clients if accounting.unit == "client" else n_forget)
+    v = decide_verdict(evidence, epsilon_lower_after=_eps(after), epsilon_lower_before=_eps(before),
+                       epsilon_lower_retrain=_eps(retrain), accounting=acc, unchanged=unchanged,
+                       thresholds=thresholds_of(settings))
+    exposure = list(exposure or [])
+    increased = [e.client for e in exposure if e.increased]
+    reasons = list(v.reasons)
+    if increased:
+        reasons.append("warning: the membership exposure of retained sites " + ", ".join(
+            f"{e.client} (AUC {e.auc_before:.3f} -> {e.auc_after:.3f}, resolution ±{e.resolution:.3f})" for e in exposure if e.increased)
+            + " rose beyond the resolution after unlearning.")
     atk = after.attacks[0] if after and after.attacks else None
-    verdict, reasons = decide_verdict(
-        auc_after=_auc(after),
-        auc_retrain=_auc(retrain),
-        epsilon_lower_after=_eps(after),
-        n_members=atk.n_members if atk else n_forget,
-        n_nonmembers=atk.n_nonmembers if atk else 0,
-        thresholds=thresholds,
-        epsilon_lower_retrain=_eps(retrain),
-    )
     return AuditBlock(
         mia_auc_before=_auc(before),
         mia_auc_after=_auc(after),
@@ -68,8 +103,14 @@ def audit_block(audits: dict[str, ModelAudit], n_forget: int, settings) -> Audit
         criterion_mi_after=after.criterion_mi if after else None,
         criterion_mi_retrain=retrain.criterion_mi if retrain else None,
         forget_loss_distance_to_retrain=histogram_ks(after, retrain),
-        verdict=verdict,
+        verdict=v.verdict,
         reasons=reasons,
+        decided_by=v.decided_by,
+        power=v.power,
+        epsilon_interval=v.epsilon_interval,
+        unchanged=unchanged,
+        retained_exposure=exposure,
+        exposure_increased=increased,
         before=before,
         after=after,
         retrain=retrain,
@@ -99,6 +140,9 @@ def data_report(
     retrain_rounds: int | None,
     rounds: list[RoundLog],
     seed: int,
+    accounting: AccountingBlock | None = None,
+    unchanged: str | None = None,
+    exposure: list[RetainedExposure] | None = None,
 ) -> ForgettingReport:
     speedup = None
     if retrain_seconds is not None and unlearn_seconds > 0:
@@ -117,7 +161,9 @@ def data_report(
             forget_acc_before=forget_acc["before"], forget_acc_after=forget_acc["after"],
             forget_acc_retrain=forget_acc.get("retrain"),
         ),
-        audit=audit_block(audits, n_forget, audit_settings),
+        audit=audit_block(audits, n_forget, audit_settings, accounting=accounting, n_clients=len(client_ids),
+                          unchanged=unchanged, exposure=exposure),
+        accounting=accounting,
         cost=CostBlock(unlearn_seconds=unlearn_seconds, retrain_seconds=retrain_seconds, speedup=speedup,
                        unlearn_rounds=unlearn_rounds, retrain_rounds=retrain_rounds, train_seconds=train_seconds),
         rounds=rounds,

@@ -60,11 +60,30 @@ def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
                     roc = m.attacks[0].roc
                     ax.plot(roc.fpr, roc.tpr, color=_COLORS[name], label=f"{name} (AUC {m.attacks[0].auc:.3f})")
             ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
+            if r.accounting is not None:  # no attack on an (ε, δ)-DP model can beat TPR ≤ e^ε·FPR + δ
+                import numpy as np
+
+                xs = np.linspace(0, 1, 201)
+                ax.plot(xs, np.minimum(1.0, np.exp(r.accounting.epsilon) * xs + r.accounting.delta), color="#000", ls="--",
+                        lw=1, label=f"DP bound, accountant ε={r.accounting.epsilon:.2f}")
             ax.set_xlabel("false positive rate")
             ax.set_ylabel("true positive rate")
             ax.set_title("Membership inference ROC (forget set)")
             ax.legend(fontsize=8, loc="lower right")
             out.append(("plot-roc", "Membership-inference ROC", _png(fig)))
+        scored = [(name, m) for name, m in models if m.score_histogram]
+        if scored:
+            fig, ax = _fig()
+            for name, m in scored:
+                h = m.score_histogram
+                ax.step(h["edges"][1:], h["forget"], where="pre", color=_COLORS[name], label=f"forget set, {name}")
+            h0 = scored[0][1].score_histogram
+            ax.step(h0["edges"][1:], h0["holdout"], where="pre", color=_COLORS["holdout"], ls="--", label=f"never seen ({scored[0][0]})")
+            ax.set_xlabel("per-example RMIA score (share of population rows it dominates)")
+            ax.set_ylabel("share of examples")
+            ax.set_title("Per-example attack scores, against the retrained reference")
+            ax.legend(fontsize=8)
+            out.append(("plot-scores", "Per-example score distributions", _png(fig)))
     u = r.utility
     if u is not None:
         fig, ax = _fig()
@@ -134,6 +153,9 @@ def render_html(r: ForgettingReport) -> str:
     verdict = r.audit.verdict if r.audit else ("feature" if r.feature else "n/a")
     color = _VERDICT_COLORS.get(verdict, "#57606a")
     reasons = "".join(f"<li>{html.escape(x)}</li>" for x in (r.audit.reasons if r.audit else []))
+    by = {"audit": "by the empirical audit, which had power", "accounting": "certified by privacy accounting"}
+    if r.audit and r.audit.verdict == "passed" and r.audit.decided_by in by:
+        reasons = f"<li class='by'>{by[r.audit.decided_by]}</li>" + reasons
     parts = [
         f"<header><h1>Forgetting report</h1><p class='sub'>request <code>{html.escape(r.request.request_id)}</code> · "
         f"{r.request.kind} unlearning · method <code>{html.escape(r.method)}</code> · model {html.escape(r.model.name)} "
@@ -156,10 +178,36 @@ def render_html(r: ForgettingReport) -> str:
                                        f"{_fmt(a.epsilon_lower_before)} / {_fmt(a.epsilon_lower)} / {_fmt(a.epsilon_lower_retrain)}"),
                                       ("TPR at FPR (after)", ", ".join(f"{k}: {v:.3f}" for k, v in a.tpr_at_fpr.items()) or None),
                                       ("criterion Î(Z;V) nats before / after / retrain", f"{_fmt(a.criterion_mi_before)} / {_fmt(a.criterion_mi_after)} / {_fmt(a.criterion_mi_retrain)}"),
-                                      ("forget-loss KS distance to retrain", a.forget_loss_distance_to_retrain)]))
+                                      ("forget-loss KS distance to retrain", a.forget_loss_distance_to_retrain),
+                                      ("ε of the released model: audited lower bound / accountant",
+                                       f"{_fmt(a.epsilon_interval[0])} / {_fmt(a.epsilon_interval[1])}" if a.epsilon_interval else None),
+                                      ("weights unchanged from the parent", a.unchanged)]))
+        attacks = [x.attack for x in (a.after.attacks if a.after else [])]
+        if attacks:
+            pick = lambda m, n: next((x for x in (m.attacks if m else []) if x.attack == n), None)
+            rows = []
+            for n in attacks:
+                b, f, t = pick(a.before, n), pick(a.after, n), pick(a.retrain, n)
+                rows.append((f"{n}: AUC before / after / retrain", " / ".join(_fmt(x.auc if x else None) for x in (b, f, t))))
+                rows.append((f"{n}: TPR at FPR, before → after", "; ".join(
+                    f"{k}: {_fmt(b.tpr_at_fpr.get(k) if b else None)} → {_fmt(v)}" for k, v in f.tpr_at_fpr.items())))
+            parts.append(_table("Attacks", rows))
+        if a.power:
+            head = "<tr><th>attack</th><th>reference</th><th>AUC before</th><th>reference AUC</th><th>observed gap</th><th>resolution ±</th><th>allowed gap</th><th>power</th></tr>"
+            body = "".join(f"<tr><td>{html.escape(p.attack)}</td><td>{p.reference}</td><td>{_fmt(p.auc_before)}</td><td>{_fmt(p.auc_reference)}</td>"
+                           f"<td>{_fmt(p.observed_gap)}</td><td>{_fmt(p.resolution)}</td><td>{_fmt(p.allowed_gap)}</td>"
+                           f"<td>{'yes' if p.has_power else 'no'}</td></tr>" for p in a.power)
+            parts.append(f"<section id='power'><h2>Audit power</h2><p class='sub'>Could the attack tell the model before unlearning "
+                         f"from the reference? Only then can it show forgetting.</p><table class='grid'>{head}{body}</table></section>")
+        if a.retained_exposure:
+            head = "<tr><th>retained site</th><th>AUC before</th><th>AUC after</th><th>members / non-members</th><th>resolution ±</th><th>increased</th></tr>"
+            body = "".join(f"<tr><td>{e.client}</td><td>{_fmt(e.auc_before)}</td><td>{_fmt(e.auc_after)}</td><td>{e.n_members} / {e.n_nonmembers}</td>"
+                           f"<td>{_fmt(e.resolution)}</td><td>{'YES' if e.increased else 'no'}</td></tr>" for e in a.retained_exposure)
+            parts.append(f"<section id='exposure'><h2>Retained sites' exposure</h2><p class='sub'>Each retained site's own rows against its "
+                         f"holdout (loss-threshold attack), before and after unlearning.</p><table class='grid'>{head}{body}</table></section>")
     if r.accounting:
         c = r.accounting
-        parts.append(_table("Privacy accounting", [("accountant", c.accountant), ("ε", c.epsilon), ("δ", c.delta), ("noise multiplier", c.noise_multiplier),
+        parts.append(_table("Privacy accounting", [("accountant", c.accountant), ("unit", c.unit), ("ε", c.epsilon), ("δ", c.delta), ("noise multiplier", c.noise_multiplier),
                                                    ("sample rate", c.sample_rate), ("steps", c.steps), ("max grad norm", c.max_grad_norm)]))
     if r.cost:
         c = r.cost
@@ -180,6 +228,7 @@ def render_html(r: ForgettingReport) -> str:
     css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f2328}"
            "h1{margin-bottom:.2em}.sub{color:#57606a;margin-top:0}table{border-collapse:collapse;width:100%}"
            "th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #d0d7de}th{width:45%;font-weight:500;color:#57606a}"
+           ".grid th{width:auto}li.by{font-weight:600}"
            ".verdict{border:2px solid;border-radius:6px;padding:.6em 1em;margin:1em 0}.verdict span{color:#fff;font-weight:700;padding:2px 10px;border-radius:4px}"
            ".plots{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figure img{max-width:520px}figcaption{color:#57606a;font-size:.9em}")
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Forgetting report {html.escape(r.request.request_id)}</title>"

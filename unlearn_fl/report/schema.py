@@ -15,7 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from unlearn_fl.accounting.results import AccountingBlock
-from unlearn_fl.audit.results import AttackResult, EpsilonEstimate, ModelAudit, RocCurve, Verdict
+from unlearn_fl.audit.results import (AttackResult, AuditPower, EpsilonEstimate, ModelAudit, RetainedExposure, RocCurve,
+                                      Verdict)
 
 __all__ = ["AccountingBlock", "AttackResult", "EpsilonEstimate", "ModelAudit", "RocCurve", "Verdict",
            "ForgettingReport", "SCHEMA_VERSION", "json_schema"]
@@ -85,6 +86,15 @@ class AuditBlock(_Block):
     )
     verdict: Verdict
     reasons: list[str] = Field(default_factory=list)
+    decided_by: Literal["audit", "accounting", "none"] = Field(
+        "none", description="What carried a passed verdict: the empirical audit (with power) or the accountant's epsilon.")
+    power: list[AuditPower] = Field(default_factory=list, description="Per attack: could it tell the model before unlearning from the reference?")
+    epsilon_interval: tuple[float, float] | None = Field(
+        None, description="[audited epsilon lower bound, accountant epsilon] of the released model, when DP-trained.")
+    unchanged: str | None = Field(None, description="Why the released weights equal the parent's (no surviving unlearning step), if they do.")
+    retained_exposure: list[RetainedExposure] = Field(
+        default_factory=list, description="Each retained site's own rows vs its holdout, before and after unlearning.")
+    exposure_increased: list[int] = Field(default_factory=list, description="Retained sites whose exposure rose beyond the resolution.")
     before: ModelAudit | None = None
     after: ModelAudit | None = None
     retrain: ModelAudit | None = None

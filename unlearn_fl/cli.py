@@ -353,6 +353,14 @@ def cmd_simulate(a) -> int:
         print(f"report: {Path(cfg.out) / report.request.request_id / 'forgetting_report.json'} (and .html)")
     for rid, reason in result["aborts"]:
         print(f"withdrawal {rid} NOT applied: {reason}", file=sys.stderr)
+    if result["reports"]:
+        from unlearn_fl.tracking import Tracker
+
+        served = Tracker.serving_withdrawn_in(cfg.tracking_uri, cfg.model_name)
+        if served is not None:
+            print(f"warning: production still serves {cfg.model_name} v{served}, which contains withdrawn data: no unlearned "
+                  "version passed its audit. Review the candidate's report, then promote it (--promote always) "
+                  "or withdraw with --method retrain.", file=sys.stderr)
     return 0 if not result["aborts"] else 3
 
 

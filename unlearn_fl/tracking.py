@@ -207,6 +207,18 @@ class Tracker:
         tags = self.client.get_model_version(self.model_name, parent).tags or {}
         return tags.get(TAG + "contains_withdrawn", "false")
 
+    def serving_withdrawn(self) -> str | None:
+        """The `production` version when it is tagged `contains_withdrawn=true`, else None."""
+        return _serving_withdrawn(self.client, self.model_name)
+
+    @staticmethod
+    def serving_withdrawn_in(uri: str, model_name: str) -> str | None:
+        """`serving_withdrawn` for the store at `uri` (None when it cannot be read)."""
+        try:
+            return _serving_withdrawn(_client(uri)[1], model_name)
+        except Exception:
+            return None
+
     def _alias_version(self, alias: str) -> str | None:
         try:
             return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
@@ -240,6 +252,14 @@ class Tracker:
             c.set_registered_model_alias(self.model_name, "production", version)
         else:
             c.set_registered_model_alias(self.model_name, "candidate", version)
+
+
+def _serving_withdrawn(client, model_name: str) -> str | None:
+    try:
+        mv = client.get_model_version_by_alias(model_name, "production")
+    except Exception:
+        return None
+    return str(mv.version) if (mv.tags or {}).get(TAG + "contains_withdrawn") == "true" else None
 
 
 def containment(method_retrains: bool, unchanged: str | None, verdict: str) -> str:

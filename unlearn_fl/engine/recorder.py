@@ -158,6 +158,11 @@ class MlflowRecorder:
              f"MIA AUC before/after/retrained {_f(a.mia_auc_before)}/{_f(a.mia_auc_after)}/{_f(a.mia_auc_retrain)}; "
              f"{k.unlearn_rounds} unlearning rounds in {k.unlearn_seconds:.1f}s vs retraining {_f(k.retrain_seconds, 1)}s; "
              f"report {Path(cfg.out) / o.request.request_id / 'forgetting_report.json'}")
+        served = self.tracker.serving_withdrawn()
+        if served is not None:
+            _say(f"unlearn-fl: WARNING production still serves {cfg.model_name} v{served}, which contains withdrawn data: "
+                 f"v{version} was not promoted (verdict {a.verdict}). Review its report and promote it "
+                 f"(--promote always), or withdraw with --method retrain.")
         return version
 
     def aborted(self, request: WithdrawalRequest, reason: str) -> None:

@@ -25,6 +25,10 @@ CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
         (["--method", "magic"], "unknown method 'magic'"),
         (["--method-config", "{bad"], "not valid JSON"),
         (["--method-config", '{"gamma": -1}'], "gamma"),
+        (["--audit-confidence", "1.5"], "--audit-confidence: Input should be less than 1"),
+        (["--audit-references", "-1"], "--audit-references: Input should be greater than or equal to 0"),
+        (["--epsilon-target", "-3"], "--epsilon-target"),
+        (["--dp-noise", "-1"], "--dp-noise"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(tmp_cwd, args, needle):

@@ -36,6 +36,12 @@ def test_report_validates_against_its_schema(run):
     assert r.request.reason == "consent revoked"  # the reason travels through the Flower run config
     assert r.audit.verdict in ("passed", "failed", "inconclusive") and r.audit.reasons
     assert r.cost.retrain_seconds is not None and r.utility.test_acc_retrain is not None
+    # Every verdict states its power; a passed one says what carried it.
+    assert [p.attack for p in r.audit.power] == ["loss-threshold", "rmia-offline"]
+    assert (r.audit.verdict == "passed") == (r.audit.decided_by in ("audit", "accounting"))
+    if r.audit.verdict == "passed" and r.audit.decided_by == "audit":
+        assert any(p.has_power for p in r.audit.power)
+    assert sorted(e.client for e in r.audit.retained_exposure) == [0, 1, 2]  # site 1 keeps half its rows
     assert (run["dir"] / "report" / "forgetting_report.html").read_text().count("data:image/png;base64") >= 3
 
 
@@ -144,6 +150,10 @@ def test_html_report_renders_in_a_real_browser_with_verdict_and_plots(run):
     dom = subprocess.run([exe, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert "id=\"verdict\"" in dom.stdout and run["report"]["audit"]["verdict"].upper() in dom.stdout
     assert dom.stdout.count("<img") >= 3
+    # The audit's power and the retained sites' exposure are on the page, with the report's own numbers.
+    a = run["report"]["audit"]
+    assert 'id="power"' in dom.stdout and 'id="exposure"' in dom.stdout and 'id="plot-scores"' in dom.stdout
+    assert all(p["attack"] in dom.stdout for p in a["power"]) and f"{a['power'][0]['resolution']:.4g}" in dom.stdout
     subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1200,2600", page.as_uri()],
                    capture_output=True, text=True, timeout=120)
     img = (mpimg.imread(shot)[..., :3] * 255).round().astype(int)

@@ -130,7 +130,8 @@ def test_a_version_that_did_not_change_is_not_certified(tmp_path):
     import torch
 
     p, uri = _simulate(tmp_path, "--withdraw", "0@2", "--method", "gradient-ascent", "--unlearn-rounds", "3",
-                       "--method-config", '{"lr":0.05,"epochs":30,"alpha":5,"early_stop":false}')
+                       "--method-config", '{"lr":0.05,"epochs":30,"alpha":5,"early_stop":false}',
+                       "--audit-references", "2", "--audit-reference-mode", "online")
     assert p.returncode == 0, p.stderr[-3000:]
     rows = {r["version"]: r for r in lineage(uri, "m")}
     report = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
@@ -144,9 +145,13 @@ def test_a_version_that_did_not_change_is_not_certified(tmp_path):
     w1 = mlflow.pytorch.load_model("models:/m/1").state_dict()
     w2 = mlflow.pytorch.load_model("models:/m/2").state_dict()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)  # the premise: the weights really are the parent's
-    # The run still measured everything else: RMIA against the retrained reference and the retained sites' exposure.
-    assert [x["attack"] for x in a["after"]["attacks"]] == ["loss-threshold", "rmia-offline"]
-    assert "rmia-offline" not in [x["attack"] for x in a["retrain"]["attacks"]]
+    # The run still measured everything else: RMIA (online: the retrained model and two references the
+    # withdrawing site trained on half its audited rows, at a reported cost) and the retained sites' exposure.
+    assert [x["attack"] for x in a["after"]["attacks"]] == ["loss-threshold", "rmia-online"]
+    assert [x["attack"] for x in a["retrain"]["attacks"]] == ["loss-threshold"]
+    cost = a["after"]["reference_cost"]
+    assert cost["references"] == 2 and cost["mode"] == "online" and cost["examples"] > 0
+    assert a["before"]["reference_cost"] == cost  # trained once per request, shared by the before/after audits
     assert sorted(e["client"] for e in a["retained_exposure"]) == [1, 2, 3]
     assert all(e["n_nonmembers"] > 0 and 0 <= e["auc_after"] <= 1 for e in a["retained_exposure"])
     assert rows["2"]["exposure_increased"] == ",".join(str(e["client"]) for e in a["retained_exposure"] if e["increased"])

@@ -124,7 +124,8 @@ def config_from_run_config(rc: dict) -> RunConfig:
         dp=DPSettings(noise_multiplier=float(g("dp-noise", 0.0)), max_grad_norm=float(g("dp-clip", 1.0)),
                       central_noise_multiplier=float(g("central-dp-noise", 0.0)),
                       central_clipping_norm=float(g("central-dp-clip", 1.0)), accountant=str(g("accountant", "rdp"))),
-        audit=AuditSettings(epsilon_target=float(g("epsilon-target", 0.0)) or None, confidence=float(g("audit-confidence", 0.95))),
+        audit=AuditSettings(epsilon_target=float(g("epsilon-target", 0.0)) or None, confidence=float(g("audit-confidence", 0.95)),
+                            references=int(g("audit-references", 0)), reference_mode=str(g("audit-reference-mode", "offline"))),
     )
 
 
@@ -153,6 +154,7 @@ def to_run_config(cfg: RunConfig) -> dict:
         "dp-noise": cfg.dp.noise_multiplier, "dp-clip": cfg.dp.max_grad_norm,
         "central-dp-noise": cfg.dp.central_noise_multiplier, "central-dp-clip": cfg.dp.central_clipping_norm,
         "accountant": cfg.dp.accountant, "epsilon-target": cfg.audit.epsilon_target or 0.0, "audit-confidence": cfg.audit.confidence,
+        "audit-references": cfg.audit.references, "audit-reference-mode": cfg.audit.reference_mode,
         "strategy": cfg.strategy, "proximal-mu": cfg.proximal_mu,
         "checkpoint-every": cfg.checkpoint_every or 0, "model-name": cfg.model_name, "tracking-uri": cfg.tracking_uri,
         "out": str(cfg.out),

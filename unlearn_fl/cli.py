@@ -26,10 +26,19 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _pydantic_message(e) -> str:
+_FLAGS = {"confidence": "--audit-confidence", "references": "--audit-references", "reference_mode": "--audit-reference-mode",
+          "epsilon_target": "--epsilon-target", "noise_multiplier": "--dp-noise", "max_grad_norm": "--dp-clip",
+          "central_noise_multiplier": "--central-dp-noise", "central_clipping_norm": "--central-dp-clip"}
+
+
+def _pydantic_message(e, flags: bool = False) -> str:
+    """One line from a pydantic error; `flags`: name the command-line flag of the field."""
     errs = e.errors()
     first = errs[0]
-    loc = ".".join(str(x) for x in first.get("loc", ()) if x != "__root__")
+    parts = [str(x) for x in first.get("loc", ()) if x != "__root__"]
+    loc = ".".join(parts)
+    if flags and parts:
+        loc = _FLAGS.get(parts[-1], "--" + parts[-1].replace("_", "-"))
     msg = first.get("msg", str(e)).removeprefix("Value error, ")
     return f"{loc}: {msg}" if loc else msg
 
@@ -71,6 +80,10 @@ def _add_simulate(sub) -> None:
     p.add_argument("--epsilon-target", type=float, default=None,
                    help="largest acceptable ε: the audit's lower bound fails above it; with DP, the accountant may certify within it")
     p.add_argument("--audit-confidence", type=float, default=0.95, help="confidence of the audit's bounds and resolution, in (0.5, 1)")
+    p.add_argument("--audit-references", type=int, default=0,
+                   help="extra RMIA reference models each withdrawing site trains on its own rows (0: the retrained model only)")
+    p.add_argument("--audit-reference-mode", choices=["offline", "online"], default="offline",
+                   help="online: each site reference also trains on a random half of the audited rows (RMIA online)")
     p.add_argument("--strategy", choices=["fedavg", "fedprox", "fedavgm", "fedadam"], default="fedavg",
                    help="the Flower strategy UnlearningStrategy wraps")
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx μ")
@@ -129,9 +142,10 @@ def _simulate_config(a):
                         requests_dir=Path(a.requests_dir).resolve() if a.requests_dir else None,
                         dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
                                       central_noise_multiplier=a.central_dp_noise, central_clipping_norm=a.central_dp_clip),
-                        audit=AuditSettings(epsilon_target=a.epsilon_target, confidence=a.audit_confidence))
+                        audit=AuditSettings(epsilon_target=a.epsilon_target, confidence=a.audit_confidence,
+                                            references=a.audit_references, reference_mode=a.audit_reference_mode))
     except ValidationError as e:
-        raise UsageError(_pydantic_message(e)) from None
+        raise UsageError(_pydantic_message(e, flags=True)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     try:

@@ -25,6 +25,11 @@ class AuditSettings(BaseModel):
     max_auc_gap_to_retrain: float = Field(0.05, ge=0, le=0.5)
     max_auc_without_reference: float = Field(0.60, ge=0.5, le=1)
     epsilon_target: float | None = Field(None, ge=0)
+    references: int = Field(0, ge=0, le=32, description="Extra RMIA reference models each withdrawing site trains on its own "
+                                                        "rows for the audit (0: the retrained model is the only reference).")
+    reference_mode: str = Field("offline", pattern="^(offline|online)$", description="offline: the site's references see "
+                                "none of the audited rows; online: each sees a random half of them (RMIA online).")
+    reference_epochs: int = Field(2, ge=1, le=100, description="Local epochs of each site reference, from the retrained weights.")
 
 
 class DPSettings(BaseModel):

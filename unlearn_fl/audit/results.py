@@ -55,6 +55,8 @@ class ModelAudit(_Block):
     criterion_mi: float | None = Field(None, description="Plug-in I(Z;V) of the marginal-unlearning criterion, nats (docs/method.md §2).")
     forget_loss_mean: float | None = None
     holdout_loss_mean: float | None = None
+    reference_cost: dict | None = Field(
+        None, description="RMIA references the site trained for this audit: count, mode, examples processed, seconds.")
     score_histogram: dict[str, list[float]] | None = Field(
         None, description="Histogram of per-example RMIA scores in [0, 1]: keys 'edges', 'forget', 'holdout' (shares).")
     loss_histogram: dict[str, list[float]] | None = Field(

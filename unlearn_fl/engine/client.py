@@ -318,20 +318,35 @@ class UnlearningClient:
         return Message(content=RecordDict({CONFIG: ConfigRecord(out)}), reply_to=msg)
 
     def audit(self, msg: Message, context: Context) -> Message:
-        """`query.unlearn_audit`: the loss-threshold audit of the forget set against this site's
-        holdout (plus any non-member losses the server sent), and RMIA against the reference
-        model when the message carries one; computed here, summaries returned."""
-        cfg, _, _, forgotten, holdout = self.views(msg, context)
-        reference = self.model(msg, cfg, context, protocol.REFERENCE_ARRAYS) if protocol.REFERENCE_ARRAYS in msg.content else None
-        result = local.local_audit(
-            self.model(msg, cfg, context), holdout, forgotten,
-            extra_nonmember_losses=np.asarray(cfg.get("nonmember-losses", []), dtype=np.float64),
-            extra_nonmember_labels=np.asarray(cfg.get("nonmember-labels", []), dtype=np.int64),
-            retain_mean=list(cfg.get("retain-mean", [])) or None, n_retain=int(cfg.get("retain-n", 0)),
-            statistic=str(cfg["statistic"]), delta=float(cfg["delta"]), confidence=float(cfg["confidence"]),
-            seed=int(cfg["seed"]), reference=reference,
-        )
-        return Message(content=RecordDict({CONFIG: ConfigRecord({"audit": result.model_dump_json()})}), reply_to=msg)
+        """`query.unlearn_audit`: membership audits of the forget set against this site's holdout
+        (plus any non-member losses the server sent) for every model in the message: the loss
+        threshold, and RMIA against the reference model (`audit-reference`) with the references
+        this site trains once for the request (`audit-references`); summaries returned."""
+        cfg, _, retained, forgotten, holdout = self.views(msg, context)
+        names = [n for n in str(cfg.get("audit-models", "")).split(",") if n]
+        ref_name = str(cfg.get("audit-reference", ""))
+        models = {n: self.model(msg, cfg, context, f"{ARRAYS}-{n}") for n in names}
+        reference = models.get(ref_name)
+        site_refs = None
+        k = int(cfg.get("audit-references", 0))
+        if reference is not None and k > 0:
+            site_refs = local.site_references(
+                reference, retained, forgotten, holdout, k, str(cfg.get("audit-reference-mode", "offline")),
+                int(cfg.get("audit-reference-epochs", 2)), float(cfg.get("lr", 5e-3)), int(cfg.get("batch-size", 32)),
+                int(cfg["seed"]) + 104729 * self.site(context).client_id)
+        out = {}
+        for n, m in models.items():
+            result = local.local_audit(
+                m, holdout, forgotten,
+                extra_nonmember_losses=np.asarray(cfg.get(f"nonmember-losses-{n}", []), dtype=np.float64),
+                extra_nonmember_labels=np.asarray(cfg.get("nonmember-labels", []), dtype=np.int64),
+                retain_mean=list(cfg.get(f"retain-mean-{n}", [])) or None, n_retain=int(cfg.get("retain-n", 0)),
+                statistic=str(cfg["statistic"]), delta=float(cfg["delta"]), confidence=float(cfg["confidence"]),
+                seed=int(cfg["seed"]), reference=reference if n != ref_name else None,
+                site_refs=site_refs if n != ref_name else None,
+            )
+            out[f"audit-{n}"] = result.model_dump_json()
+        return Message(content=RecordDict({CONFIG: ConfigRecord(out)}), reply_to=msg)
 
     def exposure(self, msg: Message, context: Context) -> Message:
         """`query.unlearn_exposure`: this site's retained rows vs its holdout, on the model before

@@ -168,14 +168,17 @@ def local_audit(
     seed: int,
     max_loss: float = 20.0,
     reference: nn.Module | None = None,
+    site_refs: tuple[np.ndarray, np.ndarray, dict] | None = None,
 ):
     """Membership audits of this client's forgotten rows against never-seen data, computed here.
 
     Loss threshold: members are the forgotten rows; non-members the client's local holdout plus
     the server's test losses (server data, sent in the message) subsampled to the forget set's
-    label mix. RMIA (offline, `unlearn_fl.audit.rmia`), when a `reference` model is given (the
+    label mix. RMIA (`unlearn_fl.audit.rmia`), when a `reference` model is given (the
     retrain-from-scratch model): members are the forgotten rows, the population and non-members
-    the local holdout, each row's likelihood ratio taken against the reference's probability.
+    the local holdout, each row's likelihood ratio taken against the references' probability:
+    the retrained model, plus `site_refs` (`site_references`) when the site trained some; online
+    when those saw half the audited rows.
     Returns a `ModelAudit` summary only: AUCs, TPR at FPR, ROC points, ε, histograms.
     """
     from unlearn_fl.audit.epsilon import empirical_epsilon
@@ -200,22 +203,63 @@ def local_audit(
     if reference is not None and len(holdout) >= 2 and len(forgotten) >= 1:
         pm, ph = true_label_probs(model, forgotten.X, forgotten.y), true_label_probs(model, holdout.X, holdout.y)
         rm, rh = true_label_probs(reference, forgotten.X, forgotten.y), true_label_probs(reference, holdout.X, holdout.y)
-        attacks.append(rmia_attack(pm, rm[:, None], ph, rh[:, None], mode="offline"))
+        Rm, Rh, mode = rm[:, None], rh[:, None], "offline"
+        if site_refs is not None and site_refs[0].shape[1] > 0:
+            Rm, Rh = np.concatenate([Rm, site_refs[0]], axis=1), np.concatenate([Rh, site_refs[1]], axis=1)
+            mode = site_refs[2]["mode"]
+        attacks.append(rmia_attack(pm, Rm, ph, Rh, mode=mode))
         # The per-example scores (share of holdout rows each row dominates) for the report's histogram.
-        sm = rmia_scores(pm, rm[:, None], ph, rh[:, None], mode="offline")
-        sh = rmia_scores(ph, rh[:, None], ph, rh[:, None], mode="offline", population_index=np.arange(len(ph)))
+        sm = rmia_scores(pm, Rm, ph, Rh, mode=mode)
+        sh = rmia_scores(ph, Rh, ph, Rh, mode=mode, population_index=np.arange(len(ph)))
         edges = np.linspace(0.0, 1.0, 21)
         score_hist = {"edges": edges.tolist(), "forget": (np.histogram(sm, edges)[0] / max(1, len(sm))).tolist(),
                       "holdout": (np.histogram(sh, edges)[0] / max(1, len(sh))).tolist()}
     return ModelAudit(
         attacks=attacks,
         score_histogram=score_hist,
+        reference_cost=site_refs[2] if site_refs is not None else None,
         epsilon=eps,
         criterion_mi=crit,
         forget_loss_mean=float(members.mean()),
         holdout_loss_mean=float(nonmembers.mean()),
         loss_histogram=loss_histogram(members, nonmembers, max_loss),
     )
+
+
+def site_references(reference: nn.Module, retained: Split, forgotten: Split, holdout: Split, k: int, mode: str,
+                    epochs: int, lr: float, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """K cheap RMIA reference models trained here, and their probabilities of the audited rows.
+
+    Each starts from the retrained model's weights and trains `epochs` local epochs on this site's
+    retained rows; online, also on a random half of the audited rows (forgotten ∪ holdout), so each
+    audited row is IN for about half the references (Zarifzadeh et al. 2024; docs/method.md §4).
+    The models never leave the site. Returns Pr(x | θ_k) on the forgotten rows (n_f, K) and the
+    holdout (n_h, K), and the cost: references, examples processed, seconds. Offline at a site with
+    no retained rows (it withdrew all of them) there is nothing to train on: K = 0.
+    """
+    import copy
+    import time
+
+    from unlearn_fl.audit.rmia import true_label_probs
+
+    t0 = time.perf_counter()
+    if mode == "offline" and len(retained) == 0:  # a site that withdrew all its rows has nothing to train OUT references on
+        k = 0
+    audited = Split(np.concatenate([forgotten.X, holdout.X]), np.concatenate([forgotten.y, holdout.y]))
+    rng = np.random.default_rng(seed)
+    probs, processed = [], 0
+    for j in range(k):
+        data = retained
+        if mode == "online":
+            half = np.sort(rng.permutation(len(audited))[: len(audited) // 2])
+            data = Split(np.concatenate([retained.X, audited.X[half]]), np.concatenate([retained.y, audited.y[half]]))
+        m = copy.deepcopy(reference)
+        train_epochs(m, data, epochs, lr, batch_size, seed=seed + 7919 * (j + 1))
+        processed += epochs * len(data)
+        probs.append(true_label_probs(m, audited.X, audited.y))
+    P = np.stack(probs, axis=1) if probs else np.zeros((len(audited), 0))
+    cost = {"references": k, "mode": mode, "examples": processed, "seconds": time.perf_counter() - t0}
+    return P[: len(forgotten)], P[len(forgotten):], cost
 
 
 def local_exposure(before: nn.Module, after: nn.Module, retained: Split, holdout: Split, seed: int,

@@ -33,7 +33,6 @@ from unlearn_fl.engine.protocol import (
     INPUTS,
     EXPOSURE,
     METRICS,
-    REFERENCE_ARRAYS,
     STATS,
     UNLEARN,
     Withdrawal,
@@ -448,28 +447,35 @@ class Federation:
         return model, done
 
     # ------------------------------------------------------------ audit
-    def audit(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str,
-              reference: nn.Module | None = None) -> ModelAudit:
-        """Run the membership audits on each withdrawing site; merge the summaries.
+    def audit(self, models: dict[str, nn.Module], withdrawals: Withdrawals, request: WithdrawalRequest, statistic: str,
+              reference: str | None = None) -> dict[str, ModelAudit]:
+        """Run the membership audits of several models on each withdrawing site, in one message; merge per model.
 
+        models: e.g. {"before": ..., "after": ..., "retrain": ...}, each under `arrays-<name>`.
+        reference: the name of the model RMIA uses as its reference (the retrain from scratch); every
+        other model is audited against it, and the site trains its own extra references once for all.
         Non-members: each site's own holdout, plus the server's test losses when it holds a test split.
-        `reference` (the retrain-from-scratch model) travels beside the target for RMIA at the site.
         """
-        extra = {}
+        extra: dict = {}
+        content = RecordDict()
+        for name, m in models.items():
+            content[f"{ARRAYS}-{name}"] = to_arrays(m)
+            if self.test is not None:
+                extra[f"nonmember-losses-{name}"] = per_example_loss(m, self.test).tolist()
+            mean, n_ref = self.retained_stats(m, withdrawals, statistic)
+            extra[f"retain-mean-{name}"], extra["retain-n"] = mean or [], n_ref
         if self.test is not None:
-            extra = {"nonmember-losses": per_example_loss(model, self.test).tolist(), "nonmember-labels": self.test.y.tolist()}
-        ref_mean, n_ref = self.retained_stats(model, withdrawals, statistic)
-        cfg = self._config(withdrawals, request.request_id, statistic=statistic, seed=self.cfg.seed,
-                           **{**extra, "retain-mean": ref_mean or [], "retain-n": n_ref, "delta": self.cfg.audit.delta,
-                              "confidence": self.cfg.audit.confidence})
-        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: cfg})
-        if reference is not None:
-            content[REFERENCE_ARRAYS] = to_arrays(reference)
+            extra["nonmember-labels"] = self.test.y.tolist()
+        a = self.cfg.audit
+        content[CONFIG] = self._config(withdrawals, request.request_id, statistic=statistic, seed=self.cfg.seed,
+                                       **{**extra, "audit-models": ",".join(models), "audit-reference": reference or "",
+                                          "delta": a.delta, "confidence": a.confidence, "audit-references": a.references,
+                                          "audit-reference-mode": a.reference_mode, "audit-reference-epochs": a.reference_epochs})
         replies = self.exchange(self._nodes(request.client_ids), AUDIT, content)
-        audits = [ModelAudit.model_validate_json(r.content[CONFIG]["audit"]) for r in replies]
-        if not audits:
+        if not replies:
             raise FederationError("no withdrawing client answered the audit query")
-        return merge_audits(audits)
+        return {name: merge_audits([ModelAudit.model_validate_json(r.content[CONFIG][f"audit-{name}"]) for r in replies])
+                for name in models}
 
     def exposure(self, before: nn.Module, after: nn.Module, withdrawals: Withdrawals) -> list[RetainedExposure]:
         """Each retained site's own rows vs its holdout, before and after unlearning (counts and AUCs only).

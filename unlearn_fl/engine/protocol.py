@@ -11,8 +11,9 @@ that action), so the protocol lives beside a user's own `train`/`evaluate`/`quer
 - `query.unlearn_inputs`    count, Σx, Σx² per input feature (a declared aggregate, for a federated scaler)
 - `query.unlearn_count`     rows the active request forgets here, and a digest of them
 - `query.unlearn_stats`     mean output statistic + count over retained rows (docs/method.md §2)
-- `query.unlearn_audit`     membership audits of the forget set (loss threshold; RMIA against the
-                            reference model sent beside the target), computed at the site, summaries returned
+- `query.unlearn_audit`     membership audits of the forget set for several models at once
+                            (`arrays-<name>`: before, after, retrain; loss threshold, and RMIA against
+                            the retrained model), computed at the site, summaries returned
 - `query.unlearn_exposure`  a retained site's own rows vs its holdout on the models before and after
                             unlearning (loss-threshold AUCs and counts only)
 
@@ -31,8 +32,6 @@ from dataclasses import dataclass
 from unlearn_fl.data import DataSpec
 
 ARRAYS = "arrays"
-REFERENCE_ARRAYS = "reference-arrays"
-"""A second model in an audit message: RMIA's reference (the retrain-from-scratch model)."""
 BEFORE_ARRAYS = "before-arrays"
 """The model before unlearning, beside the unlearned one, in an exposure query."""
 CONFIG = "config"

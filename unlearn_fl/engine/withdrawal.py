@@ -145,9 +145,9 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
         out.unchanged = unchanged_reason(model, after, n_unlearn, notes)
     statistic = getattr(method.make_config(**cfg.method_config), "statistic", "prediction")
     fed.current = after_w
-    for name, m in (("before", model), ("after", after), ("retrain", retrain)):
-        if m is None:
-            continue
+    audited = {name: m for name, m in (("before", model), ("after", after), ("retrain", retrain))
+               if m is not None and not (name == "retrain" and m is after)}
+    for name, m in audited.items():
         if fed.evaluate_fn is None and fed.test is None:  # federated: one evaluation message gives all three
             met = fed.client_metrics(m, after_w, request.request_id)
             out.test_acc[name] = met["holdout_acc"]
@@ -155,7 +155,12 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
         else:
             out.test_acc[name] = fed.server_eval(m)[0]
             out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
-        out.audits[name] = fed.audit(m, after_w, request, statistic, reference=retrain if m is not retrain else None)
+    # One audit message for all models: the site trains its RMIA references once, for all of them.
+    out.audits = fed.audit(audited, after_w, request, statistic, reference="retrain" if "retrain" in audited else None)
+    if retrain is after and retrain is not None:  # a retraining method: the released model is the reference
+        out.audits["retrain"] = out.audits["after"]
+        out.test_acc["retrain"], out.retain_acc["retrain"], out.forget_acc["retrain"] = (
+            out.test_acc["after"], out.retain_acc["after"], out.forget_acc["after"])
     out.exposure = fed.exposure(model, after, after_w)
     gone = fully_withdrawn(after_w)
     out.accounting = fed.accounting(c for c in range(cfg.num_clients) if c not in gone)

@@ -120,6 +120,17 @@ def test_audit_command_on_a_registered_version_matches_a_direct_computation(run)
     assert got["attack"]["auc"] == pytest.approx(loss_threshold_attack(f, h).auc)
     assert got["verdict"] in ("passed", "failed", "inconclusive") and classes == [str(i) for i in range(10)]
     assert got["lira"]["attack"] == "lira-online" and got["lira"]["n_members"] == len(f) and 0 <= got["lira"]["auc"] <= 1
+    assert got["before_uri"] is None and got["power"][0]["auc_before"] is None  # a trained root has no parent
+    # An unlearned version is compared with its parent (from its lineage tag) to measure the audit's power.
+    out2 = run["dir"] / "audit2.json"
+    p = subprocess.run(CLI + ["audit", "--model-uri", "models:/sim-test/2", "--forget", str(files["forget"]), "--holdout",
+                              str(files["holdout"]), "--target", "digit", "--tracking-uri", run["uri"], "--out", str(out2),
+                              "--reference-uri", "models:/sim-test/1"],
+                       capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    assert p.returncode == 0, p.stderr
+    got2 = json.loads(out2.read_text())
+    assert got2["before_uri"] == "models:/sim-test/1" and got2["before_attack"]["auc"] == pytest.approx(got["attack"]["auc"])
+    assert [x["attack"] for x in got2["power"]] == ["loss-threshold", "rmia-offline"] and got2["rmia"]["n_members"] == len(f)
     missing = subprocess.run(CLI + ["audit", "--model-uri", "models:/sim-test/1", "--forget", str(files["forget"]), "--holdout",
                                     str(files["holdout"]), "--target", "nope", "--tracking-uri", run["uri"]],
                              capture_output=True, text=True, timeout=300, cwd=run["dir"])

@@ -188,9 +188,10 @@ def render_html(r: ForgettingReport) -> str:
             rows = []
             for n in attacks:
                 b, f, t = pick(a.before, n), pick(a.after, n), pick(a.retrain, n)
-                rows.append((f"{n}: AUC before / after / retrain", " / ".join(_fmt(x.auc if x else None) for x in (b, f, t))))
+                num = lambda v: "—" if v is None else f"{v:.4g}"  # plain text: the table cell escapes it
+                rows.append((f"{n}: AUC before / after / retrain", " / ".join(num(x.auc if x else None) for x in (b, f, t))))
                 rows.append((f"{n}: TPR at FPR, before → after", "; ".join(
-                    f"{k}: {_fmt(b.tpr_at_fpr.get(k) if b else None)} → {_fmt(v)}" for k, v in f.tpr_at_fpr.items())))
+                    f"{k}: {num(b.tpr_at_fpr.get(k) if b else None)} → {num(v)}" for k, v in f.tpr_at_fpr.items())))
             parts.append(_table("Attacks", rows))
         if a.power:
             head = "<tr><th>attack</th><th>reference</th><th>AUC before</th><th>reference AUC</th><th>observed gap</th><th>resolution ±</th><th>allowed gap</th><th>power</th></tr>"

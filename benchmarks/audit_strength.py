@@ -22,41 +22,21 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
-from torch.nn import functional as F
 
+from unlearn_fl.audit.canaries import blobs, fit_mlp, mislabel
 from unlearn_fl.audit.epsilon import empirical_epsilon
 from unlearn_fl.audit.lira import lira_attack, train_reference_confidences
 from unlearn_fl.audit.mia import loss_threshold_attack, per_example_losses
 from unlearn_fl.audit.rmia import rmia_attack, true_label_probs
 from unlearn_fl.audit.verdict import AttackEvidence, AuditThresholds, decide_verdict
 
-D, C = 10, 3
+C = 3
 RESULTS = Path(__file__).parent / "results"
 
 
-def blobs(seed: int):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0.0, 1.5, (C, D))
-
-    def sample(n):
-        y = rng.integers(0, C, n)
-        return (means[y] + rng.normal(0.0, 1.0, (n, D))).astype(np.float32), y
-
-    return rng, sample
-
-
 def fit(X, y, seed: int, steps: int = 400) -> nn.Module:
-    torch.manual_seed(seed)
-    m = nn.Sequential(nn.Linear(D, 64), nn.ReLU(), nn.Linear(64, C))
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    X, y = torch.as_tensor(np.asarray(X)), torch.as_tensor(np.asarray(y)).long()
-    for _ in range(steps):
-        opt.zero_grad()
-        F.cross_entropy(m(X), y).backward()
-        opt.step()
-    return m
+    return fit_mlp(X, y, seed, steps, n_classes=C)
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -69,7 +49,7 @@ def strength(seed: int) -> dict[str, dict[str, dict[str, float]]]:
     rng, sample = blobs(seed)
     X_pool, y_pool = sample(1000)
     X_can, y_true = sample(200)
-    y_can = (y_true + rng.integers(1, C, 200)) % C
+    y_can = mislabel(y_true, rng, C)
     X_ord, y_ord = sample(200)
     X_eval, y_eval = np.concatenate([X_can, X_ord]), np.concatenate([y_can, y_ord])
     canary = np.arange(400) < 200

@@ -8,39 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
-from torch.nn import functional as F
 
 from unlearn_fl.audit.epsilon import empirical_epsilon
 from unlearn_fl.audit.mia import loss_threshold_attack, per_example_losses
 from unlearn_fl.audit.rmia import rmia_attack, true_label_probs
+from unlearn_fl.audit.canaries import blobs, fit_mlp, mislabel
 from unlearn_fl.audit.verdict import AttackEvidence, AuditThresholds, decide_verdict
 
-D, C = 10, 3
-
-
-def blobs(seed: int):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0.0, 1.5, (C, D))
-
-    def sample(n):
-        y = rng.integers(0, C, n)
-        return (means[y] + rng.normal(0.0, 1.0, (n, D))).astype(np.float32), y
-
-    return rng, sample
+C = 3
 
 
 def fit(X, y, seed: int, steps: int = 300) -> nn.Module:
-    torch.manual_seed(seed)
-    m = nn.Sequential(nn.Linear(D, 64), nn.ReLU(), nn.Linear(64, C))
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    X, y = torch.as_tensor(X), torch.as_tensor(y).long()
-    for _ in range(steps):
-        opt.zero_grad()
-        F.cross_entropy(m(X), y).backward()
-        opt.step()
-    return m
+    return fit_mlp(X, y, seed, steps, n_classes=C)
 
 
 def evidence(model, reference, retrain, X_m, y_m, X_n, y_n, before=None):
@@ -63,7 +43,7 @@ def canaries():
     rng, sample = blobs(0)
     X_pool, y_pool = sample(1000)
     X_can, y_true = sample(800)  # 400 members, 400 non-members: the loss AUC comparison resolves to < 0.05
-    y_can = (y_true + rng.integers(1, C, 800)) % C
+    y_can = mislabel(y_true, rng, C)
     mem, non = np.arange(400), np.arange(400, 800)
     before = fit(np.concatenate([X_pool, X_can[mem]]), np.concatenate([y_pool, y_can[mem]]), seed=0, steps=600)
     return dict(before=before, retrain=fit(X_pool, y_pool, seed=1), reference=fit(X_pool, y_pool, seed=2),

@@ -29,6 +29,10 @@ CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
         (["--audit-references", "-1"], "--audit-references: Input should be greater than or equal to 0"),
         (["--epsilon-target", "-3"], "--epsilon-target"),
         (["--dp-noise", "-1"], "--dp-noise"),
+        (["--method-config", '{"nope": 1}'], "--method-config key 'nope'"),
+        (["--audit-reference-mode", "online"], "needs --audit-references 2 or more"),
+        (["--no-reference", "--audit-references", "2"], "drop --no-reference"),
+        (["--audit-reference-mode", "weird"], "invalid choice: 'weird'"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(tmp_cwd, args, needle):
@@ -39,3 +43,15 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_cwd, args, needle):
     assert len(lines) == 1, p.stderr
     assert needle in lines[0] and "Traceback" not in p.stderr
     assert not (tmp_cwd / "mlflow.db").exists() and not (tmp_cwd / "unlearn-report").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--confidence", "1.5"], "--confidence: Input should be less than 1"),
+    (["--epsilon-target", "-1"], "--epsilon-target"),
+    (["--lira-refs", "1"], "--lira-refs must be 0 (off) or at least 2"),
+])
+def test_audit_bad_settings_exit_2_before_reading_anything(tmp_cwd, args, needle):
+    p = subprocess.run([sys.executable, "-m", "unlearn_fl.cli", "audit", "--model-uri", "models:/m/1", "--forget", "f.csv",
+                        "--holdout", "h.csv", "--target", "y", *args], capture_output=True, text=True, timeout=120)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr

@@ -51,4 +51,4 @@ def test_flower_central_dp_wrapper_is_accounted_at_client_level(tmp_path):
     else:
         assert a["verdict"] == "passed" and a["decided_by"] == "accounting"
         assert any("certified by accounting" in x for x in a["reasons"])
-        assert any("no measurable membership signal" in x for x in a["reasons"])  # the audit's blindness is still said
+        assert any("no membership signal beyond the allowed gap" in x for x in a["reasons"])  # the audit's blindness is still said

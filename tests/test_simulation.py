@@ -137,6 +137,24 @@ def test_audit_command_on_a_registered_version_matches_a_direct_computation(run)
     assert missing.returncode == 2 and "target column 'nope'" in missing.stderr
 
 
+def test_report_refuses_an_artifact_changed_after_registration(run):
+    art = next(run["dir"].rglob("mlruns/**/report/forgetting_report.json"))
+    original = art.read_text()
+    ok = subprocess.run(CLI + ["report", "2", "--tracking-uri", run["uri"], "--model-name", "sim-test", "--dest", str(run["dir"] / "r1")],
+                        capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    assert ok.returncode == 0, ok.stderr
+    try:
+        verdict = json.loads(original)["audit"]["verdict"]
+        forged = "failed" if verdict == "passed" else "passed"
+        art.write_text(original.replace(f'"verdict": "{verdict}"', f'"verdict": "{forged}"'))
+        bad = subprocess.run(CLI + ["report", "2", "--tracking-uri", run["uri"], "--model-name", "sim-test", "--dest", str(run["dir"] / "r2")],
+                             capture_output=True, text=True, timeout=300, cwd=run["dir"])
+    finally:
+        art.write_text(original)
+    assert bad.returncode == 1 and "does not match its registered digest" in bad.stderr and "Traceback" not in bad.stderr
+    assert "verdict:" not in bad.stdout  # the changed verdict is not shown as if it were the registered one
+
+
 def _chromium():
     import os
     import shutil

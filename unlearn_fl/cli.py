@@ -31,14 +31,20 @@ _FLAGS = {"confidence": "--audit-confidence", "references": "--audit-references"
           "central_noise_multiplier": "--central-dp-noise", "central_clipping_norm": "--central-dp-clip"}
 
 
+_SIMULATE_FIELDS = {"rounds", "local_epochs", "lr", "hidden", "model", "classes", "unlearn_rounds", "seed", "promote",
+                    "strategy", "proximal_mu", "checkpoint_every", "model_name", "delta"}
+
+
 def _pydantic_message(e, flags: bool = False) -> str:
     """One line from a pydantic error; `flags`: name the command-line flag of the field."""
     errs = e.errors()
     first = errs[0]
     parts = [str(x) for x in first.get("loc", ()) if x != "__root__"]
     loc = ".".join(parts)
-    if flags and parts:
-        loc = _FLAGS.get(parts[-1], "--" + parts[-1].replace("_", "-"))
+    if flags and parts and parts[-1] in _FLAGS:
+        loc = _FLAGS[parts[-1]]
+    elif flags and len(parts) == 1 and parts[0] in _SIMULATE_FIELDS:
+        loc = "--" + parts[0].replace("_", "-")
     msg = first.get("msg", str(e)).removeprefix("Value error, ")
     return f"{loc}: {msg}" if loc else msg
 
@@ -322,6 +328,10 @@ def _summary(report) -> None:
 
 
 def cmd_simulate(a) -> int:
+    import signal
+
+    # A terminated simulate must still stop its SuperLink (engine/launch.py does so in a finally block).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         from unlearn_fl.tracking import TrackingError, check_tracking_uri
 
@@ -372,9 +382,13 @@ def cmd_simulate(a) -> int:
 
         served = Tracker.serving_withdrawn_in(cfg.tracking_uri, cfg.model_name)
         if served is not None:
+            last = result["reports"][-1].audit
+            advice = ("the unlearning did not change the weights, so do not promote it: withdraw again with --method retrain"
+                      if last.unchanged else
+                      "if its report convinces you, promote it (MLflow alias 'production', or --promote always), "
+                      "otherwise withdraw with --method retrain")
             print(f"warning: production still serves {cfg.model_name} v{served}, which contains withdrawn data: no unlearned "
-                  "version passed its audit. Review the candidate's report, then promote it (--promote always) "
-                  "or withdraw with --method retrain.", file=sys.stderr)
+                  f"version passed its audit; {advice}.", file=sys.stderr)
     return 0 if not result["aborts"] else 3
 
 
@@ -485,6 +499,14 @@ def cmd_report(a) -> int:
     except Exception as e:
         return _fail(f"cannot fetch version {a.version} of {a.model_name!r} from {a.tracking_uri}: {e.__class__.__name__}: {e}")
     report = ForgettingReport.model_validate_json(j.read_text())
+    from unlearn_fl.tracking import version_tags
+
+    recorded = version_tags(a.tracking_uri, a.model_name, a.version).get("report_digest")
+    if recorded and recorded != report.digest():
+        print(f"unlearn-fl: error: the report of version {a.version} does not match its registered digest "
+              f"({report.digest()[:12]}... vs tag report_digest {recorded[:12]}...): it was changed after registration; "
+              "do not rely on it", file=sys.stderr)
+        return 1
     if report.request.kind == "data" and report.utility and report.audit:
         _summary(report)
     else:
@@ -508,6 +530,15 @@ def cmd_audit(a) -> int:
     from unlearn_fl.models import per_example_loss
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, load_registered, parent_uri
 
+    from pydantic import ValidationError
+
+    if a.lira_refs < 0 or a.lira_refs == 1:
+        return _fail(f"--lira-refs must be 0 (off) or at least 2 (each row IN for half the references), got {a.lira_refs}")
+    try:
+        thresholds = AuditThresholds(delta=a.delta, confidence=a.confidence, epsilon_target=a.epsilon_target)
+    except ValidationError as e:
+        err = e.errors()[0]
+        return _fail(f"--{str(err['loc'][-1]).replace('_', '-')}: {err['msg']}")
     try:
         check_tracking_uri(a.tracking_uri, must_exist=True)
         model, classes = load_registered(a.tracking_uri, a.model_uri)
@@ -552,7 +583,7 @@ def cmd_audit(a) -> int:
     v = decide_verdict(
         evidence, epsilon_lower_after=eps.epsilon_lower, epsilon_lower_before=before_eps.epsilon_lower if before_eps else None,
         epsilon_lower_retrain=ref_eps.epsilon_lower if ref_eps else None,
-        thresholds=AuditThresholds(delta=a.delta, confidence=a.confidence, epsilon_target=a.epsilon_target),
+        thresholds=thresholds,
     )
     verdict, reasons = v.verdict, v.reasons
     lira = None
@@ -767,8 +798,16 @@ def cmd_lineage(a) -> int:
 # ------------------------------------------------------------------ main
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the problem and `--help`), exit code 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="unlearn-fl", description="Verified machine unlearning for Flower federations.")
+    p = _Parser(prog="unlearn-fl", description="Verified machine unlearning for Flower federations.")
     sub = p.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
     _add_feature(sub)

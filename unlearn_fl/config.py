@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from unlearn_fl.data import DataSpec
 from unlearn_fl.methods import METHODS
@@ -155,7 +155,19 @@ class UnlearningSettings(BaseModel):
             raise ValueError("every client would withdraw all its data: nothing would be left to train on")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
-        METHODS[self.method].make_config(**self.method_config)  # validates the method's settings
+        try:
+            METHODS[self.method].make_config(**self.method_config)  # validates the method's settings
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(x) for x in err.get("loc", ())) or "?"
+            fields = ", ".join(METHODS[self.method].make_config().model_fields)
+            raise ValueError(f"--method-config key {key!r}: {err.get('msg', 'invalid')}; "
+                             f"the settings of {self.method} are: {fields}") from None
+        a = self.audit
+        if a.references > 0 and not self.reference:
+            raise ValueError("--audit-references needs the retrain-from-scratch reference: drop --no-reference or set it to 0")
+        if a.reference_mode == "online" and a.references < 2:
+            raise ValueError("--audit-reference-mode online needs --audit-references 2 or more (each audited row is IN for half)")
         return self
 
     def schedule(self) -> list[WithdrawalPlan]:

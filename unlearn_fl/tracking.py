@@ -294,6 +294,13 @@ def parent_uri(uri: str, model_uri: str) -> str | None:
     return f"models:/{name}/{parent}" if parent else None
 
 
+def version_tags(uri: str, model_name: str, version: str) -> dict[str, str]:
+    """The `unlearn_fl.` tags of one version, without the prefix."""
+    _, client = _client(uri)
+    tags = client.get_model_version(model_name, str(version)).tags or {}
+    return {k[len(TAG):]: v for k, v in tags.items() if k.startswith(TAG)}
+
+
 def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> tuple[Path, Path | None]:
     """Download the forgetting report attached to a version: (json path, html path or None)."""
     _, client = _client(uri)

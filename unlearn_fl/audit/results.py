@@ -42,6 +42,7 @@ class EpsilonEstimate(_Block):
     epsilon_point: float | None = None
     delta: float
     confidence: float
+    attack: str | None = Field(None, description="The attack whose scores gave this bound (the strongest, when several ran).")
     threshold: float | None = None
     tpr: float | None = None
     fpr: float | None = None

@@ -236,9 +236,10 @@ def decide_verdict(
                     blind.append(f"{p.attack}: the model before unlearning was not audited, so the audit's power is unknown; "
                                  "nothing was demonstrably forgotten.")
                 else:
-                    blind.append(f"{p.attack}: the model before unlearning shows no measurable membership signal (AUC "
-                                 f"{_fmt(p.auc_before)} vs {_ref_words(p)}; the gap {_fmt(p.observed_gap)} does not exceed the "
-                                 f"allowed {p.allowed_gap:g} by the resolution ±{_fmt(p.resolution)}); nothing was demonstrably forgotten.")
+                    blind.append(f"{p.attack}: the model before unlearning shows no membership signal beyond the allowed gap "
+                                 f"(AUC {_fmt(p.auc_before)} vs {_ref_words(p)}; the gap {_fmt(p.observed_gap)} does not exceed "
+                                 f"the allowed {p.allowed_gap:g} plus the resolution ±{_fmt(p.resolution)}), so the audit cannot "
+                                 "tell it from the reference; nothing was demonstrably forgotten.")
         for a, p in zip(attacks, power):
             if abs(a.auc_after - p.auc_reference) > p.allowed_gap:
                 blind.append(f"{a.attack}: the MIA AUC after unlearning is {_fmt(a.auc_after)}, {_fmt(abs(a.auc_after - p.auc_reference))} "
@@ -247,7 +248,7 @@ def decide_verdict(
             elif th.check_auc_resolution and p.resolution > p.allowed_gap and (p.has_power or p is power[0]):
                 blind.append(f"{a.attack}: with {a.n_members} forget-set and {a.n_nonmembers} holdout examples the AUC "
                              f"comparison is only resolved to ±{_fmt(p.resolution)} at {th.confidence:g} confidence, coarser "
-                             f"than the allowed {p.allowed_gap:g}, so passing it says little; audit more examples.")
+                             f"than the allowed {p.allowed_gap:g}, so it cannot show a pass; audit more examples.")
         if target is not None and epsilon_lower_after is not None:
             reason = inconclusive_reason(n_m, n_n, th.confidence, th.delta, target)
             if reason is not None:

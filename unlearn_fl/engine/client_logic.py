@@ -186,14 +186,17 @@ def local_audit(
     from unlearn_fl.methods.criterion import marginal_mi_from_means
     from unlearn_fl.audit.results import ModelAudit
 
-    from unlearn_fl.audit.rmia import rmia_attack, rmia_scores, true_label_probs
+    from unlearn_fl.audit.rmia import reference_probability, rmia_attack, rmia_scores, true_label_probs
 
     members, holdout_losses = local_losses(model, holdout, forgotten)
     extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),
                           np.asarray(extra_nonmember_labels, dtype=np.int64), forgotten.y, seed)
     nonmembers = np.concatenate([holdout_losses, extra])
     attack = loss_threshold_attack(members, nonmembers)
-    eps = empirical_epsilon(-members, -nonmembers, delta=delta, confidence=confidence, seed=seed)
+    # With RMIA too, each attack's bound is taken at 1 − α/2 (Bonferroni), so their maximum holds at 1 − α.
+    each = confidence if reference is None else 1.0 - (1.0 - confidence) / 2.0
+    eps = empirical_epsilon(-members, -nonmembers, delta=delta, confidence=each, seed=seed).model_copy(
+        update={"attack": "loss-threshold"})
     crit = None
     if retain_mean is not None and n_retain > 0:
         qf = mean_statistic(model, forgotten, statistic)
@@ -208,6 +211,10 @@ def local_audit(
             Rm, Rh = np.concatenate([Rm, site_refs[0]], axis=1), np.concatenate([Rh, site_refs[1]], axis=1)
             mode = site_refs[2]["mode"]
         attacks.append(rmia_attack(pm, Rm, ph, Rh, mode=mode))
+        llr = lambda p, R: np.log(np.maximum(p, 1e-30)) - np.log(reference_probability(R, mode))
+        rmia_eps = empirical_epsilon(llr(pm, Rm), llr(ph, Rh), delta=delta, confidence=each, seed=seed)
+        if rmia_eps.epsilon_lower > eps.epsilon_lower:  # the empirical ε of the strongest attack
+            eps = rmia_eps.model_copy(update={"attack": attacks[-1].attack})
         # The per-example scores (share of holdout rows each row dominates) for the report's histogram.
         sm = rmia_scores(pm, Rm, ph, Rh, mode=mode)
         sh = rmia_scores(ph, Rh, ph, Rh, mode=mode, population_index=np.arange(len(ph)))

@@ -214,7 +214,12 @@ def render_html(r: ForgettingReport) -> str:
         c = r.cost
         parts.append(_table("Cost", [("unlearning seconds", c.unlearn_seconds), ("retraining seconds", c.retrain_seconds),
                                      ("speed-up (retrain / unlearn)", c.speedup), ("unlearning rounds", c.unlearn_rounds), ("retrain rounds", c.retrain_rounds),
-                                     ("forget-set monitoring seconds (not in unlearning seconds)", c.monitor_seconds)]))
+                                     ("forget-set monitoring seconds (not in unlearning seconds)", c.monitor_seconds),
+                                     ("model bytes sent, unlearning / retraining",
+                                      f"{c.unlearn_bytes} / {c.retrain_bytes}" if c.unlearn_bytes is not None else None),
+                                     ("RMIA references trained at the withdrawing site(s) (count, mode, examples, seconds)",
+                                      ", ".join(str(round(v, 3) if isinstance(v, float) else v) for v in rc.values()) if (rc := (
+                                          r.audit.after.reference_cost if r.audit and r.audit.after else None)) else None)]))
     if r.feature:
         f = r.feature
         parts.append(_table("Feature unlearning", [("sensitive attribute", f.sensitive), ("method", f.method), ("t", f.t),

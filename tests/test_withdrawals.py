@@ -137,6 +137,7 @@ def test_a_version_that_did_not_change_is_not_certified(tmp_path):
     report = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
     a = report["audit"]
     assert a["unchanged"] and "no unlearning round survived" in a["unchanged"] and "rolled back" in a["unchanged"]
+    assert report["cost"]["speedup"] is None and "speedup" not in rows["2"]["figures"]  # nothing unlearned, nothing sped up
     assert a["verdict"] == "failed" and a["decided_by"] == "none" and "left the weights exactly as they were" in a["reasons"][0]
     assert rows["2"]["kind"] == "unlearned" and rows["2"]["contains_withdrawn"] == "true"
     assert rows["1"]["contains_withdrawn"] == "true" and "production" in rows["1"]["aliases"]

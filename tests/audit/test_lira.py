@@ -29,7 +29,14 @@ def test_online_and_offline_formulas_per_example_variance():
     online = lira_scores(c, out, inn, global_variance=False)
     np.testing.assert_allclose(online, stats.norm.logpdf(c, mu_i, sd_i) - stats.norm.logpdf(c, mu_o, sd_o))
     offline = lira_scores(c, out, global_variance=False)
-    np.testing.assert_allclose(offline, stats.norm.logcdf((c - mu_o) / sd_o))
+    np.testing.assert_allclose(offline, (c - mu_o) / sd_o)  # the argument of log Φ: the same order, no saturation
+
+
+def test_offline_scores_do_not_tie_where_log_phi_saturates():
+    # z = 40 and z = 60 both give log Φ(z) == 0.0 in float64; the offline score keeps them apart.
+    assert stats.norm.logcdf(40.0) == stats.norm.logcdf(60.0) == 0.0
+    s = lira_scores(np.array([40.0, 60.0]), np.array([[-1.0, 1.0], [-1.0, 1.0]]), global_variance=False)
+    assert s[1] > s[0]
 
 
 def test_global_variance_pools_residuals_and_ignores_nan():
@@ -37,7 +44,7 @@ def test_global_variance_pools_residuals_and_ignores_nan():
     # residuals: (−1, 1) and (−1, 0, 1): Σr² = 4 over (1 + 2) degrees of freedom.
     c = np.array([1.0, 11.0])
     s = lira_scores(c, out, global_variance=True)
-    np.testing.assert_allclose(s, stats.norm.logcdf(np.array([0.0, 0.0]) / np.sqrt(4 / 3)))
+    np.testing.assert_allclose(s, np.array([0.0, 0.0]) / np.sqrt(4 / 3))
     # Automatic choice: few references → pooled.
     np.testing.assert_allclose(lira_scores(c, out), s)
 

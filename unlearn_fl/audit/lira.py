@@ -17,7 +17,8 @@ model's confidence c on x:
   the log likelihood ratio of the two hypotheses (Neyman–Pearson optimal for
   the fitted Gaussians);
 - offline (OUT references only):  Λ(x) = log Φ((c − μ_out) / σ_out),
-  the one-sided test "c is unusually high for a model that did not see x".
+  the one-sided test "c is unusually high for a model that did not see x"
+  (computed as z = (c − μ_out) / σ_out, the same order without float64 saturation).
 
 Higher Λ = more likely a member. With few references the per-example variance
 is noisy; Carlini et al. then estimate one global variance shared by all
@@ -121,13 +122,17 @@ def lira_scores(
         None = pooled when some example has < GLOBAL_VARIANCE_BELOW references.
 
     Online: Λ = log N(c; μ_in, σ²_in) − log N(c; μ_out, σ²_out).
-    Offline: Λ = log Φ((c − μ_out)/σ_out).
+    Offline: the one-sided test log Φ((c − μ_out)/σ_out), returned as its argument
+    z = (c − μ_out)/σ_out, which ranks examples identically (every threshold attack,
+    ROC and AUC are the same) but does not saturate at 0 in float64 for large z.
     """
     c = as_scores(target_conf, "target_conf")
     out = _as_matrix(out_confs, c.size, "out_confs")
     mu_out, var_out = _moments(out, "out_confs", global_variance)
     if in_confs is None:
-        return stats.norm.logcdf((c - mu_out) / np.sqrt(var_out))
+        # log Φ is increasing, so z orders examples exactly as log Φ(z) does, without its float64 saturation:
+        # log Φ(z) rounds to 0 for z ≳ 38, tying every confidently-fitted example (members and non-members alike).
+        return (c - mu_out) / np.sqrt(var_out)
     inn = _as_matrix(in_confs, c.size, "in_confs")
     mu_in, var_in = _moments(inn, "in_confs", global_variance)
     return stats.norm.logpdf(c, mu_in, np.sqrt(var_in)) - stats.norm.logpdf(c, mu_out, np.sqrt(var_out))

@@ -126,6 +126,8 @@ class MlflowRecorder:
         report.request.records_digest = o.request.records.digest if o.request.records else None
         report.audit.reasons.extend(f"note: {n}" for n in o.notes)
         report.cost.monitor_seconds = o.monitor_seconds
+        if o.unchanged:  # nothing was unlearned: there is no speed-up to claim
+            report.cost.speedup = None
         report.cost.unlearn_bytes, report.cost.retrain_bytes = o.unlearn_bytes, o.retrain_bytes
         spec = VersionSpec(model=self.servable(o.after), input_example=self.example, kind="unlearned", classes=self.class_names,
                            clients=o.clients_after, withdrawn_clients=o.withdrawn_clients, request_ids=o.request_ids,

@@ -47,7 +47,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from unlearn_fl.audit.mia import DEFAULT_FPR_TARGETS, as_scores, attack_result, per_example_scaled_logits
+from unlearn_fl.audit.mia import (
+    DEFAULT_FPR_TARGETS,
+    as_scores,
+    attack_result,
+    per_example_scaled_logits,
+    require_reference_per_example,
+)
 from unlearn_fl.audit.results import AttackResult
 
 __all__ = [
@@ -77,13 +83,7 @@ def _as_matrix(confs: object, n: int, name: str) -> np.ndarray:
 
 def _moments(confs: np.ndarray, name: str, global_variance: bool | None) -> tuple[np.ndarray, np.ndarray]:
     """Per-example mean and variance (per-example or pooled) of a NaN-masked (n, K) matrix."""
-    counts = np.sum(~np.isnan(confs), axis=1)
-    if np.any(counts == 0):
-        bad = np.flatnonzero(counts == 0)
-        raise ValueError(
-            f"{name}: {bad.size} example(s) (first index {bad[0]}) have no reference confidence at all; "
-            "train more reference models or drop those examples"
-        )
+    counts = require_reference_per_example(confs, name, "confidence")
     with np.errstate(invalid="ignore"):
         mu = np.nanmean(confs, axis=1)
     resid2 = np.where(np.isnan(confs), 0.0, (confs - mu[:, None]) ** 2)

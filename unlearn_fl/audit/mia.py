@@ -40,6 +40,7 @@ DEFAULT_FPR_TARGETS: tuple[float, ...] = (0.01, 0.001)
 __all__ = [
     "DEFAULT_FPR_TARGETS",
     "as_scores",
+    "require_reference_per_example",
     "roc_curve",
     "auc",
     "tpr_at_fpr",
@@ -68,6 +69,18 @@ def as_scores(scores: object, name: str) -> np.ndarray:
             "or clip them before the attack"
         )
     return arr
+
+
+def require_reference_per_example(refs: np.ndarray, name: str, what: str) -> np.ndarray:
+    """Counts of non-NaN entries per row of a (n, K) reference matrix; ValueError if a row has none."""
+    counts = np.sum(~np.isnan(refs), axis=1)
+    if np.any(counts == 0):
+        bad = np.flatnonzero(counts == 0)
+        raise ValueError(
+            f"{name}: {bad.size} example(s) (first index {bad[0]}) have no reference {what} at all; "
+            "train more reference models or drop those examples"
+        )
+    return counts
 
 
 def _labels_and_scores(member_scores: object, nonmember_scores: object) -> tuple[np.ndarray, np.ndarray]:

@@ -62,7 +62,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from unlearn_fl.audit.mia import DEFAULT_FPR_TARGETS, _model_logits, attack_result
+from unlearn_fl.audit.mia import DEFAULT_FPR_TARGETS, _model_logits, attack_result, require_reference_per_example
 from unlearn_fl.audit.results import AttackResult
 
 __all__ = [
@@ -129,13 +129,7 @@ def _ref_probs(probs: object, n: int | None, name: str) -> np.ndarray:
         want = "n_examples" if n is None else f"n_examples={n}"
         raise ValueError(f"{name} must have shape ({want}, n_refs), got {arr.shape}")
     _check_probs(arr, name, allow_nan=True)
-    counts = np.sum(~np.isnan(arr), axis=1)
-    if np.any(counts == 0):
-        bad = np.flatnonzero(counts == 0)
-        raise ValueError(
-            f"{name}: {bad.size} example(s) (first index {bad[0]}) have no reference probability at all; "
-            "train more reference models or drop those examples"
-        )
+    require_reference_per_example(arr, name, "probability")
     return arr
 
 

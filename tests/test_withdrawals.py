@@ -141,6 +141,8 @@ def test_a_version_that_did_not_change_is_not_certified(tmp_path):
     assert a["verdict"] == "failed" and a["decided_by"] == "none" and "left the weights exactly as they were" in a["reasons"][0]
     assert rows["2"]["kind"] == "unlearned" and rows["2"]["contains_withdrawn"] == "true"
     assert rows["1"]["contains_withdrawn"] == "true" and "production" in rows["1"]["aliases"]
+    # The operator is told production still holds the data, and not to promote a version that did not change.
+    assert "warning: production still serves m v1, which contains withdrawn data" in p.stderr and "do not promote it" in p.stderr
     assert rows["3"]["contains_withdrawn"] == "true"  # trained on from the unchanged version
     mlflow.set_tracking_uri(uri)
     w1 = mlflow.pytorch.load_model("models:/m/1").state_dict()

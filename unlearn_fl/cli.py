@@ -32,7 +32,7 @@ _FLAGS = {"confidence": "--audit-confidence", "references": "--audit-references"
 
 
 _SIMULATE_FIELDS = {"rounds", "local_epochs", "lr", "hidden", "model", "classes", "unlearn_rounds", "seed", "promote",
-                    "strategy", "proximal_mu", "checkpoint_every", "model_name", "delta"}
+                    "strategy", "proximal_mu", "checkpoint_every", "model_name"}
 
 
 def _pydantic_message(e, flags: bool = False) -> str:
@@ -378,17 +378,11 @@ def cmd_simulate(a) -> int:
     for rid, reason in result["aborts"]:
         print(f"withdrawal {rid} NOT applied: {reason}", file=sys.stderr)
     if result["reports"]:
-        from unlearn_fl.tracking import Tracker
+        from unlearn_fl.tracking import Tracker, serving_warning
 
         served = Tracker.serving_withdrawn_in(cfg.tracking_uri, cfg.model_name)
         if served is not None:
-            last = result["reports"][-1].audit
-            advice = ("the unlearning did not change the weights, so do not promote it: withdraw again with --method retrain"
-                      if last.unchanged else
-                      "if its report convinces you, promote it (MLflow alias 'production', or --promote always), "
-                      "otherwise withdraw with --method retrain")
-            print(f"warning: production still serves {cfg.model_name} v{served}, which contains withdrawn data: no unlearned "
-                  f"version passed its audit; {advice}.", file=sys.stderr)
+            print("warning: " + serving_warning(cfg.model_name, served, result["reports"][-1].audit.unchanged), file=sys.stderr)
     return 0 if not result["aborts"] else 3
 
 
@@ -522,6 +516,8 @@ def cmd_report(a) -> int:
 
 def cmd_audit(a) -> int:
     """Audit a registered model version on a forget set and a holdout given as CSV files."""
+    from pydantic import ValidationError
+
     from unlearn_fl.audit.epsilon import empirical_epsilon
     from unlearn_fl.audit.mia import loss_threshold_attack
     from unlearn_fl.audit.rmia import rmia_attack, true_label_probs
@@ -529,8 +525,6 @@ def cmd_audit(a) -> int:
     from unlearn_fl.data import DataError, Split
     from unlearn_fl.models import per_example_loss
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, load_registered, parent_uri
-
-    from pydantic import ValidationError
 
     if a.lira_refs < 0 or a.lira_refs == 1:
         return _fail(f"--lira-refs must be 0 (off) or at least 2 (each row IN for half the references), got {a.lira_refs}")

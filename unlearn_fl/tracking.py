@@ -262,6 +262,17 @@ def _serving_withdrawn(client, model_name: str) -> str | None:
     return str(mv.version) if (mv.tags or {}).get(TAG + "contains_withdrawn") == "true" else None
 
 
+def serving_warning(model_name: str, served: str, unchanged: str | None) -> str:
+    """The warning when `production` (version `served`) still holds withdrawn data, with advice that
+    fits the last unlearned version: never promote one whose weights did not change."""
+    advice = ("the unlearning did not change the weights, so do not promote it: withdraw again with --method retrain"
+              if unchanged else
+              "if its report convinces you, promote it (MLflow alias 'production', or --promote always), "
+              "otherwise withdraw with --method retrain")
+    return (f"production still serves {model_name} v{served}, which contains withdrawn data: no unlearned version "
+            f"passed its audit; {advice}.")
+
+
 def containment(method_retrains: bool, unchanged: str | None, verdict: str) -> str:
     """`contains_withdrawn` of an unlearned version, from what was done and verified.
 

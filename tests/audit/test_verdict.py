@@ -144,6 +144,11 @@ def test_accounting_bounds_the_audit_and_can_certify():
     rec = AccountingEvidence(epsilon=1.5, delta=1e-5, unit="record", group_size=40)
     v = decide_verdict([loss(0.50, before=0.50, retrain=0.49)], epsilon_lower_after=0.1, accounting=rec, thresholds=th)
     assert v.verdict == "inconclusive" and any("group privacy" in r and "60.000" in r for r in v.reasons)
+    # 230 rows at ε = 6: k·ε is within a huge target, but δ_k = k·e^{(k−1)ε}·δ is far above 1 (and overflows a float).
+    many = AccountingEvidence(epsilon=6.0, delta=1e-5, unit="record", group_size=230)
+    v = decide_verdict([loss(0.50, before=0.50, retrain=0.49)], epsilon_lower_after=0.0, accounting=many,
+                       thresholds=AuditThresholds(epsilon_target=2000.0))
+    assert v.verdict == "inconclusive" and any("≥ 1 (no guarantee)" in r for r in v.reasons)
 
 
 def test_input_errors():

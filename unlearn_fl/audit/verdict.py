@@ -266,10 +266,12 @@ def decide_verdict(
     if accounting is not None and target is not None:
         k = max(1, accounting.group_size)
         eps_k = k * accounting.epsilon
-        delta_k = k * math.exp((k - 1) * accounting.epsilon) * accounting.delta if k > 1 else accounting.delta
+        # δ_k = k·e^{(k−1)ε}·δ, in log space: for a few hundred rows e^{(k−1)ε} overflows a float.
+        log_delta_k = math.log(k) + (k - 1) * accounting.epsilon + math.log(accounting.delta)
+        delta_k = math.exp(log_delta_k) if log_delta_k < 0 else math.inf
         unit = f"{k} {accounting.unit}s, group privacy" if k > 1 else f"one {accounting.unit}"
         line = (f"The accountant's epsilon {_fmt(accounting.epsilon)} per {accounting.unit} at delta={accounting.delta:g} bounds "
-                f"the withdrawal ({unit}) at epsilon {_fmt(eps_k)}, delta {delta_k:.3g}")
+                f"the withdrawal ({unit}) at epsilon {_fmt(eps_k)}, delta " + (f"{delta_k:.3g}" if delta_k < 1 else "≥ 1 (no guarantee)"))
         if eps_k <= target and delta_k < 1:
             return result("passed", [line + f", within the target {target:g}: certified by accounting, not by the empirical audit."]
                           + blind + passes, "accounting")

@@ -183,18 +183,18 @@ def local_audit(
     """
     from unlearn_fl.audit.epsilon import empirical_epsilon
     from unlearn_fl.audit.mia import loss_threshold_attack
-    from unlearn_fl.methods.criterion import marginal_mi_from_means
     from unlearn_fl.audit.results import ModelAudit
-
     from unlearn_fl.audit.rmia import reference_probability, rmia_attack, rmia_scores, true_label_probs
+    from unlearn_fl.methods.criterion import marginal_mi_from_means
 
     members, holdout_losses = local_losses(model, holdout, forgotten)
     extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),
                           np.asarray(extra_nonmember_labels, dtype=np.int64), forgotten.y, seed)
     nonmembers = np.concatenate([holdout_losses, extra])
     attack = loss_threshold_attack(members, nonmembers)
+    run_rmia = reference is not None and len(holdout) >= 2 and len(forgotten) >= 1
     # With RMIA too, each attack's bound is taken at 1 − α/2 (Bonferroni), so their maximum holds at 1 − α.
-    each = confidence if reference is None else 1.0 - (1.0 - confidence) / 2.0
+    each = 1.0 - (1.0 - confidence) / 2.0 if run_rmia else confidence
     eps = empirical_epsilon(-members, -nonmembers, delta=delta, confidence=each, seed=seed).model_copy(
         update={"attack": "loss-threshold"})
     crit = None
@@ -203,7 +203,7 @@ def local_audit(
         crit = marginal_mi_from_means(qf, len(forgotten), np.asarray(retain_mean), n_retain)
     attacks = [attack]
     score_hist = None
-    if reference is not None and len(holdout) >= 2 and len(forgotten) >= 1:
+    if run_rmia:
         pm, ph = true_label_probs(model, forgotten.X, forgotten.y), true_label_probs(model, holdout.X, holdout.y)
         rm, rh = true_label_probs(reference, forgotten.X, forgotten.y), true_label_probs(reference, holdout.X, holdout.y)
         Rm, Rh, mode = rm[:, None], rh[:, None], "offline"

@@ -25,7 +25,7 @@ from unlearn_fl.report.build import data_report
 from unlearn_fl.report.html import render_html
 from unlearn_fl.report.schema import ForgettingReport, RoundLog
 from unlearn_fl.requests import WithdrawalRequest
-from unlearn_fl.tracking import Tracker, VersionSpec, containment
+from unlearn_fl.tracking import Tracker, VersionSpec, containment, serving_warning
 
 
 def _say(line: str) -> None:
@@ -162,9 +162,8 @@ class MlflowRecorder:
              f"report {Path(cfg.out) / o.request.request_id / 'forgetting_report.json'}")
         served = self.tracker.serving_withdrawn()
         if served is not None:
-            _say(f"unlearn-fl: WARNING production still serves {cfg.model_name} v{served}, which contains withdrawn data: "
-                 f"v{version} was not promoted (verdict {a.verdict}). Review its report and promote it "
-                 f"(--promote always), or withdraw with --method retrain.")
+            _say(f"unlearn-fl: WARNING v{version} was not promoted (verdict {a.verdict}): "
+                 + serving_warning(cfg.model_name, served, o.unchanged))
         return version
 
     def aborted(self, request: WithdrawalRequest, reason: str) -> None:

@@ -33,7 +33,8 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
     fed.discover()
     j = sensitive_index(spec, sensitive)
     base = {**encode_spec(spec), "sensitive": sensitive, "method": method, "seed": seed}
-    replies = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: ConfigRecord({**base, "task": "feature-summary"})}))
+    replies = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: ConfigRecord({**base, "task": "feature-summary"})}),
+                           strict=True, what="the barycenter needs every site's summary")
     summaries = [str(r.content[CONFIG]["summary"]) for r in replies]
     if len(summaries) < spec.num_clients:
         raise RuntimeError(f"only {len(summaries)} of {spec.num_clients} clients sent their summaries")
@@ -49,7 +50,8 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
 
     ts = sorted(set(grid_t) | {0.0, t})
     cfg = ConfigRecord({**base, "task": "feature-apply", "summaries": summaries, "grid": [float(x) for x in ts]})
-    apply = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: cfg}))
+    apply = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: cfg}), strict=True,
+                         what="utility needs every site's counts")
     n = sum(int(r.content[METRICS]["n"]) for r in apply)
     utility = {x: sum(float(r.content[METRICS][f"correct@{x:g}"]) for r in apply) / max(n, 1) for x in ts}
 

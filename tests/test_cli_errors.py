@@ -33,10 +33,15 @@ CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
         (["--audit-reference-mode", "online"], "needs --audit-references 2 or more"),
         (["--no-reference", "--audit-references", "2"], "drop --no-reference"),
         (["--audit-reference-mode", "weird"], "invalid choice: 'weird'"),
+        (["--model-name", "clinic/a"], "--model-name: model name 'clinic/a' contains '/'"),
+        (["--model-name", "a@prod"], "models:/NAME/VERSION and models:/NAME@ALIAS URIs cannot name it"),
+        (["--withdraw", "0,1,2", "--forget-fraction", "0.999"], "training rows rounds to all"),
+        (["--dataset", "price.csv", "--target", "y"], "looks continuous"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(tmp_cwd, args, needle):
     (tmp_cwd / "bad.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)) + "junk,1\n")
+    (tmp_cwd / "price.csv").write_text("x,y\n" + "".join(f"{i},{i * 1.37:.2f}\n" for i in range(40)))
     p = subprocess.run(CLI + args, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     lines = [l for l in p.stderr.splitlines() if l.strip()]

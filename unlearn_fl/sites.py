@@ -128,6 +128,13 @@ def _labels(raw: np.ndarray, classes: Sequence[str] | None, where: str) -> np.nd
     if classes and (y >= len(classes)).any():
         raise SiteError(f"label {int(y.max())} in {where} is outside 0..{len(classes) - 1} for the {len(classes)} "
                         "declared classes: integer labels are class indices, relabel them or declare more classes")
+    if not classes:  # undeclared integers: the same rule as a whole table's target (data.class_label_problem)
+        from unlearn_fl.data import class_label_problem
+
+        problem = class_label_problem(np.unique(y, return_counts=True)[1])
+        if problem is not None:
+            raise SiteError(f"target of {where} {problem}; if these are class indices, declare the classes "
+                            "(app config classes=\"...\") so every site encodes them alike")
     return y
 
 

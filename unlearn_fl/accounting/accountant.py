@@ -155,7 +155,22 @@ def account_phases(
         raise ValueError("phases is empty: give at least one Phase(noise_multiplier, sample_rate, steps)")
     phases = [p if isinstance(p, Phase) else Phase(*p) for p in phases]
     history = [(p.noise_multiplier, p.sample_rate, p.steps) for p in phases]
-    eps = _epsilon(history, delta, accountant)
+    try:
+        eps, why = _epsilon(history, delta, accountant), None
+    except Exception as e:  # PRV's grid can fail outright (e.g. a MemoryError for an enormous domain)
+        if accountant != "prv":
+            raise
+        eps, why = math.nan, f"failed with {type(e).__name__}"
+    if accountant == "prv" and not math.isfinite(eps):
+        # PRV composes numerically on a grid; at very low noise its privacy-loss distribution does not fit
+        # the grid and it returns ∞ (or fails). RDP is a valid upper bound there: report it, and say so.
+        why = why or "returned an infinite epsilon"
+        rdp = _epsilon(history, delta, "rdp")
+        block = block_from_history(history, rdp, delta, "rdp", max_grad_norm)
+        note = (f"the prv accountant {why} (noise multiplier {block.noise_multiplier:g} is too small for its numerical "
+                f"composition); reported instead: the rdp accountant's upper bound")
+        return block.model_copy(update={"requested_accountant": "prv", "epsilon_note": note + (
+            "" if block.epsilon is not None else ", which is infinite too: the model carries no differential-privacy guarantee")})
     return block_from_history(history, eps, delta, accountant, max_grad_norm)
 
 

@@ -6,17 +6,52 @@ composes them. pydantic models, so that they validate at the boundary and export
 
 from __future__ import annotations
 
+import math
+import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-__all__ = ["Verdict", "RocCurve", "AttackResult", "EpsilonEstimate", "ModelAudit"]
+__all__ = ["Verdict", "RocCurve", "AttackResult", "EpsilonEstimate", "ModelAudit", "json_can_carry"]
 
 Verdict = Literal["passed", "failed", "inconclusive"]
 
 
+def _non_finite(v) -> bool:
+    if isinstance(v, float):
+        return not math.isfinite(v)
+    if isinstance(v, dict):
+        return any(_non_finite(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(_non_finite(x) for x in v)
+    return False
+
+
+def json_can_carry(cls, v, info: ValidationInfo):
+    """A field validator for every block a forgetting report holds: JSON has no NaN or infinity (pydantic
+    writes them as null), so a report holding one could not be read back.
+
+    A non-finite number in a field that may be null becomes null (not measured); anywhere else (a
+    required number, or inside a list or mapping) it is refused when the block is built, rather than
+    written into a report that `unlearn-fl report` cannot load.
+    """
+    if isinstance(v, float) and not math.isfinite(v) and type(None) in typing.get_args(cls.model_fields[info.field_name].annotation):
+        return None
+    if _non_finite(v):
+        raise ValueError(f"{info.field_name} holds {v!r}, a number a JSON report cannot carry (NaN or infinity)")
+    return v
+
+
+class _Plain(BaseModel):
+    """The verdict's working values (an unresolvable comparison has resolution ∞): never written as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    _finite = field_validator("*", mode="after")(classmethod(json_can_carry))
 
 
 class RocCurve(_Block):
@@ -65,7 +100,7 @@ class ModelAudit(_Block):
     )
 
 
-class AuditPower(_Block):
+class AuditPower(_Plain):
     """Could this attack have seen forgetting? The model before unlearning against the reference.
 
     The attack resolves an AUC difference of `resolution` at the verdict's confidence (half-width
@@ -101,7 +136,7 @@ class RetainedExposure(_Block):
     increased: bool
 
 
-class VerdictResult(_Block):
+class VerdictResult(_Plain):
     """The verdict, its reasons (full sentences with the numbers), and what carried the decision."""
 
     verdict: Verdict

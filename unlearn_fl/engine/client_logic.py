@@ -122,6 +122,9 @@ def local_losses(model: nn.Module, holdout: Split, forgotten: Split) -> tuple[np
 
 HIST_BINS = 40
 
+MIN_EPSILON_ROWS = 2
+"""Fewest members (and non-members) an empirical ε needs: one per half of its split."""
+
 
 def loss_histogram(forget_losses: np.ndarray, holdout_losses: np.ndarray, max_loss: float) -> dict[str, list[float]]:
     """Shares of per-example losses on shared log-spaced edges (an aggregate, not rows).
@@ -191,16 +194,22 @@ def local_audit(
     extra = label_matched(np.asarray(extra_nonmember_losses, dtype=np.float64),
                           np.asarray(extra_nonmember_labels, dtype=np.int64), forgotten.y, seed)
     nonmembers = np.concatenate([holdout_losses, extra])
+    crit = None
+    if retain_mean is not None and n_retain > 0 and len(forgotten) > 0:
+        qf = mean_statistic(model, forgotten, statistic)
+        crit = marginal_mi_from_means(qf, len(forgotten), np.asarray(retain_mean), n_retain)
+    if len(members) < 1 or len(nonmembers) < 1:
+        # Nothing to compare: the verdict says the forget set (or holdout) is too small to audit.
+        return ModelAudit(criterion_mi=crit, forget_loss_mean=float(members.mean()) if len(members) else None,
+                          holdout_loss_mean=float(nonmembers.mean()) if len(nonmembers) else None)
     attack = loss_threshold_attack(members, nonmembers)
     run_rmia = reference is not None and len(holdout) >= 2 and len(forgotten) >= 1
+    # The empirical ε splits members and non-members in halves (threshold chosen on one, evaluated on the other).
+    eps_ok = len(members) >= MIN_EPSILON_ROWS and len(nonmembers) >= MIN_EPSILON_ROWS
     # With RMIA too, each attack's bound is taken at 1 − α/2 (Bonferroni), so their maximum holds at 1 − α.
     each = 1.0 - (1.0 - confidence) / 2.0 if run_rmia else confidence
     eps = empirical_epsilon(-members, -nonmembers, delta=delta, confidence=each, seed=seed).model_copy(
-        update={"attack": "loss-threshold"})
-    crit = None
-    if retain_mean is not None and n_retain > 0:
-        qf = mean_statistic(model, forgotten, statistic)
-        crit = marginal_mi_from_means(qf, len(forgotten), np.asarray(retain_mean), n_retain)
+        update={"attack": "loss-threshold"}) if eps_ok else None
     attacks = [attack]
     score_hist = None
     if run_rmia:
@@ -212,9 +221,10 @@ def local_audit(
             mode = site_refs[2]["mode"]
         attacks.append(rmia_attack(pm, Rm, ph, Rh, mode=mode))
         llr = lambda p, R: np.log(np.maximum(p, 1e-30)) - np.log(reference_probability(R, mode))
-        rmia_eps = empirical_epsilon(llr(pm, Rm), llr(ph, Rh), delta=delta, confidence=each, seed=seed)
-        if rmia_eps.epsilon_lower > eps.epsilon_lower:  # the empirical ε of the strongest attack
-            eps = rmia_eps.model_copy(update={"attack": attacks[-1].attack})
+        if eps_ok and len(pm) >= MIN_EPSILON_ROWS and len(ph) >= MIN_EPSILON_ROWS:
+            rmia_eps = empirical_epsilon(llr(pm, Rm), llr(ph, Rh), delta=delta, confidence=each, seed=seed)
+            if rmia_eps.epsilon_lower > eps.epsilon_lower:  # the empirical ε of the strongest attack
+                eps = rmia_eps.model_copy(update={"attack": attacks[-1].attack})
         # The per-example scores (share of holdout rows each row dominates) for the report's histogram.
         sm = rmia_scores(pm, Rm, ph, Rh, mode=mode)
         sh = rmia_scores(ph, Rh, ph, Rh, mode=mode, population_index=np.arange(len(ph)))

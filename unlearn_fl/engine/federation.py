@@ -11,6 +11,7 @@ pools the sites' holdout counts (federated evaluation). What one withdrawal does
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -77,14 +78,38 @@ def from_arrays(template: nn.Module, arrays: ArrayRecord) -> nn.Module:
     return m
 
 
+_RAISED = re.compile(r"^<class '(?:[\w.]*\.)?([\w()]+)'>:<'(.*)'>$", re.S)
+_LAST_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception|Warning|Exit|Interrupt)): ?(.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OWN_ERRORS = {"SiteError", "DataError", "UsageError"}
+"""Errors whose message is written for the operator: shown without their type."""
+
+
 def _client_error(reply: Message) -> str:
-    """The one-line reason a site's handler gave (Flower wraps it in its error reason)."""
-    reason = str(reply.error.reason)
-    for marker in ("SiteError:", "Error:", "Exception:"):
-        if marker in reason:
-            reason = reason.split(marker, 1)[1]
-            break
-    return reason.strip().strip("'\"<>").splitlines()[0][:300] if reason.strip() else "unknown error"
+    """The one-line reason a site's handler gave.
+
+    Flower wraps a raised exception as "<class 'T'>:<'message'>"; its simulation engine wraps it once
+    more in a Ray task error whose message is a traceback, the site's own exception on the line before
+    "The above exception was the direct cause". Returns "message" for the project's own errors (written
+    for the operator), "Type: message" for any other.
+    """
+    reason = _ANSI.sub("", str(reply.error.reason)).strip()
+    kind, text = None, reason
+    cause = "The above exception was the direct cause"
+    if cause in reason:
+        lines = [x.strip() for x in reason.split(cause, 1)[0].strip().splitlines() if x.strip()]
+        m = _LAST_LINE.match(lines[-1]) if lines else None
+        if m:
+            kind, text = m.group(1), m.group(2)
+    elif (m := _RAISED.match(reason)) is not None:
+        kind, text = m.group(1), m.group(2)
+        if "occurred. Message:" in text:  # Flower's ClientAppException around the site's message
+            kind, text = None, text.split("occurred. Message:", 1)[1]
+    text = text.strip().strip("'").strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if kind and kind not in _OWN_ERRORS:
+        line = f"{kind}: {line}" if line else kind
+    return line[:300] if line else f"error code {reply.error.code} without a reason"
 
 
 def with_request(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdrawals:
@@ -156,7 +181,7 @@ class Federation:
                     per[str(c)] = account_phases(phases, delta, dp.accountant, max_grad_norm=dp.max_grad_norm)
             if not per:
                 return None
-            worst = max(per.values(), key=lambda b: b.epsilon)
+            worst = max(per.values(), key=lambda b: b.bound)  # an unbounded ε (None) is the worst
             block = worst.model_copy()
             block.per_client = {k: v.epsilon for k, v in per.items()}
             return block
@@ -202,14 +227,36 @@ class Federation:
         """One message per node; every reply, errors included."""
         return self.send([Message(content=content, dst_node_id=n, message_type=message_type) for n in node_ids])
 
-    def exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict) -> list[Message]:
-        """One message per node; the replies without errors (errors are logged, naming the site)."""
-        client_of = {n: c for c, n in self.node_of.items()}
+    def site_name(self, node_id: int) -> str:
+        """'site K' for a node whose partition id is known, else 'node N'."""
+        for c, n in self.node_of.items():
+            if n == node_id:
+                return f"site {c}"
+        return f"node {node_id}"
+
+    def problems(self, node_ids: Iterable[int], replies: Iterable[Message]) -> list[str]:
+        """One phrase per site that answered with an error (naming its error) or sent no reply in time."""
+        replies = list(replies)
+        out = [f"{self.site_name(r.metadata.src_node_id)} answered with an error: {_client_error(r)}"
+               for r in replies if r.has_error()]
+        answered = {r.metadata.src_node_id for r in replies}
+        out += [f"{self.site_name(n)} did not answer within {self.timeout:g} s" for n in node_ids if n not in answered]
+        return out
+
+    def exchange(self, node_ids: Iterable[int], message_type: str, content: RecordDict, strict: bool = False,
+                 what: str = "") -> list[Message]:
+        """One message per node; the replies without errors.
+
+        A site that answers with an error, or not at all, is logged by name with its error; with `strict`
+        it raises FederationError naming every such site (`what`: the query, for the message).
+        """
+        node_ids = list(node_ids)
         replies = self.exchange_all(node_ids, message_type, content)
-        for r in replies:
-            if r.has_error():
-                log.warning("site %s answered with an error: %s", client_of.get(r.metadata.src_node_id, r.metadata.src_node_id),
-                            _client_error(r))
+        problems = self.problems(node_ids, replies)
+        if problems and strict:
+            raise FederationError(f"{what or message_type}: " + "; ".join(problems))
+        for p in problems:
+            log.warning("%s (%s)", p, what or message_type)
         return [r for r in replies if not r.has_error()]
 
     def discover(self, timeout: float = 300.0) -> dict[int, int]:
@@ -228,9 +275,14 @@ class Federation:
                 )
             time.sleep(0.5)
         replies = self.exchange_all(nodes, DESCRIBE, RecordDict({CONFIG: ConfigRecord({})}))
-        errors = [f"node {r.metadata.src_node_id}: {_client_error(r)}" for r in replies if r.has_error()]
+        # Partition ids are not known yet: each site names itself in its own error (`UnlearningClient.site`).
+        errors = [f"{_client_error(r)} (node {r.metadata.src_node_id})" for r in replies if r.has_error()]
         if errors:
-            raise FederationError(f"a site could not load its data: {errors[0]}")
+            raise FederationError(f"{len(errors)} site(s) could not load their data: " + "; ".join(errors))
+        answered = {r.metadata.src_node_id for r in replies}
+        if len(answered) < len(nodes):
+            silent = [n for n in nodes if n not in answered]
+            raise FederationError(f"nodes {silent} did not describe their data within {self.timeout:g} s")
         for r in replies:
             m = r.content[METRICS]
             cid = int(m["client-id"])
@@ -258,7 +310,8 @@ class Federation:
 
     def fit_scaler(self) -> tuple[list[float], list[float]]:
         """Feature mean and scale from the sites' count, Σx, Σx² (declared aggregates; no rows)."""
-        replies = self.exchange(self.node_of.values(), INPUTS, RecordDict({CONFIG: ConfigRecord({})}))
+        replies = self.exchange(self.node_of.values(), INPUTS, RecordDict({CONFIG: ConfigRecord({})}), strict=True,
+                                what="the feature scaler needs every site's sums")
         n = sum(int(r.content[CONFIG]["count"]) for r in replies)
         s1 = sum(np.asarray(r.content[CONFIG]["sum"], dtype=np.float64) for r in replies)
         s2 = sum(np.asarray(r.content[CONFIG]["sumsq"], dtype=np.float64) for r in replies)
@@ -317,13 +370,14 @@ class Federation:
 
         content = RecordDict({CONFIG: self._config(withdrawals, request.request_id)})
         client_of = {n: c for c, n in self.node_of.items()}
-        replies = self.exchange_all(self._nodes(request.client_ids), COUNT, content)
-        for r in replies:
-            if r.has_error():
-                raise WithdrawalAborted(f"site {client_of[r.metadata.src_node_id]} refused the request: {_client_error(r)}")
+        nodes = self._nodes(request.client_ids)
+        replies = self.exchange_all(nodes, COUNT, content)
+        refused = [f"site {client_of[r.metadata.src_node_id]} refused the request: {_client_error(r)}" for r in replies if r.has_error()]
+        if refused:
+            raise WithdrawalAborted("; ".join(refused))
         replies = sorted(replies, key=lambda r: client_of[r.metadata.src_node_id])
         if len(replies) < len(request.client_ids):
-            raise WithdrawalAborted("a withdrawing site did not answer the count query")
+            raise WithdrawalAborted("the count query got no answer: " + "; ".join(self.problems(nodes, replies)))
         digest = hashlib.sha256("".join(str(r.content[CONFIG]["forget-digest"]) for r in replies).encode()).hexdigest()
         n = int(sum(int(r.content[METRICS]["forget-n"]) for r in replies))
         if request.records is not None and n != request.records.count:
@@ -342,9 +396,13 @@ class Federation:
             cfg = self._config(withdrawals, phase="train", seed=self.cfg.seed * 1000 + self._round)
             msgs = list(strategy.configure_train(self._round, arrays, cfg, self.grid, exclude=exclude))
             replies = self.send(msgs)
+            problems = self.problems([m.metadata.dst_node_id for m in msgs], replies)
+            for p in problems:
+                log.warning("%s round %d: %s", phase, r, p)
             new, _ = strategy.aggregate_train(self._round, replies)
             if new is None:
-                raise FederationError(f"{phase} round {r}: no client returned a usable update")
+                raise FederationError(f"{phase} round {r}: no client returned a usable update"
+                                      + (": " + "; ".join(problems) if problems else ""))
             if phase != "retrain":  # the reference is never released
                 self._note_dp(replies)
                 self.central_rounds += 1
@@ -382,8 +440,10 @@ class Federation:
         method = get_method(c.method)
         mcfg = method.make_config(**{"epochs": c.local_epochs, **c.method_config})
         statistic = method.statistic(mcfg)
-        # A holder that keeps none of its rows needs the retained sites' mean statistic from the server.
-        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain" and request.scope == "client")
+        # A holder that keeps none of its rows needs the retained sites' mean statistic from the server; so does
+        # one under DP-SGD, whose own retained rows sit the unlearning step out (`UnlearningClient.unlearn`).
+        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain"
+                       and (request.scope == "client" or c.dp.local))
         holders = set(self._nodes(request.client_ids))
         client_of = {n: k for k, n in self.node_of.items()}
         gone = fully_withdrawn(withdrawals) - set(request.client_ids)
@@ -405,18 +465,19 @@ class Federation:
             answered = {m.metadata.src_node_id for m in ok}
             missing_holders = holders - answered
             short = len(retainers & answered) < c.min_unlearn_fraction * len(retainers)
-            failed = sorted(k for k, n in self.node_of.items() if n in (holders | retainers) - answered)
             why_failed = {client_of[m.metadata.src_node_id]: _client_error(m) for m in replies if m.has_error()}
-            if failed:
-                notes.append(f"unlearning round {r}: clients {failed} did not answer or failed"
-                             + "".join(f"; client {k}: {v}" for k, v in sorted(why_failed.items())))
+            replied = {m.metadata.src_node_id for m in replies}
+            silent = sorted(k for k, n in self.node_of.items() if n in (holders | retainers) - replied)
+            said = [f"client {k} answered with an error: {v}" for k, v in sorted(why_failed.items())]
+            said += [f"client {k} did not answer within {self.timeout:g} s" for k in silent]
+            if said:
+                notes.append(f"unlearning round {r}: " + "; ".join(said))
             if missing_holders or short:
                 attempts += 1
-                holder_errors = "; ".join(f"client {k}: {v}" for k, v in sorted(why_failed.items())
-                                          if self.node_of[k] in missing_holders)
-                why = ((f"a withdrawing client failed ({holder_errors})" if holder_errors else "a withdrawing client did not answer")
+                holder_said = [x for k, x in zip([*sorted(why_failed), *silent], said) if self.node_of[k] in missing_holders]
+                why = (f"a withdrawing client failed ({'; '.join(holder_said)})"
                        if missing_holders else f"only {len(retainers & answered)} of {len(retainers)} retaining clients answered "
-                            f"(minimum {c.min_unlearn_fraction:.0%})")
+                            f"(minimum {c.min_unlearn_fraction:.0%}): " + "; ".join(said))
                 if attempts > c.max_retries:
                     raise WithdrawalAborted(f"unlearning round {r}: {why}; aborted after {attempts} attempts, previous version kept")
                 notes.append(f"unlearning round {r}: {why}; retrying")
@@ -471,9 +532,11 @@ class Federation:
                                        **{**extra, "audit-models": ",".join(models), "audit-reference": reference or "",
                                           "delta": a.delta, "confidence": a.confidence, "audit-references": a.references,
                                           "audit-reference-mode": a.reference_mode, "audit-reference-epochs": a.reference_epochs})
-        replies = self.exchange(self._nodes(request.client_ids), AUDIT, content)
-        if not replies:
-            raise FederationError("no withdrawing client answered the audit query")
+        nodes = self._nodes(request.client_ids)
+        replies = self.exchange_all(nodes, AUDIT, content)
+        problems = self.problems(nodes, replies)
+        if problems:  # the verdict must rest on every withdrawing site's audit: without one, nothing is recorded
+            raise WithdrawalAborted("the audit could not run at every withdrawing site: " + "; ".join(problems))
         return {name: merge_audits([ModelAudit.model_validate_json(r.content[CONFIG][f"audit-{name}"]) for r in replies])
                 for name in models}
 
@@ -514,8 +577,10 @@ def central_dp_strategy(cfg: UnlearningSettings) -> WithdrawalFilter:
 def merge_audits(audits: list[ModelAudit]) -> ModelAudit:
     """One client: as is. Several: per attack every site ran, the member-weighted AUC; the
     member-weighted criterion, the worst (largest) ε, and the largest client's curves."""
-    if len(audits) == 1:
-        return audits[0]
+    audited = [a for a in audits if a.attacks]  # a site with too few rows to compare ran no attack
+    if len(audited) <= 1:
+        return audited[0] if audited else audits[0]
+    audits = audited
     sizes = np.array([a.attacks[0].n_members for a in audits], dtype=float)
     merged = audits[int(sizes.argmax())].model_copy(deep=True)
     names = [x.attack for x in merged.attacks if all(x.attack in {y.attack for y in a.attacks} for a in audits)]

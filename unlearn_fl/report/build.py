@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from unlearn_fl.accounting.results import AccountingBlock
@@ -76,7 +78,7 @@ def audit_block(audits: dict[str, ModelAudit], n_forget: int, settings, *, accou
     evidence = attack_evidence(audits) or [AttackEvidence(attack="none", auc_after=0.5, n_members=n_forget, n_nonmembers=0)]
     acc = None
     if accounting is not None:
-        acc = AccountingEvidence(epsilon=accounting.epsilon, delta=accounting.delta, unit=accounting.unit,
+        acc = AccountingEvidence(epsilon=accounting.bound, delta=accounting.delta, unit=accounting.unit,
                                  group_size=n_clients if accounting.unit == "client" else n_forget)
     v = decide_verdict(evidence, epsilon_lower_after=_eps(after), epsilon_lower_before=_eps(before),
                        epsilon_lower_retrain=_eps(retrain), accounting=acc, unchanged=unchanged,
@@ -84,6 +86,14 @@ def audit_block(audits: dict[str, ModelAudit], n_forget: int, settings, *, accou
     exposure = list(exposure or [])
     increased = [e.client for e in exposure if e.increased]
     reasons = list(v.reasons)
+    if accounting is not None and accounting.epsilon is None:
+        reasons.append(f"The accountant's epsilon is unbounded ({accounting.epsilon_note}), so accounting bounds no attack "
+                       "and certifies nothing.")
+    elif accounting is not None and accounting.requested_accountant:
+        reasons.append(f"note: {accounting.epsilon_note}.")
+    interval = v.epsilon_interval
+    if interval is not None and not math.isfinite(interval[1]):
+        interval = (interval[0], None)  # JSON has no infinity: an unbounded accountant ε is null (accounting.epsilon_status)
     if increased:
         reasons.append("warning: the membership exposure of retained sites " + ", ".join(
             f"{e.client} (AUC {e.auc_before:.3f} -> {e.auc_after:.3f}, resolution ±{e.resolution:.3f})" for e in exposure if e.increased)
@@ -106,8 +116,8 @@ def audit_block(audits: dict[str, ModelAudit], n_forget: int, settings, *, accou
         verdict=v.verdict,
         reasons=reasons,
         decided_by=v.decided_by,
-        power=v.power,
-        epsilon_interval=v.epsilon_interval,
+        power=[p for p in v.power if math.isfinite(p.resolution)],  # no rows on one side: nothing resolved, no power row
+        epsilon_interval=interval,
         unchanged=unchanged,
         retained_exposure=exposure,
         exposure_increased=increased,

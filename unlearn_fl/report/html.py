@@ -60,7 +60,7 @@ def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
                     roc = m.attacks[0].roc
                     ax.plot(roc.fpr, roc.tpr, color=_COLORS[name], label=f"{name} (AUC {m.attacks[0].auc:.3f})")
             ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
-            if r.accounting is not None:  # no attack on an (ε, δ)-DP model can beat TPR ≤ e^ε·FPR + δ
+            if r.accounting is not None and r.accounting.epsilon is not None:  # no attack on an (ε, δ)-DP model beats TPR ≤ e^ε·FPR + δ
                 import numpy as np
 
                 xs = np.linspace(0, 1, 201)
@@ -208,8 +208,12 @@ def render_html(r: ForgettingReport) -> str:
                          f"holdout (loss-threshold attack), before and after unlearning.</p><table class='grid'>{head}{body}</table></section>")
     if r.accounting:
         c = r.accounting
-        parts.append(_table("Privacy accounting", [("accountant", c.accountant), ("unit", c.unit), ("ε", c.epsilon), ("δ", c.delta), ("noise multiplier", c.noise_multiplier),
-                                                   ("sample rate", c.sample_rate), ("steps", c.steps), ("max grad norm", c.max_grad_norm)]))
+        eps = c.epsilon if c.epsilon is not None else f"unbounded ({c.epsilon_status}): no differential-privacy guarantee"
+        parts.append(_table("Privacy accounting", [("accountant", c.accountant + (f" (fallback from {c.requested_accountant})"
+                                                                                  if c.requested_accountant else "")),
+                                                   ("unit", c.unit), ("ε", eps), ("δ", c.delta), ("noise multiplier", c.noise_multiplier),
+                                                   ("sample rate", c.sample_rate), ("steps", c.steps), ("max grad norm", c.max_grad_norm),
+                                                   ("note", c.epsilon_note)]))
     if r.cost:
         c = r.cost
         parts.append(_table("Cost", [("unlearning seconds", c.unlearn_seconds), ("retraining seconds", c.retrain_seconds),

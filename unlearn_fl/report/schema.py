@@ -12,11 +12,11 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from unlearn_fl.accounting.results import AccountingBlock
 from unlearn_fl.audit.results import (AttackResult, AuditPower, EpsilonEstimate, ModelAudit, RetainedExposure, RocCurve,
-                                      Verdict)
+                                      Verdict, json_can_carry)
 
 __all__ = ["AccountingBlock", "AttackResult", "EpsilonEstimate", "ModelAudit", "RocCurve", "Verdict",
            "ForgettingReport", "SCHEMA_VERSION", "json_schema"]
@@ -26,6 +26,9 @@ SCHEMA_VERSION = "1.0"
 
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # Every report must read back: JSON has no NaN or infinity (audit.results.json_can_carry).
+    _finite = field_validator("*", mode="after")(classmethod(json_can_carry))
 
 
 class RequestBlock(_Block):
@@ -53,16 +56,16 @@ class ModelBlock(_Block):
 
 
 class UtilityBlock(_Block):
-    """Accuracies of the model before unlearning, after it, and of the retrain reference."""
+    """Accuracies of the model before unlearning, after it, and of the retrain reference (null: no rows to measure on)."""
 
-    test_acc_before: float
-    test_acc_after: float
+    test_acc_before: float | None
+    test_acc_after: float | None
     test_acc_retrain: float | None = None
     retain_acc_before: float | None = None
-    retain_acc_after: float
+    retain_acc_after: float | None
     retain_acc_retrain: float | None = None
-    forget_acc_before: float
-    forget_acc_after: float
+    forget_acc_before: float | None
+    forget_acc_after: float | None
     forget_acc_retrain: float | None = None
 
 
@@ -89,8 +92,9 @@ class AuditBlock(_Block):
     decided_by: Literal["audit", "accounting", "none"] = Field(
         "none", description="What carried a passed verdict: the empirical audit (with power) or the accountant's epsilon.")
     power: list[AuditPower] = Field(default_factory=list, description="Per attack: could it tell the model before unlearning from the reference?")
-    epsilon_interval: tuple[float, float] | None = Field(
-        None, description="[audited epsilon lower bound, accountant epsilon] of the released model, when DP-trained.")
+    epsilon_interval: tuple[float, float | None] | None = Field(
+        None, description="[audited epsilon lower bound, accountant epsilon] of the released model, when DP-trained "
+                          "(the upper end is null when the accountant's epsilon is unbounded).")
     unchanged: str | None = Field(None, description="Why the released weights equal the parent's (no surviving unlearning step), if they do.")
     retained_exposure: list[RetainedExposure] = Field(
         default_factory=list, description="Each retained site's own rows vs its holdout, before and after unlearning.")
@@ -176,8 +180,17 @@ class ForgettingReport(_Block):
 
     def digest(self) -> str:
         """sha256 of the canonical JSON (sorted keys), recorded on the model version's tags."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return _canonical_digest(self.model_dump(mode="json"))
+
+
+def _canonical_digest(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def stored_digest(text: str) -> str:
+    """`ForgettingReport.digest()` of a stored report file, from its own content: what it was when registered,
+    whatever fields later versions of the schema added (their defaults would change a re-parsed report's digest)."""
+    return _canonical_digest(json.loads(text))
 
 
 def json_schema() -> dict:

@@ -9,16 +9,62 @@ no model, so it serves any Flower app (`engine.strategy.UnlearningStrategy`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from unlearn_fl.types import Seed
 from unlearn_fl.data import DataSpec
 from unlearn_fl.methods import METHODS
 
+MODEL_NAME_MAX_LENGTH = 256
+"""MLflow's registry stores names in VARCHAR(256) columns."""
+
+
+def check_model_name(name: str) -> str:
+    """`name` if MLflow can register, search and load a model under it; else ValueError (one line, with the fix).
+
+    MLflow's own rules (`mlflow.utils.validation._validate_model_name`, and the file store's): not empty,
+    no '/' or ':', no '%', not a path that normalises to another name ('.', '..', '..x'). Ours on top,
+    each because something breaks later, after training: no '?' or '@' (`models:/NAME/VERSION` and
+    `models:/NAME@ALIAS` URIs cannot name it), not both kinds of quote (MLflow's filter strings cannot
+    match it), no control characters, at most 256 characters. A single quote is fine.
+    """
+    fix = "pass another --model-name, e.g. 'unlearn-fl' (letters, digits, spaces, '-', '_', '.', quotes are fine)"
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model name {name!r} is empty: {fix}")
+    bad = next((c for c in name if c in "/:%?@"), None)
+    if bad is not None:
+        why = ("MLflow refuses it" if bad in "/:%" else
+               "MLflow would register it, but models:/NAME/VERSION and models:/NAME@ALIAS URIs cannot name it")
+        raise ValueError(f"model name {name!r} contains {bad!r}, which a registered model name cannot hold ({why}): {fix}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"model name {name!r} contains a control character (line break, tab, ...): {fix}")
+    if name in (".", "..") or name.startswith(".."):
+        raise ValueError(f"model name {name!r} reads as a relative path, which MLflow refuses: {fix}")
+    if "'" in name and '"' in name:
+        raise ValueError(f"model name {name!r} contains both kinds of quote, which MLflow's search filters cannot match: {fix}")
+    if len(name) > MODEL_NAME_MAX_LENGTH:
+        raise ValueError(f"model name is {len(name)} characters long; MLflow's registry holds at most "
+                         f"{MODEL_NAME_MAX_LENGTH}: pass a shorter --model-name")
+    return name
+
+
+def check_text(value: str | None, what: str) -> str | None:
+    """`value` if it is UTF-8 text of at most 1000 characters (it goes into JSON, MLflow and the ledger); else ValueError."""
+    if value is None:
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} holds bytes that are not UTF-8 text: write it in UTF-8") from None
+    if len(value) > 1000:
+        raise ValueError(f"{what} is {len(value)} characters long: keep it under 1000")
+    return value
+
 
 class AuditSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     delta: float = Field(1e-5, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -35,7 +81,7 @@ class AuditSettings(BaseModel):
 class DPSettings(BaseModel):
     """Differential privacy of the federation (accounted with Opacus, accounting/)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     noise_multiplier: float = Field(0.0, ge=0, description="DP-SGD noise σ on every client (0: off).")
     max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD per-example clipping norm C.")
@@ -67,13 +113,18 @@ class RecordScope(BaseModel):
 class WithdrawalPlan(BaseModel):
     """A withdrawal planned for a run: which clients, how much, after which training round."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     client_ids: tuple[int, ...] = Field(min_length=1)
     fraction: float = 1.0
     at_round: int | None = Field(None, ge=1, description="After this training round; None: after the last one.")
     reason: str | None = None
     records: RecordScope | None = Field(None, description="Record-level erasure (one client): count and digest only.")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str | None) -> str | None:
+        return check_text(v, "the reason")
 
     @classmethod
     def parse(cls, text: str, fraction: float = 1.0, reason: str | None = None) -> "WithdrawalPlan":
@@ -103,17 +154,17 @@ class UnlearningSettings(BaseModel):
     `num_rounds` and `train_config` when a user app gives them.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_clients: int = Field(5, ge=1, le=10_000, description="Sites expected to connect (their partition ids are 0..N-1).")
     rounds: int = Field(5, ge=1, le=1000)
     local_epochs: int = Field(2, ge=1, le=100)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
     lr: float = Field(5e-3, gt=0)
     withdrawals: list[WithdrawalPlan] = Field(default_factory=list)
     requests_dir: Path | None = Field(None, description="Folder of withdrawal requests the server polls after every round.")
     method: str = "marginal"
-    method_config: dict = Field(default_factory=dict)
+    method_config: dict[str, Any] = Field(default_factory=dict)
     unlearn_rounds: int = Field(2, ge=1, le=100, description="Maximum unlearning rounds; the forget-holders' stopping rule may end them sooner.")
     max_test_drop: float = Field(0.03, ge=0, le=1, description="An unlearning round that costs more test accuracy is rolled back.")
     reference: bool = Field(True, description="Also retrain from scratch without the withdrawn data, for comparison.")
@@ -122,11 +173,19 @@ class UnlearningSettings(BaseModel):
     )
     max_retries: int = Field(1, ge=0, le=10, description="Retries of an unlearning round that too few clients answered.")
     promote: str = Field("on-pass", pattern="^(on-pass|always|never)$", description="When `production` moves to an unlearned version.")
+    erase_superseded: str = Field(
+        "keep", pattern="^(keep|quarantine|delete)$",
+        description="After a verified unlearning, what happens to earlier versions that hold the withdrawn data: keep them "
+                    "(tagged), quarantine them (artefacts erased, metadata kept), or delete them with their artefacts.")
+    ledger: str | None = Field(
+        None, description="SQLAlchemy URL of the withdrawal ledger (None: sqlite beside an sqlite MLflow store, else in `out`).")
     inject_failure: tuple[int, ...] = Field((), description="Testing resilience: these clients fail every unlearning step.")
     model_name: str = Field("unlearn-fl", min_length=1)
     tracking_uri: str = "sqlite:///mlflow.db"
     out: Path = Path("unlearn-report")
-    seed: int = 0
+    seed: Seed = 0
+    plan_salt: str = Field("", max_length=64, description="Salt of this run's planned withdrawals' request ids (empty: a "
+                                                          "random one per run, so a rerun's plans are new requests).")
     checkpoint_every: int | None = Field(None, ge=1, description="Also register the trained model every K rounds.")
     strategy: str = Field("fedavg", pattern="^(fedavg|fedprox|fedavgm|fedadam)$", description="The Flower strategy that aggregates.")
     proximal_mu: float = Field(0.01, ge=0, description="FedProx proximal term weight μ.")
@@ -134,6 +193,11 @@ class UnlearningSettings(BaseModel):
         False, description="Fit a feature scaler from the sites' declared sums (count, Σx, Σx²) and apply it everywhere.")
     audit: AuditSettings = Field(default_factory=AuditSettings)
     dp: DPSettings = Field(default_factory=DPSettings)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        return check_model_name(v)
 
     @model_validator(mode="after")
     def _check(self) -> "UnlearningSettings":
@@ -170,6 +234,12 @@ class UnlearningSettings(BaseModel):
             raise ValueError("--audit-reference-mode online needs --audit-references 2 or more (each audited row is IN for half)")
         return self
 
+    def ledger_url(self) -> str:
+        """Where the withdrawal ledger is: `ledger`, or the default of `unlearn_fl.ledger.default_ledger_url`."""
+        from unlearn_fl.ledger import default_ledger_url
+
+        return self.ledger or default_ledger_url(self.tracking_uri, self.out)
+
     def schedule(self) -> list[WithdrawalPlan]:
         """Planned withdrawals in the order they happen (unplanned rounds: after the last round)."""
         return sorted(self.withdrawals, key=lambda p: p.at_round or self.rounds)
@@ -193,7 +263,7 @@ class RunConfig(UnlearningSettings):
     classes: str = Field("", description="Label names in order (comma-separated) for site files with text labels.")
     id_column: str = Field("record_id", description="Column of record ids in site CSV files.")
     model: ModelKind = Field("mlp", description="mlp for tables, cnn for images (the digits as 8x8 images with --dataset digits).")
-    hidden: tuple[int, ...] = (64,)
+    hidden: tuple[PositiveInt, ...] = (64,)
     withdrawals: list[WithdrawalPlan] = Field(default_factory=lambda: [WithdrawalPlan(client_ids=(0,))])
 
     @model_validator(mode="before")
@@ -203,7 +273,7 @@ class RunConfig(UnlearningSettings):
             data = values.get("data")
             n = data.num_clients if isinstance(data, DataSpec) else (data or {}).get("num_clients") if isinstance(data, dict) else None
             files = values.get("site_files") or ()
-            if files:
+            if isinstance(files, (list, tuple)) and files:  # (anything else: the field's own validation error)
                 values = {**values, "num_clients": len(files)}
             elif n is not None and "num_clients" not in values:
                 values = {**values, "num_clients": n}

@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from unlearn_fl.types import Seed
+
 BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris")
 
 
@@ -30,7 +32,7 @@ class DataError(ValueError):
 class DataSpec(BaseModel):
     """How the data of a (simulated) federation is made; identical on every node."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dataset: str = Field("digits", description="A bundled dataset name or a path to a CSV file.")
     target: str | None = Field(None, description="Target column of a CSV dataset.")
@@ -39,7 +41,7 @@ class DataSpec(BaseModel):
     alpha: float = Field(0.5, gt=0)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     holdout_fraction: float = Field(0.2, ge=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("dataset")
     @classmethod
@@ -87,6 +89,31 @@ class ClientData:
 # ---------------------------------------------------------------- loading
 
 
+def continuous_example(values: np.ndarray) -> float | None:
+    """A value of a numeric target that is not a whole number (so not a class index), else None."""
+    v = np.asarray(values)
+    if v.dtype.kind != "f":
+        return None
+    frac = v[np.isfinite(v) & (v != np.round(v))]
+    return float(frac[0]) if len(frac) else None
+
+
+def class_label_problem(counts: np.ndarray) -> str | None:
+    """Why labels with these per-class row counts cannot be classes of a classifier, else None.
+
+    A classifier needs several rows of each class. A target with more classes than half its rows, or
+    whose classes mostly hold a single row, is a quantity (a price, an age in days, an id), not a label:
+    trained as classes it gives accuracy 0 on every unseen row. Two-class targets always pass.
+    """
+    counts = np.asarray(counts)
+    counts = counts[counts > 0]
+    k, n, single = len(counts), int(counts.sum()), int((counts == 1).sum())
+    if k <= 2 or (2 * k <= n and 2 * single <= k):
+        return None
+    return (f"has {k} distinct values in {n} rows ({single} of them on a single row), so it looks like a quantity, not "
+            "class labels: this is a classifier; bin it into a few classes (e.g. low/high) or pick a label column")
+
+
 def _load_builtin(name: str) -> Table:
     from sklearn import datasets
 
@@ -127,9 +154,16 @@ def load_csv(path: str | Path, target: str | None, max_categories: int = 50) -> 
     if y_raw.isna().any():
         raise DataError(f"target column {target!r} has {int(y_raw.isna().sum())} empty values; drop or fill those rows")
     numeric = pd.api.types.is_numeric_dtype
+    frac = continuous_example(y_raw.to_numpy()) if numeric(y_raw) else None
+    if frac is not None:
+        raise DataError(f"target column {target!r} of {p} looks continuous (values such as {frac!r}), so it cannot be a "
+                        "class label: this is a classifier; bin it into a few classes (e.g. low/high) or pick a label column")
     classes, y = np.unique(y_raw.to_numpy() if numeric(y_raw) else y_raw.astype(str).to_numpy(), return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"target column {target!r} has a single class; classification needs at least two")
+    problem = class_label_problem(np.bincount(y))
+    if problem is not None:
+        raise DataError(f"target column {target!r} of {p} {problem}")
     parts, names = [], []
     for col in df.columns:
         s = df[col]

@@ -61,7 +61,7 @@ __all__ = ["AuditThresholds", "AttackEvidence", "AccountingEvidence", "auc_null_
 class AuditThresholds(BaseModel):
     """Acceptance thresholds of the forgetting audit (see the module docstring for the rules)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_auc_gap_to_retrain: float = Field(0.05, gt=0, lt=0.5, description="Allowed |AUC_after − AUC_retrain|.")
     max_auc_without_reference: float = Field(
@@ -73,7 +73,7 @@ class AuditThresholds(BaseModel):
     )
     min_forget_samples: int = Field(50, ge=2, description="Fewest forget-set (member) examples for any verdict.")
     min_holdout_samples: int = Field(50, ge=2, description="Fewest holdout (non-member) examples for any verdict.")
-    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence of the epsilon bound and AUC resolution.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the epsilon bound and AUC resolution.")
     delta: float = Field(1e-5, gt=0, lt=1, description="delta of the empirical epsilon.")
     check_auc_resolution: bool = Field(True, description="Pass only if the AUC is resolved finer than the allowed gap.")
 
@@ -190,12 +190,14 @@ def decide_verdict(
     # 3. Too few samples for the AUC rules; otherwise significant failures.
     blind: list[str] = []
     n_m, n_n = attacks[0].n_members, attacks[0].n_nonmembers
+    measured = attacks[0].attack != "none"  # "none": no attack could run at all
+    auc_words = f"the MIA AUC of {_fmt(attacks[0].auc_after)} cannot support a verdict" if measured else "no attack could run"
     if n_m < th.min_forget_samples:
-        blind.append(f"Only {n_m} forget-set examples were audited, fewer than the required {th.min_forget_samples}, "
-                     f"so the MIA AUC of {_fmt(attacks[0].auc_after)} cannot support a verdict.")
+        blind.append(f"The forget set of {n_m} rows is too small to audit; need at least {th.min_forget_samples} "
+                     f"({auc_words}).")
     if n_n < th.min_holdout_samples:
-        blind.append(f"Only {n_n} holdout examples were audited, fewer than the required {th.min_holdout_samples}, "
-                     f"so the MIA AUC of {_fmt(attacks[0].auc_after)} cannot support a verdict.")
+        blind.append(f"The holdout of {n_n} rows is too small to audit; need at least {th.min_holdout_samples} "
+                     f"({auc_words}).")
     few = bool(blind)
     passes: list[str] = []
     for a, p in zip(attacks, [] if few else power):

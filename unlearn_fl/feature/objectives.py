@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
+from unlearn_fl.types import Seed
 from unlearn_fl.feature.validation import check_labels, check_matrix, group_index, normalise_labels
 from unlearn_fl.models import MLP
 from unlearn_fl.information.plugin import plugin_mi_by_label
@@ -54,7 +55,7 @@ OBJECTIVES: tuple[str, ...] = ("entropy", "conditional_entropy", "kl", "energy")
 class RegularizedConfig(BaseModel):
     """Settings of `fit_regularized` (validated at the boundary)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     objective: Objective = "conditional_entropy"
     lam: float = Field(1.0, ge=0.0, description="Weight λ of the MI penalty Î(Z; S).")
@@ -68,7 +69,7 @@ class RegularizedConfig(BaseModel):
     batch_size: int | None = Field(None, ge=2)
     warmup_epochs: int = Field(0, ge=0, description="Epochs with λ = 0 before the penalty is switched on.")
     standardize: bool = True
-    seed: int = 0
+    seed: Seed = 0
 
 
 def soft_histogram(p: torch.Tensor, n_bins: int) -> torch.Tensor:

@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
+from unlearn_fl.types import Seed
 from unlearn_fl.feature.barycenter import BarycenterProjector
 from unlearn_fl.feature.tabular import DIABETES_TARGET, load_feature_table, write_diabetes_csv
 from unlearn_fl.information.gaussian import gaussian_mi
@@ -40,7 +41,7 @@ __all__ = ["FeatureRunConfig", "run_feature", "write_diabetes_csv", "main"]
 class FeatureRunConfig(BaseModel):
     """One feature-unlearning run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset: str = Field("diabetes", description="Path to a CSV file, or the built-in name 'diabetes'.")
     sensitive: str = Field("sex", description="Column of the attribute to forget (discrete).")
@@ -48,7 +49,7 @@ class FeatureRunConfig(BaseModel):
     t: float = Field(1.0, ge=0.0, le=1.0, description="Interpolation weight of the released features.")
     method: Literal["quantile", "gaussian"] = "quantile"
     grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-    seed: int = 0
+    seed: Seed = 0
     test_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="Held-out share; measurements use it, so it is large.")
     probe: Literal["logistic", "quadratic", "gbm"] = "logistic"
     probe_folds: int = Field(5, ge=2)

@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from unlearn_fl.types import Seed
 from unlearn_fl.data import Split
 from unlearn_fl.methods.statistics import Statistic
 
@@ -21,15 +22,15 @@ from unlearn_fl.methods.statistics import Statistic
 class MethodConfig(BaseModel):
     """Settings shared by every method; methods add their own."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a run cannot use inf or NaN anywhere
 
     epochs: int = Field(5, ge=1, le=1000, description="Maximum local epochs over the forget/retain data.")
     lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1, description="Retain batch size (the paper's B_r = 64).")
-    forget_batch_size: int = Field(16, ge=1, description="Forget batch size (the paper's B_f = 16).")
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="Retain batch size (the paper's B_r = 64).")
+    forget_batch_size: int = Field(16, ge=1, le=1_000_000, description="Forget batch size (the paper's B_f = 16).")
     early_stop: bool = Field(True, description="Stop at the held-out signal (docs/method.md §2 stopping rule).")
     check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
-    stop_margin: float = Field(0.0, description="Stop once forget loss ≥ matched holdout loss − margin.")
+    stop_margin: float = Field(0.0, ge=-100, le=100, description="Stop once forget loss ≥ matched holdout loss − margin.")
     # 0.05 -> 0.10 after benchmarks/paper_e2_digits.py: the digits holdout has ~19 examples of the
     # forgotten class, so 0.05 is a single error: over 10 seeds it fired after ~21 steps at forget accuracy
     # .993 (retrain .899); at 0.10 (two errors), γ 4: forget .973 ± .037, test .968 vs .977
@@ -38,7 +39,7 @@ class MethodConfig(BaseModel):
         0.10, ge=0, description="Stop where the holdout accuracy on the forget set's classes starts to fall by more (authors' rule)."
     )
     max_holdout_drop: float = Field(0.03, ge=0, description="Roll back one check if overall holdout accuracy falls by more.")
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass

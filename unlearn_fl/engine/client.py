@@ -32,6 +32,8 @@ class labels (N,)), so a site's data must fit in memory. The model must map a ba
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,16 @@ from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, Withdrawals, dec
 from unlearn_fl.models import Criterion
 
 torch.set_num_threads(1)
+
+
+def public_error(text: str) -> str:
+    """What of a site's error message may leave the site (Flower sends an exception's text to the server).
+
+    Quoted values (record ids, cells, labels, column names) and file paths are blanked: loaders quote the
+    offending value, which is the site's data. The full message goes to the site's own log.
+    """
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    return re.sub(r"(?:[A-Za-z]:)?(?:/|\\)[^\s,;()]+", "<path>", text)
 
 
 @dataclass
@@ -151,7 +163,16 @@ class UnlearningClient:
     def site(self, context: Context) -> _Site:
         key = (int(context.run_id), int(context.node_id))
         if key not in self._sites:  # a ClientApp handles one message at a time
-            d = self.data_fn(context)
+            from unlearn_fl.sites import SiteError
+
+            k = self.client_id(context)
+            try:
+                d = self.data_fn(context)
+            except Exception as e:  # the server learns which site failed only from this message
+                own = type(e).__name__ in ("SiteError", "DataError")
+                full = f"site {k} cannot load its data: {e if own else f'{type(e).__name__}: {e}'}"
+                logging.getLogger("unlearn_fl").error("%s", full)  # the whole message stays in the site's own log
+                raise SiteError(public_error(full) + " (details in the site's log)") from None
             train, holdout = as_split(d.train), as_split(d.holdout)
             ids = np.asarray([str(i) for i in (d.record_ids if d.record_ids is not None else range(len(train)))])
             hids = np.asarray([str(i) for i in (d.holdout_ids if d.holdout_ids is not None else [])])
@@ -236,6 +257,7 @@ class UnlearningClient:
     def train(self, msg: Message, context: Context) -> Message:
         """`train`: local epochs on the retained rows (DP-SGD when `dp-noise` > 0)."""
         cfg, site, retained, _, _ = self.views(msg, context)
+        self._require_rows(site, retained, "train")
         model = self.model(msg, cfg, context)
         seed = int(cfg.get("seed", 0)) + 7919 * site.client_id
         dp_noise = float(cfg.get("dp-noise", 0.0))
@@ -255,6 +277,8 @@ class UnlearningClient:
         failing = [int(x) for x in str(cfg.get("inject-failure", "")).split(",") if x.strip()]
         if site.client_id in failing:  # resilience testing only (run config `inject-failure`)
             raise RuntimeError(f"client {site.client_id}: injected failure")
+        if len(forgotten) == 0:
+            self._require_rows(site, retained, "take part in unlearning")
         model = self.model(msg, cfg, context)
         seed = int(cfg.get("seed", 0)) + 7919 * site.client_id
         dp_noise = float(cfg.get("dp-noise", 0.0))
@@ -306,10 +330,41 @@ class UnlearningClient:
 
         cfg = dict(msg.content[CONFIG])
         site = self.site(context)
-        _, now = self.forget_masks(site, decode_withdrawals(str(cfg.get("withdrawals", ""))), str(cfg.get("active-request", "")))
+        withdrawals, active = decode_withdrawals(str(cfg.get("withdrawals", ""))), str(cfg.get("active-request", ""))
+        gone, now = self.forget_masks(site, withdrawals, active)
+        self._refuse_emptying(site, withdrawals, active, gone)
         forgotten = site.train.subset(np.where(now)[0])  # the rows as the site holds them, before any scaling
         return Message(content=RecordDict({METRICS: MetricRecord({"forget-n": len(forgotten)}),
                                            CONFIG: ConfigRecord({"forget-digest": digest_rows(forgotten)})}), reply_to=msg)
+
+    @staticmethod
+    def _refuse_emptying(site: _Site, withdrawals: Withdrawals, active: str, gone: np.ndarray) -> None:
+        """SiteError when partial withdrawals (a fraction < 1, or named records) would leave this site no
+        training row, once rounded: that is a whole-site withdrawal, and must be asked for as one."""
+        from unlearn_fl.sites import SiteError
+
+        mine = withdrawals.get(site.client_id, [])
+        whole = any(w.fraction >= 1.0 and not w.records for w in mine)
+        n = len(site.train)
+        if whole or n == 0 or not gone.all():
+            return
+        w = next((w for w in mine if w.request_id == active), None)
+        earlier = " together with its earlier withdrawals" if len(mine) > 1 else ""
+        if w is not None and w.records:
+            what = f"the records named by request {active} are all {n} of its training rows{earlier}"
+        else:
+            frac = f"{w.fraction:g}" if w is not None else "the requested share"
+            what = f"forgetting {frac} of its {n} training rows rounds to all {n} rows{earlier}"
+        raise SiteError(f"{what}, which would leave it none to train on: withdraw the whole site "
+                        "(fraction 1, no record list) or forget fewer rows")
+
+    @staticmethod
+    def _require_rows(site: _Site, rows: Split, action: str) -> None:
+        from unlearn_fl.sites import SiteError
+
+        if len(rows) == 0:
+            raise SiteError(f"site {site.client_id} has no training rows left after its withdrawals, so it cannot {action}: "
+                            "withdraw it whole (fraction 1) so the server stops asking it")
 
     def stats(self, msg: Message, context: Context) -> Message:
         """`query.unlearn_stats`: mean output statistic and count over retained rows."""

@@ -21,13 +21,14 @@ Everything a site needs arrives in the message's ConfigRecord: `withdrawals` (ev
 request applied so far) and `active-request` (the one being unlearned now). A site
 derives its retained rows and its rows to forget from them, deterministically; for a
 record-level request it reads the ids from its own erasure store. A site answers with
-model arrays and aggregate statistics only, never rows, labels or record ids.
+model arrays and aggregate statistics only, never rows, labels or record ids: `REPLIES`
+(below) declares, per message type, every key a reply may carry and what it is.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from unlearn_fl.data import DataSpec
 
@@ -94,3 +95,124 @@ def decode_withdrawals(text: str) -> Withdrawals:
 def fully_withdrawn(withdrawals: Withdrawals) -> set[int]:
     """Sites that withdrew all their data."""
     return {c for c, v in withdrawals.items() if any(w.fraction >= 1.0 and not w.records for w in v)}
+
+
+# ------------------------------------------------------------------ declared aggregates
+#
+# What a site's reply to each message type may carry, key by key: data, not behaviour, so that
+# tests (tests/test_data_minimisation.py) and docs read the same list. Anything a reply holds
+# beyond this list is a protocol change and must be declared here first.
+
+MODEL_PARAMETERS = "*"
+"""In an `arrays` declaration: every key of the model's state_dict, exactly the names and shapes of
+the `arrays` record the server sent (the site's locally updated values); nothing else."""
+
+PER_MODEL = "{model}"
+"""In a key: one key per model the query names in its `audit-models` config entry (e.g. `audit-after`)."""
+
+
+@dataclass(frozen=True)
+class DeclaredReply:
+    """The records a site's reply to one message type may carry: key -> what it is (a declared aggregate).
+
+    `arrays` is the reply's ArrayRecord `arrays`, `metrics` its MetricRecord `metrics`, `config` its
+    ConfigRecord `config`; an empty mapping means the reply has no such record. Every value is an
+    aggregate over the site's rows (counts, sums, means, summaries of a score distribution) or model
+    parameters: never a row, a label or a record id.
+    """
+
+    summary: str
+    arrays: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)
+
+    def records(self) -> dict[str, dict[str, str]]:
+        """Record name -> declared keys, for the records this reply may carry."""
+        return {name: keys for name, keys in ((ARRAYS, self.arrays), (METRICS, self.metrics), (CONFIG, self.config)) if keys}
+
+
+_MODEL = {MODEL_PARAMETERS: "model parameters after the local step (the state_dict the server sent, same names and shapes)"}
+_DP = {
+    "dp-steps": "DP-SGD steps taken (only with dp-noise > 0), for the server's accountant",
+    "dp-sample-rate": "DP-SGD Poisson sample rate 1/batches (only with dp-noise > 0)",
+}
+
+REPLIES: dict[str, DeclaredReply] = {
+    TRAIN: DeclaredReply(
+        "local epochs on the retained rows",
+        arrays=_MODEL,
+        metrics={"num-examples": "count of retained rows trained on (FedAvg weight; at least 1)",
+                 "train-loss": "mean training loss of the last local epoch (a scalar)", **_DP},
+    ),
+    UNLEARN: DeclaredReply(
+        "the method's local unlearning step",
+        arrays=_MODEL,
+        metrics={"num-examples": "count of rows the step used (FedAvg weight; at least 1)",
+                 "steps": "count of optimiser steps taken",
+                 "forget-n": "count of rows the active request forgets here",
+                 "target-reached": "0/1: the site's held-out stopping rule fired", **_DP},
+    ),
+    EVALUATE: DeclaredReply(
+        "pooled accuracy and loss, as counts and sums",
+        metrics={"num-examples": "count of retained rows",
+                 **{f"{g}-{k}": v.format(g=g) for g in ("retain", "forget", "holdout")
+                    for k, v in (("correct", "count of correctly classified {g} rows"),
+                                 ("loss-sum", "sum of per-row losses over the {g} rows (a scalar)"),
+                                 ("n", "count of {g} rows"))}},
+    ),
+    DESCRIBE: DeclaredReply(
+        "what the site is, no data",
+        metrics={"client-id": "the site's partition id", "n-train": "count of train rows", "n-holdout": "count of holdout rows",
+                 "n-classes": "class count (1 + the largest label index)"},
+        config={"input-shape": "shape of one input row (without the batch axis)",
+                "data-digest": "sha256 of the site's train rows (a digest, for lineage tags)"},
+    ),
+    INPUTS: DeclaredReply(
+        "a federated input scaler",
+        config={"count": "count of train rows", "sum": "per-feature sum Σx over the train rows (one value per feature)",
+                "sumsq": "per-feature sum of squares Σx² over the train rows (one value per feature)"},
+    ),
+    COUNT: DeclaredReply(
+        "the size of the active request here",
+        metrics={"forget-n": "count of rows the active request forgets here"},
+        config={"forget-digest": "sha256 of those rows (a digest, never the rows or their ids)"},
+    ),
+    STATS: DeclaredReply(
+        "the retain group of the marginal criterion (docs/method.md §2)",
+        config={"count": "count of retained rows",
+                "mean": "mean output statistic over the retained rows (one value per statistic bin, e.g. per class)"},
+    ),
+    AUDIT: DeclaredReply(
+        "membership audits of the forget set, computed at the site",
+        config={f"audit-{PER_MODEL}": "a `ModelAudit` JSON (unlearn_fl.audit.results) per audited model: AUCs and TPR at low "
+                                      "FPR, ROC points (at most 101), the empirical ε with its threshold and rates, counts, "
+                                      "the marginal criterion Î(Z;V), mean losses, histograms of losses (40 bins) and of "
+                                      "RMIA scores (20 bins) as shares, the reference cost (count, mode, examples, seconds)"},
+    ),
+    EXPOSURE: DeclaredReply(
+        "a retained site's own membership exposure",
+        metrics={"n-members": "count of retained rows audited", "n-nonmembers": "count of holdout rows",
+                 "auc-before": "loss-threshold AUC on the model before unlearning",
+                 "auc-after": "loss-threshold AUC on the unlearned model"},
+    ),
+}
+"""Message type -> what a site's reply to it may carry (every handler `UnlearningClient.register` adds)."""
+
+FEATURE_QUERY = "query"
+"""Feature unlearning's exchange in this project's own ClientApp (`client/client_app.py`, engine/feature_exchange.py)."""
+
+PER_T = "{t}"
+"""In a key: one key per interpolation weight t of the query's `grid` (formatted with `:g`)."""
+
+FEATURE_REPLIES: dict[str, DeclaredReply] = {
+    FEATURE_QUERY: DeclaredReply(
+        "per-group summaries out (task feature-summary), utility counts back (task feature-apply)",
+        metrics={"n": "count of holdout rows the utility was measured on (feature-apply)",
+                 f"correct@{PER_T}": "count of holdout rows a probe trained on the transformed train rows classifies "
+                                     "correctly, per t (feature-apply)"},
+        config={"summary": "JSON of the site's per-group summary of its features without S (feature-summary): group "
+                           "labels (the values of S) and counts, plus Σz and Σzzᵀ per group (gaussian) or each "
+                           "coordinate's quantile function at 201 levels per group (quantile)"},
+    ),
+}
+"""Replies of this project's own ClientApp beyond `REPLIES` (not part of `UnlearningClient`'s protocol)."""

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.unlearn-fl-installed
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium is not installed and cannot be installed here: the browser test will be skipped"; }
 
-test: $(STAMP) browser
+# The ledger's PostgreSQL test needs Debian's postgresql server; install it when we can (root, apt-get).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+	  echo "postgresql is not installed and cannot be installed here: the PostgreSQL ledger test will be skipped"; }
+
+test: $(STAMP) browser postgres
 	$(PY) -m pytest
 
 clean:

@@ -47,11 +47,60 @@ def server(tmp_path_factory):
         proc.wait(timeout=30)
 
 
+def _reader(url: str, stop, seen: list, errors: list, dest: Path) -> None:
+    """Read lineage and every listed report, over and over, while the federation writes versions."""
+    from unlearn_fl.tracking import TrackingError, fetch_report, lineage
+
+    fetched: set[str] = set()
+    while not stop.is_set():
+        try:
+            rows = lineage(url, "served")
+        except TrackingError as e:
+            if "no registered model" in str(e):
+                stop.wait(0.5)
+                continue  # nothing registered yet
+            errors.append(f"lineage: {e}")
+            continue
+        except Exception as e:
+            errors.append(f"lineage: {e.__class__.__name__}: {e}")
+            continue
+        for r in rows:
+            if not r.get("kind") or "parent_version" not in r or "clients" not in r:
+                errors.append(f"half-visible v{r['version']}: {sorted(r)}")
+            if r.get("kind") == "unlearned":
+                if not r.get("report_digest") or not r.get("verdict"):
+                    errors.append(f"unlearned v{r['version']} listed without its verdict/report digest")
+                if r["version"] in fetched:
+                    continue
+                try:
+                    fetch_report(url, "served", r["version"], dest)
+                    fetched.add(r["version"])
+                except Exception as e:
+                    errors.append(f"report v{r['version']}: {e.__class__.__name__}: {e}")
+        seen.append(len(rows))
+        stop.wait(2.0)  # a reader that polls, as a dashboard or a reviewer's script would
+
+
 def test_two_successive_withdrawals_recorded_on_a_real_server(server, tmp_path):
-    p = subprocess.run(CLI + ["simulate", "--quiet", "--clients", "3", "--rounds", "2", "--withdraw", "0@1", "--withdraw", "2",
-                              "--no-reference", "--tracking-uri", server["url"], "--out", str(tmp_path / "out"),
-                              "--model-name", "served"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    """... while 20 concurrent readers list the lineage and fetch reports: none fails, none sees half a version."""
+    import threading
+
+    stop, seen, errors = threading.Event(), [], []
+    readers = [threading.Thread(target=_reader, args=(server["url"], stop, seen, errors, tmp_path / f"r{i}"))
+               for i in range(20)]
+    for t in readers:
+        t.start()
+    try:
+        p = subprocess.run(CLI + ["simulate", "--quiet", "--clients", "3", "--rounds", "2", "--withdraw", "0@1", "--withdraw", "2",
+                                  "--no-reference", "--tracking-uri", server["url"], "--out", str(tmp_path / "out"),
+                                  "--model-name", "served"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(120)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert not errors, errors[:5]
+    assert len(seen) >= 20 and max(seen) == 4 and len(set(seen)) >= 2  # the readers saw versions appear
     c = MlflowClient(server["url"])
     vs = {str(v.version): v for v in c.search_model_versions("name='served'")}
     assert sorted(vs) == ["1", "2", "3", "4"]
@@ -69,3 +118,36 @@ def test_two_successive_withdrawals_recorded_on_a_real_server(server, tmp_path):
                          capture_output=True, text=True, timeout=300)
     rows = json.loads(out.stdout)
     assert [r["version"] for r in rows] == ["1", "2", "3", "4"] and rows[3]["kind"] == "unlearned"
+
+
+def test_delete_policy_erases_the_superseded_version_on_a_real_server(server, tmp_path):
+    """--erase-superseded delete: after an exact (retrained) withdrawal the old version's weights cannot be
+    downloaded from the server any more; the ledger records what was erased and lineage keeps a tombstone."""
+    import mlflow
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    p = subprocess.run(CLI + ["simulate", "--quiet", "--clients", "3", "--rounds", "1", "--withdraw", "0", "--method", "retrain",
+                              "--erase-superseded", "delete", "--ledger", ledger, "--tracking-uri", server["url"],
+                              "--out", str(tmp_path / "out"), "--model-name", "erased"],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    from unlearn_fl.ledger import Ledger
+
+    entries = Ledger(ledger).entries(model_name="erased")
+    assert [e.state for e in entries] == ["received", "running", "done", "erased"]
+    gone = entries[-1].body["versions"]
+    assert [v["version"] for v in gone] == ["1"] and gone[0]["policy"] == "delete"
+    uri = gone[0]["artefacts"][0]
+    assert uri.startswith("mlflow-artifacts:")  # erased through the server, not on a local disk
+    mlflow.set_tracking_uri(server["url"])
+    with pytest.raises(Exception):
+        mlflow.artifacts.download_artifacts(artifact_uri=uri + "/data/model.pt2", dst_path=str(tmp_path / "dl"))
+    c = MlflowClient(server["url"])
+    assert [str(v.version) for v in c.search_model_versions("name='erased'")] == ["2"]
+    assert str(c.get_model_version_by_alias("erased", "production").version) == "2"
+    assert c.get_model_version("erased", "2").description.startswith("Unlearned client(s) 0 (request wr-")
+    out = subprocess.run(CLI + ["lineage", "--tracking-uri", server["url"], "--model-name", "erased", "--json", "--ledger", ledger],
+                         capture_output=True, text=True, timeout=300)
+    rows = {r["version"]: r for r in json.loads(out.stdout)}
+    assert rows["1"]["erasure"] == "delete" and rows["1"]["clients"] == "0,1,2" and rows["1"]["erased_by"] == entries[0].request_id
+    assert not [f for f in (server["dir"] / "artifacts").rglob("model.pt2") if gone[0]["model_id"] in str(f)]

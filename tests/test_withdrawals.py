@@ -28,6 +28,7 @@ def successive(tmp_path_factory):
     req = WithdrawalRequest(client_ids=(2,), fraction=0.5, reason="consent revoked")
     assert q.submit(req) == (req.request_id, True)
     assert q.submit(req) == (req.request_id, False)  # the duplicate is recognised at submission
+    (d / "requests" / "pending" / "hand-written.json").write_text('{"client_ids": [1], "fraction": 7}')  # malformed
     p, uri = _simulate(d, "--withdraw", "0@1", "--withdraw", "1@2", "--requests-dir", str(d / "requests"), "--no-reference")
     assert p.returncode == 0, p.stderr[-3000:]
     return dict(dir=d, uri=uri, rows=lineage(uri, "m"), queued=req, queue=q)
@@ -82,6 +83,23 @@ def test_queue_records_the_applied_version_and_ignores_the_duplicate(successive)
     assert not list((q.root / "pending").glob("*.json"))
 
 
+def test_the_ledger_holds_every_request_once_with_its_final_state(successive):
+    from unlearn_fl.ledger import Ledger
+
+    ledger = Ledger(f"sqlite:///{successive['dir'] / 'unlearn-ledger.db'}")
+    assert ledger.verify() is None
+    by: dict[str, list[str]] = {}
+    for e in ledger.entries(model_name="m"):
+        by.setdefault(e.request_id, []).append(e.state)
+    invalid = [rid for rid in by if rid.startswith("invalid-")]
+    assert len(invalid) == 1 and by.pop(invalid[0]) == ["received", "aborted"]
+    reason = ledger.entries(invalid[0])[-1].body["reason"]
+    assert "hand-written.json" in reason and "fraction" in reason
+    assert sorted(by.values()) == [["received", "running", "done"]] * 3  # two planned, one queued
+    done = {e.request_id: e.body for e in ledger.entries(model_name="m") if e.state == "done"}
+    assert done[successive["queued"].request_id]["version"] == "3"
+
+
 def test_a_report_per_request(successive):
     out = successive["dir"] / "out"
     reports = sorted(p.parent.name for p in out.glob("wr-*/forgetting_report.json"))
@@ -101,11 +119,11 @@ def test_dropout_is_tolerated_and_a_failing_holder_aborts_without_a_version(tmp_
     assert [(r["version"], r["kind"]) for r in rows] == [("1", "trained"), ("2", "unlearned"), ("3", "trained")]
     assert all("3" not in r["withdrawn_clients"].split(",") for r in rows)
     first = json.loads(next((tmp_path / "out").glob("wr-*/forgetting_report.json")).read_text())
-    assert any("clients [3] did not answer or failed; client 3: client 3: injected failure" in x
+    assert any("client 3 answered with an error: RuntimeError: client 3: injected failure" in x
                for x in first["audit"]["reasons"])  # the failing client is named with its own error
     aborted = list((tmp_path / "out").glob("wr-*/aborted.json"))
     error = json.loads(aborted[0].read_text())["error"] if aborted else ""
-    assert len(aborted) == 1 and "aborted" in error and "a withdrawing client failed (client 3: client 3: injected failure)" in error
+    assert len(aborted) == 1 and "aborted" in error and "a withdrawing client failed (client 3 answered with an error: RuntimeError: client 3: injected failure)" in error
     assert [r["version"] for r in rows if "production" in r["aliases"]] != []
 
 

@@ -26,9 +26,21 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _bad_model_name(name: str) -> str | None:
+    """The one-line error for a --model-name MLflow cannot register, search or load, else None (config.check_model_name)."""
+    from unlearn_fl.config import check_model_name
+
+    try:
+        check_model_name(name)
+    except ValueError as e:
+        return f"--model-name: {e}"
+    return None
+
+
 _FLAGS = {"confidence": "--audit-confidence", "references": "--audit-references", "reference_mode": "--audit-reference-mode",
           "epsilon_target": "--epsilon-target", "noise_multiplier": "--dp-noise", "max_grad_norm": "--dp-clip",
-          "central_noise_multiplier": "--central-dp-noise", "central_clipping_norm": "--central-dp-clip"}
+          "central_noise_multiplier": "--central-dp-noise", "central_clipping_norm": "--central-dp-clip",
+          "fraction": "--forget-fraction", "reason": "--reason", "at_round": "--withdraw ...@ROUND"}
 
 
 _SIMULATE_FIELDS = {"rounds", "local_epochs", "lr", "hidden", "model", "classes", "unlearn_rounds", "seed", "promote",
@@ -77,6 +89,11 @@ def _add_simulate(sub) -> None:
     p.add_argument("--requests-dir", default=None, help="folder of withdrawal requests (`unlearn-fl withdraw`) polled after every round")
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
                    help="when the `production` alias moves to an unlearned version")
+    p.add_argument("--erase-superseded", choices=["keep", "quarantine", "delete"], default="keep",
+                   help="after a verified unlearning: keep earlier versions that hold the withdrawn data (tagged), quarantine "
+                        "them (model artefacts erased, metadata kept) or delete them")
+    p.add_argument("--ledger", default=None, metavar="URL",
+                   help="SQLAlchemy URL of the withdrawal ledger (default: unlearn-ledger.db beside an sqlite store, else in --out)")
     p.add_argument("--inject-failure", default="", help=argparse.SUPPRESS)
     p.add_argument("--dp-noise", type=float, default=0.0, help="DP-SGD noise multiplier σ on every client (Opacus); 0 = off")
     p.add_argument("--dp-clip", type=float, default=1.0, help="DP-SGD per-example clipping norm C")
@@ -122,7 +139,7 @@ def _simulate_config(a):
         plans = [] if given == ["none"] else [WithdrawalPlan.parse(t, a.forget_fraction, a.reason) for t in given]
         failing = tuple(int(x) for x in a.inject_failure.split(",") if x.strip())
     except ValidationError as e:
-        raise UsageError(_pydantic_message(e)) from None
+        raise UsageError(_pydantic_message(e, flags=True)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     try:
@@ -131,10 +148,15 @@ def _simulate_config(a):
         raise UsageError(f"--method-config is not valid JSON ({e.msg}); e.g. '{{\"gamma\": 4}}'") from None
     files = tuple(f for f in (a.site_files or "").split(";") if f.strip())
     try:
-        spec = DataSpec(dataset=a.dataset, target=a.target, num_clients=len(files) or a.clients, partition=a.partition,
+        # A CSV path as the ServerApp and the sites will open it: they run in another folder (like --tracking-uri).
+        dataset = str(Path(a.dataset).resolve()) if a.dataset.lower().endswith(".csv") else a.dataset
+        spec = DataSpec(dataset=dataset, target=a.target, num_clients=len(files) or a.clients, partition=a.partition,
                         alpha=a.alpha, holdout_fraction=a.holdout_fraction, seed=a.seed)
         out = Path(a.out).resolve()
         a._erasure = None
+        import secrets
+
+        a._plan_salt = secrets.token_hex(6)  # the site's erasure store and the server must agree on the request id
         records = _record_plan(a, plans, files, out) if a.records else None
         if records is not None:
             plans = [p.model_copy(update={"records": records}) for p in plans]
@@ -144,6 +166,7 @@ def _simulate_config(a):
                         withdrawals=plans, method=a.method, method_config=method_config, unlearn_rounds=a.unlearn_rounds,
                         reference=not a.no_reference, model_name=a.model_name, tracking_uri=_absolute_uri(a.tracking_uri),
                         out=out, seed=a.seed, promote=a.promote, inject_failure=failing,
+                        erase_superseded=a.erase_superseded, plan_salt=a._plan_salt, ledger=_absolute_uri(a.ledger) if a.ledger else None,
                         strategy=a.strategy, proximal_mu=a.proximal_mu, checkpoint_every=a.checkpoint_every,
                         requests_dir=Path(a.requests_dir).resolve() if a.requests_dir else None,
                         dp=DPSettings(noise_multiplier=a.dp_noise, max_grad_norm=a.dp_clip, accountant=a.accountant,
@@ -158,16 +181,19 @@ def _simulate_config(a):
         if files:
             from unlearn_fl.sites import SiteError, load_site
 
+            n_train = []
             for f in files:
                 try:
-                    load_site(f, target=a.target or "label", classes=a.classes or None, holdout_fraction=a.holdout_fraction)
+                    n_train.append(len(load_site(f, target=a.target or "label", classes=a.classes or None,
+                                                 holdout_fraction=a.holdout_fraction).train))
                 except SiteError as e:
                     raise UsageError(str(e)) from None
         else:
             from unlearn_fl.data import federation
 
             load_table(spec.dataset, spec.target)
-            federation(spec)
+            n_train = [len(ix) for ix in federation(spec).client_train_idx]
+        _check_rows_left(cfg.withdrawals, n_train, "site" if files else "client")
         if a.model == "cnn":
             from unlearn_fl.apps import make_model
 
@@ -179,6 +205,29 @@ def _simulate_config(a):
     except ValueError as e:
         raise UsageError(str(e)) from None
     return cfg
+
+
+def _check_rows_left(plans, n_train: list[int], who: str) -> None:
+    """UsageError when a partial withdrawal, once rounded as the sites round it (`data.forget_mask`), forgets
+    every training row of a client: that is a whole-client withdrawal and must be asked for as one
+    (otherwise the client is still asked to train, on nothing)."""
+    from unlearn_fl.data import forget_mask
+
+    for plan in plans:
+        for c in plan.client_ids:
+            n = n_train[c]
+            if plan.records is not None:
+                if plan.records.count >= n:
+                    raise UsageError(f"--records names all {n} training rows of {who} {c}, which would leave it none to "
+                                     f"train on: withdraw {who} {c} whole (--withdraw {c} without --records)")
+                continue
+            if plan.fraction >= 1.0:
+                continue
+            k = int(forget_mask(n, plan.fraction, "count").sum())
+            if k >= n:
+                raise UsageError(f"--forget-fraction {plan.fraction:g} of {who} {c}'s {n} training rows rounds to all {n}, "
+                                 f"which would leave it none to train on: withdraw {who} {c} whole with --forget-fraction 1, "
+                                 "or forget a smaller fraction")
 
 
 def _absolute_uri(uri: str) -> str:
@@ -226,7 +275,7 @@ def _record_plan(a, plans, files, out: Path):
     from unlearn_fl.sites import records_digest
 
     scope = RecordScope(count=len(ids), digest=records_digest(ids, salt))
-    rid = WithdrawalRequest(client_ids=(k,), fraction=plans[0].fraction, records=scope, salt=f"seed={a.seed};plan=0").request_id
+    rid = WithdrawalRequest(client_ids=(k,), fraction=plans[0].fraction, records=scope, salt=f"run={a._plan_salt};plan=0").request_id
     a._erasure = (store, rid, ids, salt)  # written once every input is valid (cmd_simulate)
     return scope
 
@@ -313,13 +362,16 @@ def _summary(report) -> None:
             f"model bytes sent {_mb(k.unlearn_bytes)} vs {_mb(k.retrain_bytes)}")
     if report.accounting:
         acc = report.accounting
-        c.print(f"privacy ({acc.accountant}): ε = {acc.epsilon:.3f} at δ = {acc.delta:g} (σ={acc.noise_multiplier}, q={acc.sample_rate:.3g}, steps={acc.steps})")
+        eps = f"ε = {acc.epsilon:.3f}" if acc.epsilon is not None else f"ε unbounded ({acc.epsilon_status})"
+        c.print(f"privacy ({acc.accountant}): {eps} at δ = {acc.delta:g} (σ={acc.noise_multiplier}, q={acc.sample_rate:.3g}, steps={acc.steps})"
+                + (f"; {acc.epsilon_note}" if acc.epsilon_note else ""))
     if a.retained_exposure:
         c.print("retained sites' exposure (own rows vs holdout, AUC before→after): " + "; ".join(
             f"site {e.client} {e.auc_before:.3f}→{e.auc_after:.3f}" + (" [yellow]ROSE[/yellow]" if e.increased else "")
             for e in a.retained_exposure))
     if a.epsilon_interval:
-        c.print(f"ε of the released model: audited ≥ {a.epsilon_interval[0]:.3f}, accountant ≤ {a.epsilon_interval[1]:.3f}")
+        upper = "unbounded" if a.epsilon_interval[1] is None else f"{a.epsilon_interval[1]:.3f}"
+        c.print(f"ε of the released model: audited ≥ {a.epsilon_interval[0]:.3f}, accountant ≤ {upper}")
     by = {"audit": " (by the audit, with power)", "accounting": " (certified by accounting)"}.get(a.decided_by, "")
     c.print(f"verdict: [bold]{a.verdict}[/bold]{by}")
     for r in a.reasons:
@@ -341,8 +393,16 @@ def cmd_simulate(a) -> int:
             raise UsageError(str(e)) from None
         cfg = _simulate_config(a)
         try:
-            check_tracking_uri(cfg.tracking_uri)
+            check_tracking_uri(cfg.tracking_uri, model_name=cfg.model_name)
         except TrackingError as e:
+            raise UsageError(str(e)) from None
+        from unlearn_fl.ledger import Ledger, LedgerError
+
+        try:
+            if cfg.ledger is None:
+                Path(cfg.out).mkdir(parents=True, exist_ok=True)  # the default ledger may live in --out
+            Ledger(cfg.ledger_url())  # opened (created) before any training: a bad --ledger is exit 2
+        except LedgerError as e:
             raise UsageError(str(e)) from None
     except UsageError as e:
         return _fail(str(e))
@@ -423,14 +483,14 @@ def _federated_feature(a):
     from unlearn_fl.engine.feature_exchange import sensitive_index
 
     sensitive_index(spec, a.sensitive)  # a clear error before the engine starts
+    t_grid = _t_grid(a.grid)
     result: dict = {}
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            result["report"] = run_feature_federation(grid, spec, a.sensitive, a.method, a.t,
-                                                      tuple(float(x) for x in a.grid.split(",") if x.strip()), a.seed)
+            result["report"] = run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid), a.seed)
         except BaseException as e:
             result["error"] = e
             raise
@@ -443,6 +503,19 @@ def _federated_feature(a):
     return result["report"]
 
 
+def _t_grid(text: str) -> list[float]:
+    """--grid "0,0.5,1" -> [0, 0.5, 1]; UsageError naming the flag when it is empty, not numbers, or outside [0, 1]."""
+    import math
+
+    try:
+        grid = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--grid {text!r}: give comma-separated t values in [0, 1], e.g. 0,0.25,0.5,0.75,1") from None
+    if not grid or any(not math.isfinite(t) or not 0 <= t <= 1 for t in grid):
+        raise UsageError(f"--grid {text!r}: give at least one t value, each in [0, 1], e.g. 0,0.25,0.5,0.75,1")
+    return grid
+
+
 def cmd_feature(a) -> int:
     from pydantic import ValidationError
 
@@ -453,7 +526,7 @@ def cmd_feature(a) -> int:
         if a.clients:
             report = _federated_feature(a)
         else:
-            grid = [float(x) for x in a.grid.split(",") if x.strip()]
+            grid = _t_grid(a.grid)
             cfg = FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t, method=a.method,
                                    grid=grid, seed=a.seed)
             report = run_feature(cfg)
@@ -482,6 +555,8 @@ def cmd_feature(a) -> int:
 
 def cmd_report(a) -> int:
     """Fetch the forgetting report of a registered version; print its summary; --open writes the HTML."""
+    if (bad := _bad_model_name(a.model_name)) is not None:
+        return _fail(bad)
     from unlearn_fl.report.schema import ForgettingReport
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, fetch_report
 
@@ -492,13 +567,26 @@ def cmd_report(a) -> int:
         return _fail(str(e))
     except Exception as e:
         return _fail(f"cannot fetch version {a.version} of {a.model_name!r} from {a.tracking_uri}: {e.__class__.__name__}: {e}")
-    report = ForgettingReport.model_validate_json(j.read_text())
+    from pydantic import ValidationError
+
+    try:
+        report = ForgettingReport.model_validate_json(j.read_text())
+    except ValidationError as e:
+        return _fail(f"the forgetting report of version {a.version} of {a.model_name!r} does not read back "
+                     f"({_pydantic_message(e)}; {e.error_count()} problem(s)): the raw file is {j}; "
+                     "re-run the withdrawal with a current unlearn-fl to get a readable report")
+    except (OSError, ValueError) as e:
+        return _fail(f"the forgetting report of version {a.version} of {a.model_name!r} cannot be read ({e.__class__.__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''}): the raw file is {j}")
     from unlearn_fl.tracking import version_tags
 
+    from unlearn_fl.report.schema import stored_digest
+
     recorded = version_tags(a.tracking_uri, a.model_name, a.version).get("report_digest")
-    if recorded and recorded != report.digest():
+    stored = stored_digest(j.read_text())  # of the file as written: fields a later schema adds do not count
+    if recorded and recorded != stored:
         print(f"unlearn-fl: error: the report of version {a.version} does not match its registered digest "
-              f"({report.digest()[:12]}... vs tag report_digest {recorded[:12]}...): it was changed after registration; "
+              f"({stored[:12]}... vs tag report_digest {recorded[:12]}...): it was changed after registration; "
               "do not rely on it", file=sys.stderr)
         return 1
     if report.request.kind == "data" and report.utility and report.audit:
@@ -746,7 +834,11 @@ def cmd_withdraw(a) -> int:
 
 
 def cmd_lineage(a) -> int:
+    if (bad := _bad_model_name(a.model_name)) is not None:
+        return _fail(bad)
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, lineage
+
+    from unlearn_fl.ledger import Ledger, LedgerError, default_ledger_url
 
     try:
         check_tracking_uri(a.tracking_uri, must_exist=True)
@@ -755,6 +847,22 @@ def cmd_lineage(a) -> int:
         return _fail(str(e))
     except Exception as e:
         return _fail(f"cannot read model {a.model_name!r} from {a.tracking_uri}: {e.__class__.__name__}: {e}")
+    url = a.ledger or default_ledger_url(a.tracking_uri, "unlearn-report")
+    try:
+        ledger = Ledger(url, must_exist=True) if (a.ledger or url.startswith("sqlite:///")) else None
+    except LedgerError as e:
+        if a.ledger:
+            return _fail(str(e))
+        ledger = None  # no ledger beside the store: nothing was erased through one
+    present = {r["version"] for r in rows}
+    for e in (ledger.entries(model_name=a.model_name) if ledger else []):
+        for v in e.body.get("versions", []) if e.state == "erased" else []:
+            if v.get("policy") == "delete" and v["version"] not in present:  # a tombstone: lineage without the data
+                rows.append({"version": v["version"], "run_id": v.get("run_id"), "aliases": [], "figures": {},
+                             **v.get("tombstone", {}), "erased": v["erased_at"], "erasure": "delete",
+                             "erased_by": e.request_id})
+                present.add(v["version"])
+    rows.sort(key=lambda r: int(r["version"]))
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -762,8 +870,13 @@ def cmd_lineage(a) -> int:
     from rich.tree import Tree
 
     children: dict[str, list[dict]] = {}
+    listed = {r["version"] for r in rows}
     for r in rows:
-        children.setdefault(r.get("parent_version", ""), []).append(r)
+        parent = r.get("parent_version", "")
+        if parent and parent not in listed:  # its parent was deleted and no ledger tombstone names it
+            r = {**r, "kind": f"{r.get('kind', '?')} (parent v{parent} deleted)"}
+            parent = ""
+        children.setdefault(parent, []).append(r)
     tree = Tree(f"[bold]{a.model_name}[/bold]")
 
     def label(r: dict) -> str:
@@ -776,6 +889,9 @@ def cmd_lineage(a) -> int:
             verdict += " (certified by accounting)"
         if r.get("exposure_increased"):
             warn += f" [yellow]exposure rose at sites {r['exposure_increased']}[/yellow]"
+        if r.get("erased"):
+            what = "deleted" if r.get("erasure") == "delete" else "quarantined"
+            warn = f" [magenta]{what} {r['erased'][:10]}[/magenta]" + (" (tombstone)" if what == "deleted" else "")
         figs = " ".join(f"{k}={v:g}" for k, v in r.get("figures", {}).items())
         return (f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}"
                 f"{wd}{verdict}{warn}" + (f" [dim]{figs}[/dim]" if figs else ""))
@@ -786,6 +902,79 @@ def cmd_lineage(a) -> int:
 
     add(tree, "")
     Console().print(tree)
+    return 0
+
+
+# ------------------------------------------------------------------ ledger
+
+
+def _anchors(tracking_uri: str) -> dict[int, str]:
+    """{seq: hash} of the ledger entries the registry's versions recorded (`ledger_entry` tags)."""
+    from unlearn_fl.tracking import TAG, _client
+
+    out = {}
+    for mv in _client(tracking_uri)[1].search_model_versions(max_results=100000):
+        for key in ("ledger_entry", "ledger_erasure_entry"):
+            seq, _, h = ((mv.tags or {}).get(TAG + key) or "").partition(":")
+            if seq.isdigit() and h:
+                out[int(seq)] = h
+    return out
+
+
+def cmd_ledger(a) -> int:
+    """List the withdrawal ledger; --verify checks its hash chain (and the registry's anchors)."""
+    from unlearn_fl.ledger import Ledger, LedgerError, default_ledger_url
+    from unlearn_fl.tracking import TrackingError, check_tracking_uri
+
+    url = a.ledger or default_ledger_url(_absolute_uri(a.tracking_uri), "unlearn-report")
+    try:
+        ledger = Ledger(url, must_exist=True)
+        entries = ledger.entries(model_name=a.model_name)
+    except LedgerError as e:
+        return _fail(str(e))
+    if a.verify:
+        anchors = {}
+        try:
+            check_tracking_uri(a.tracking_uri, must_exist=True)
+            anchors = _anchors(a.tracking_uri)
+        except TrackingError:
+            pass  # no registry to compare with: the chain alone is checked
+        problem = ledger.verify(anchors)
+        if problem is not None:
+            print(f"unlearn-fl: ledger {url} is broken at {problem}", file=sys.stderr)
+            return 1
+        n = len(ledger.entries())
+        print(f"ledger {url}: {n} entries, hash chain intact"
+              + (f", {len(anchors)} of them witnessed by the registry" if anchors else ""))
+        return 0
+    if a.json:
+        print(json.dumps([e.model_dump() for e in entries], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"withdrawal ledger {url}")
+    for col in ("#", "time (UTC)", "request", "model", "state", "what"):
+        t.add_column(col, no_wrap=col != "what", overflow="fold")
+    for e in entries:
+        b = e.body
+        if e.state == "received" and "request" not in b:
+            what = "an invalid request file (see the aborted entry)"
+        elif e.state == "received":
+            r = b["request"]
+            what = (f"{b.get('origin')}: sites {r['client_ids']}, " + (f"{r['records']['count']} records" if r.get("records")
+                    else f"fraction {r['fraction']}") + (f", reason {r['reason']!r}" if r.get("reason") else ""))
+        elif e.state == "running":
+            what = f"attempt {b.get('attempt')}, {b.get('n_forget')} rows" + (" (retry)" if b.get("retry_after") else "")
+        elif e.state == "done":
+            what = f"v{b.get('version')} from v{b.get('parent_version')}, verdict {b.get('verdict')}"
+        elif e.state == "erased":
+            what = "; ".join(f"v{v['version']} " + (f"kept: {v['kept']}" if v.get("kept") else f"{v.get('policy', '?')}d")
+                             for v in b.get("versions", []))
+        else:
+            what = b.get("reason", "")
+        t.add_row(str(e.seq), e.at[:19], e.request_id, e.model_name, e.state, what)
+    Console(width=None if sys.stdout.isatty() else 200).print(t)  # ids and times stay whole in a pipe or a file
     return 0
 
 
@@ -809,6 +998,14 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     lp.add_argument("--model-name", default="unlearn-fl")
     lp.add_argument("--json", action="store_true")
+    lp.add_argument("--ledger", default=None, metavar="URL", help="the withdrawal ledger, for erased versions' tombstones "
+                                                                  "(default: unlearn-ledger.db beside an sqlite store)")
+    gp = sub.add_parser("ledger", help="the withdrawal ledger: every request's states; --verify checks its hash chain")
+    gp.add_argument("--ledger", default=None, metavar="URL", help="SQLAlchemy URL (default: unlearn-ledger.db beside the sqlite store)")
+    gp.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="the MLflow store (its versions witness ledger entries)")
+    gp.add_argument("--model-name", default=None, help="only this model's requests")
+    gp.add_argument("--verify", action="store_true", help="check the hash chain; exit 1 naming the first bad entry")
+    gp.add_argument("--json", action="store_true")
     sub.add_parser("methods", help="list the unlearning methods")
     rp = sub.add_parser("report", help="fetch and show the forgetting report of a registered version")
     rp.add_argument("version")
@@ -857,6 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_simulate(args)
     if args.command == "lineage":
         return cmd_lineage(args)
+    if args.command == "ledger":
+        return cmd_ledger(args)
     if args.command == "withdraw":
         return cmd_withdraw(args)
     if args.command == "feature":

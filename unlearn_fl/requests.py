@@ -6,11 +6,12 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from unlearn_fl.config import RecordScope
+from unlearn_fl.config import RecordScope, check_text
 
 
 class WithdrawalRequest(BaseModel):
@@ -50,6 +51,11 @@ class WithdrawalRequest(BaseModel):
             raise ValueError(f"client ids repeat: {list(v)}")
         return tuple(sorted(v))
 
+    @field_validator("reason", "salt")
+    @classmethod
+    def _text(cls, v: str | None, info) -> str | None:
+        return check_text(v, f"the request's {info.field_name}")
+
     @field_validator("fraction")
     @classmethod
     def _fraction(cls, v: float) -> float:
@@ -64,6 +70,19 @@ class WithdrawalRequest(BaseModel):
             content["records"] = self.records.digest
         body = json.dumps(content, sort_keys=True)
         return "wr-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def _problems(e: Exception) -> str:
+    """Which fields of a request file are wrong, and why, without echoing its content (it goes into the ledger)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        errs = e.errors(include_input=False, include_url=False)
+        if errs and errs[0].get("type") == "json_invalid":
+            return "not valid JSON; write it with `unlearn-fl withdraw`"
+        parts = [f"{'.'.join(str(x) for x in err.get('loc', ())) or 'request'}: {err.get('msg', 'invalid')}" for err in errs[:3]]
+        return "; ".join(parts) + ("; ..." if len(errs) > 3 else "") + "; write it with `unlearn-fl withdraw`"
+    return f"{type(e).__name__}; write it with `unlearn-fl withdraw`"
 
 
 class RequestQueue:
@@ -83,8 +102,12 @@ class RequestQueue:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def _write(self, path: Path, text: str) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
+        # A temp file of this writer's own (two processes may write the same request at once), then an atomic rename.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
 
     def status(self, request_id: str) -> str | None:
@@ -102,14 +125,18 @@ class RequestQueue:
         return rid, True
 
     def poll(self) -> list[WithdrawalRequest]:
-        """Pending requests, oldest first; a malformed file is moved to failed/ with the reason."""
-        out = []
+        """Pending requests, oldest first. A malformed file is moved to failed/ with the reason, and
+        `rejected` lists (file name, one-line reason) of those found by this poll."""
+        out, self.rejected = [], []
         for p in sorted((self.root / "pending").glob("*.json"), key=lambda q: q.stat().st_mtime):
             try:
                 out.append(WithdrawalRequest.model_validate_json(p.read_text()))
             except Exception as e:  # a bad file must not stop the federation
-                self._write(self.root / "failed" / p.name, json.dumps({"error": f"invalid request: {e}"}))
-                p.unlink(missing_ok=True)
+                why = f"invalid request file {p.name}: {_problems(e)}"
+                # The file is kept as it was (failed/NAME), with the reason beside it (failed/NAME.error.json).
+                self._write(self.root / "failed" / f"{p.name}.error.json", json.dumps({"error": why}))
+                os.replace(p, self.root / "failed" / p.name)
+                self.rejected.append((p.name, why))
         return out
 
     def mark_applied(self, request: WithdrawalRequest, version: str | None) -> None:

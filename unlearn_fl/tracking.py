@@ -12,8 +12,12 @@ Conventions (tag keys under `unlearn_fl.`):
   certified_by        what carried a passed verdict: "audit" or "accounting" ("none" otherwise)
   exposure_increased  retained sites whose own membership exposure rose beyond the resolution
   superseded_by       the version that forgot that data
+  description         one sentence for the MLflow UI: what the version is, which request, verdict
+  ledger_entry        "SEQ:HASH" of the ledger entry that recorded the version's withdrawal
+  erased, erasure     when and how (quarantine) a version's model artefacts were erased
 Alias `production` marks the model to serve; it moves to an unlearned version only when
-that version's verdict passes (or when `promote="always"`).
+that version's verdict passes, or it was retrained from scratch and its audit did not fail
+(or when `promote="always"`).
 """
 
 from __future__ import annotations
@@ -50,12 +54,17 @@ def system_info() -> dict[str, str]:
             "torch": torch.__version__, "flwr": flwr.__version__, "unlearn_fl": unlearn_fl.__version__}
 
 
-def check_tracking_uri(uri: str, must_exist: bool = False) -> None:
+def check_tracking_uri(uri: str, must_exist: bool = False, model_name: str | None = None) -> None:
     """Fail fast, before any training, when the store cannot be opened.
 
     must_exist: the command only reads (lineage, report, audit): a missing sqlite file is an error,
     not a new empty store.
+    model_name: the command will record runs under this model (simulate): its experiment, when it
+    exists, must not be deleted and must keep its artifacts where this process can write them
+    (`unlearn_fl.artifact_store`); a new one is created by `Tracker` beside an sqlite store.
     """
+    from unlearn_fl.artifact_store import experiment_problem, sqlite_experiment
+
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if uri.startswith("sqlite:///"):
@@ -69,16 +78,62 @@ def check_tracking_uri(uri: str, must_exist: bool = False) -> None:
             raise TrackingError(f"cannot open tracking URI {uri}: {path} is not writable")
         if must_exist and not path.is_file():
             raise TrackingError(f"no tracking store at {path}: pass the --tracking-uri a run wrote to")
+        if model_name is not None:
+            if (mlruns := path.resolve().parent / "mlruns").exists() and not os.access(mlruns, os.W_OK | os.X_OK):
+                raise TrackingError(f"cannot record in {uri}: its artifact folder {mlruns} is not writable; make it writable")
+            exp = sqlite_experiment(path, model_name)
+            if exp is not None and (problem := experiment_problem(uri, model_name, *exp)) is not None:
+                raise TrackingError(problem)
         return
     if uri.startswith(("http://", "https://")):
         from mlflow.tracking import MlflowClient
 
         try:
-            MlflowClient(uri).search_experiments(max_results=1)
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+            exp = client.get_experiment_by_name(model_name) if model_name is not None else None
         except Exception as e:
             raise TrackingError(f"cannot reach MLflow server at {uri}: {e.__class__.__name__}; start it (deploy/mlflow-server.sh) or fix --tracking-uri") from None
+        if exp is not None and (problem := experiment_problem(uri, model_name, exp.experiment_id, exp.artifact_location,
+                                                              exp.lifecycle_stage)) is not None:
+            raise TrackingError(problem)
         return
     raise TrackingError(f"unsupported tracking URI {uri!r}: use sqlite:///PATH.db or http://HOST:PORT")
+
+
+def serving_requirements() -> list[str]:
+    """What a registered model needs to load and predict: pinned to this process's versions.
+
+    Given explicitly: MLflow's inference of them re-imports the environment (about 5 s a version here).
+    """
+    import mlflow
+    import numpy
+    import torch
+
+    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"]
+
+
+def name_filter(model_name: str) -> str:
+    """MLflow's filter string `name = '<model_name>'`, quoted so that any name MLflow accepts matches itself.
+
+    MLflow's filter grammar has no escape inside a quoted value: a name with a single quote is put
+    in double quotes; a name with both kinds of quote cannot be searched and is refused.
+    """
+    if "'" not in model_name:
+        return f"name='{model_name}'"
+    if '"' not in model_name:
+        return f'name="{model_name}"'
+    raise TrackingError(f"model name {model_name!r} holds both kinds of quote, which MLflow cannot search for; "
+                        "rename the model (--model-name)")
+
+
+def is_complete(tags: dict[str, str]) -> bool:
+    """A version is complete once its lineage tags are set and, if unlearned, its report is attached and concluded.
+
+    Until then it is being written (or its writer died): readers do not list it, recovery deletes it.
+    """
+    kind = tags.get(TAG + "kind")
+    return kind is not None and (kind != "unlearned" or TAG + "report_digest" in tags)
 
 
 def _quiet_mlflow() -> None:
@@ -136,11 +191,21 @@ class Tracker:
         self.last_version: str | None = None
 
     def __enter__(self) -> "Tracker":
-        if self.uri.startswith("sqlite:///") and self.client.get_experiment_by_name(self.model_name) is None:
+        from unlearn_fl.artifact_store import experiment_problem
+
+        exp = self.client.get_experiment_by_name(self.model_name)
+        if self.uri.startswith("sqlite:///") and exp is None:
             # Artifacts beside the store, not in whatever folder the ServerApp process runs in.
             store = Path(self.uri[len("sqlite:///"):]).resolve()
             self.client.create_experiment(self.model_name, artifact_location=(store.parent / "mlruns").as_uri())
+        elif exp is not None and exp.lifecycle_stage == "deleted":
+            raise TrackingError(experiment_problem(self.uri, self.model_name, exp.experiment_id, exp.artifact_location, "deleted"))
         self.mlflow.set_experiment(self.model_name)
+        # Before any training: the artifacts (models, reports) must go where this process can write them.
+        exp = self.client.get_experiment_by_name(self.model_name)
+        if (problem := experiment_problem(self.uri, self.model_name, exp.experiment_id, exp.artifact_location,
+                                          exp.lifecycle_stage)) is not None:
+            raise TrackingError(problem)
         self._run = self.mlflow.start_run(run_name=self.run_name)
         self.mlflow.set_tag(TAG + "kind", "federation")
         self.mlflow.set_tags({TAG + "system." + k: v for k, v in system_info().items()})
@@ -168,7 +233,7 @@ class Tracker:
                                    step=int(row["step"]))
             mlflow.log_metrics({k: float(v) for k, v in spec.metrics.items() if v is not None})
             info = mlflow.pytorch.log_model(spec.model, name="model", registered_model_name=self.model_name,
-                                            input_example=spec.input_example)
+                                            input_example=spec.input_example, pip_requirements=serving_requirements())
             version = str(info.registered_model_version)
             if artifacts_fn is not None:
                 with tempfile.TemporaryDirectory() as d:
@@ -191,7 +256,8 @@ class Tracker:
             "classes": json.dumps(spec.classes) if spec.classes else "",
             **(extra_tags or {}),
         }
-        for k, v in tags.items():
+        client.update_model_version(self.model_name, version, description=self._describe(spec, parent))
+        for k, v in sorted(tags.items(), key=lambda kv: kv[0] == "kind"):  # `kind` last: it completes the version
             client.set_model_version_tag(self.model_name, version, TAG + k, v)
         if spec.kind == "trained" and parent is None:
             client.set_registered_model_alias(self.model_name, "production", version)
@@ -199,6 +265,60 @@ class Tracker:
             client.set_registered_model_alias(self.model_name, "production", version)
         self.last_version = version
         return version
+
+    def _describe(self, spec: VersionSpec, parent: str | None) -> str:
+        """The one sentence a reviewer reads in the MLflow UI (completed by `conclude_withdrawal` for unlearned ones)."""
+        if spec.kind == "unlearned":
+            return f"Unlearned from v{parent} with {spec.method}; its forgetting report is being attached."
+        gone = (f"; withdrawn earlier: clients {','.join(map(str, spec.withdrawn_clients))} "
+                f"(requests {', '.join(spec.request_ids)})" if spec.request_ids else "")
+        base = f" from v{parent}" if parent else ""
+        return f"Trained{base} by federation run {self.run_id[:8]} on clients {','.join(map(str, spec.clients))}{gone}."
+
+    def recover(self) -> list[str]:
+        """Delete versions an interrupted run left half-written; returns them (oldest first).
+
+        A version is complete once its lineage tags are set (`kind`) and, for an unlearned one, once
+        its report is attached and concluded (`report_digest`). Anything else was registered by a server
+        that stopped in between; it is never served (aliases move only after that point), and is deleted
+        with its model artefacts. One federation writes one registered model at a time.
+        """
+        from unlearn_fl.erasure import delete_artefacts, model_artefacts
+
+        try:
+            self.client.get_registered_model(self.model_name)
+        except Exception:  # no such model yet: nothing to recover
+            return []
+        removed = []
+        for mv in sorted(self.client.search_model_versions(name_filter(self.model_name)), key=lambda m: int(m.version)):
+            if not is_complete(mv.tags or {}):
+                delete_artefacts(model_artefacts(self.client, mv))
+                self.client.delete_model_version(self.model_name, str(mv.version))
+                removed.append(str(mv.version))
+        return removed
+
+    def anchor(self, version: str, seq: int, entry_hash: str, key: str = "ledger_entry") -> None:
+        """Tag `version` with a ledger entry about it: `ledger_entry` (the one that recorded it) or
+        `ledger_erasure_entry` (the erasure that followed it), each "SEQ:HASH"."""
+        self.client.set_model_version_tag(self.model_name, version, TAG + key, f"{seq}:{entry_hash}")
+
+    def erase_superseded(self, clients: list[int], keep: set[str], policy: str, request_id: str) -> list[dict]:
+        """Apply the erasure policy to every earlier version holding data of `clients` (see `unlearn_fl.erasure`).
+
+        Versions in `keep` and versions an alias points at are left as they are (reported with `kept`).
+        """
+        from unlearn_fl.erasure import erase_version, holders
+
+        rm = self.client.get_registered_model(self.model_name)
+        aliased = {str(v): a for a, v in (rm.aliases or {}).items()}
+        out = []
+        for mv in holders(self.client, self.model_name, set(clients), keep):
+            if str(mv.version) in aliased:
+                out.append({"version": str(mv.version), "policy": "keep",
+                            "kept": f"alias {aliased[str(mv.version)]!r} points at it; move the alias, then erase"})
+                continue
+            out.append(erase_version(self.client, self.uri, self.model_name, mv, policy, request_id))
+        return out
 
     def _inherited_containment(self, parent: str | None) -> str:
         """A version trained on from `parent` holds whatever `parent` holds: its "true"/"unverified" carries over."""
@@ -227,31 +347,77 @@ class Tracker:
 
     def conclude_withdrawal(self, parent: str, version: str, verdict: str, report_digest: str,
                             withdrawn_now: list[int] | None = None, contains_withdrawn: str = "unverified",
-                            extra_tags: dict[str, str] | None = None) -> None:
-        """Tags and aliases after an unlearned version is registered.
+                            extra_tags: dict[str, str] | None = None, request_id: str = "", method: str = "",
+                            exact: bool = False) -> str:
+        """Tags after an unlearned version is registered; returns the alias it is to get (`release` moves it).
 
         The new version's `contains_withdrawn` is what the caller established (`containment`);
         every earlier version that holds data of a client in this withdrawal (the parent, and any
         ancestor or sibling still listing that client) is marked `contains_withdrawn=true`;
-        `production` moves to the new version when the verdict passes (policy `on-pass`), always, or never.
+        The version is to become `production` when the verdict passes or it was retrained from scratch
+        (`exact`, unless its audit failed) under policy `on-pass`, always, or never; else `candidate`.
+        That decision is the `release` tag, set before the version is complete; the alias moves only in
+        `release`, after the ledger has recorded the version (engine/withdrawal.py).
         """
         c = self.client
+        # A retrain from scratch without the data is exact: it is promoted unless its audit failed outright.
+        alias = "production" if (self.promote == "always" or (self.promote == "on-pass" and (
+            verdict == "passed" or (exact and verdict != "failed")))) else "candidate"
+        c.set_model_version_tag(self.model_name, version, TAG + "release", alias)
         for k, v in {"contains_withdrawn": contains_withdrawn, **(extra_tags or {})}.items():
             c.set_model_version_tag(self.model_name, version, TAG + k, v)
         c.set_model_version_tag(self.model_name, version, TAG + "verdict", verdict)
-        c.set_model_version_tag(self.model_name, version, TAG + "report_digest", report_digest)
         c.set_model_version_tag(self.model_name, parent, TAG + "contains_withdrawn", "true")
         c.set_model_version_tag(self.model_name, parent, TAG + "superseded_by", version)
         gone = {str(x) for x in (withdrawn_now or [])}
-        for mv in c.search_model_versions(f"name='{self.model_name}'"):
+        by = (extra_tags or {}).get("certified_by", "none")
+        sites = ",".join(sorted(gone, key=int))
+        c.update_model_version(self.model_name, version, description=(
+            f"Unlearned client(s) {sites} (request {request_id}) from v{parent} with {method}; verdict {verdict}"
+            + (f"; certified by {by}" if verdict == "passed" else "") + f"; contains withdrawn data: {contains_withdrawn}"
+            + "; forgetting report attached."))
+        c.set_model_version_tag(self.model_name, version, TAG + "report_digest", report_digest)  # completes it (is_complete)
+        for mv in c.search_model_versions(name_filter(self.model_name)):
             v = str(mv.version)
             clients = set(((mv.tags or {}).get(TAG + "clients") or "").split(","))
-            if v not in (version, parent) and clients & gone:
+            if v != version and (v == parent or clients & gone):
                 c.set_model_version_tag(self.model_name, v, TAG + "contains_withdrawn", "true")
-        if self.promote == "always" or (self.promote == "on-pass" and verdict == "passed"):
-            c.set_registered_model_alias(self.model_name, "production", version)
-        else:
-            c.set_registered_model_alias(self.model_name, "candidate", version)
+                note = f"contains data later withdrawn by request {request_id}"
+                if note not in (mv.description or ""):
+                    c.update_model_version(self.model_name, v, description=f"{(mv.description or '').rstrip('.')}; {note}.")
+        return alias
+
+    def release(self, version: str, only_from_parent: bool = False) -> str | None:
+        """Move the alias the version's `release` tag names to it; returns that alias.
+
+        only_from_parent: move `production` only if it still points at the version's parent (recovery:
+        the server stopped between recording the version and moving the alias; never move it backwards).
+        """
+        try:
+            mv = self.client.get_model_version(self.model_name, str(version))
+        except Exception:  # deleted since (erasure policy `delete`)
+            return None
+        tags = mv.tags or {}
+        alias = tags.get(TAG + "release")
+        if alias is None:
+            return None
+        if only_from_parent and (alias != "production" or self._alias_version("production") != tags.get(TAG + "parent_version")):
+            return None
+        self.client.set_registered_model_alias(self.model_name, alias, str(version))
+        return alias
+
+    def unrecorded_version(self, request_id: str) -> dict | None:
+        """The complete unlearned version of `request_id` that the ledger never recorded (the server stopped
+        after completing it), as the ledger's `done` body; None when there is none."""
+        for mv in self.client.search_model_versions(name_filter(self.model_name)):
+            t = mv.tags or {}
+            if t.get(TAG + "request_id") == request_id and is_complete(t) and TAG + "ledger_entry" not in t:
+                return {"version": str(mv.version), "parent_version": t.get(TAG + "parent_version"),
+                        "verdict": t.get(TAG + "verdict"), "contains_withdrawn": t.get(TAG + "contains_withdrawn"),
+                        "report_digest": t.get(TAG + "report_digest"), "n_forget": int(t.get(TAG + "n_forget", "0") or 0),
+                        "forget_digest": t.get(TAG + "forget_digest"),
+                        "adopted": "the version was complete when the server stopped; it is recorded, not made again"}
+        return None
 
 
 def _serving_withdrawn(client, model_name: str) -> str | None:
@@ -316,6 +482,9 @@ def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> t
     """Download the forgetting report attached to a version: (json path, html path or None)."""
     _, client = _client(uri)
     mv = client.get_model_version(model_name, str(version))
+    if not is_complete(mv.tags or {}):
+        raise TrackingError(f"version {version} of {model_name!r} is still being written (or its writer stopped); "
+                            "try again when its federation has recorded it")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     names = [a.path for a in client.list_artifacts(mv.run_id, "report")]
@@ -372,13 +541,15 @@ def lineage(uri: str, model_name: str) -> list[dict]:
     if model_name not in names:
         raise TrackingError(f"no registered model {model_name!r} in {uri}; it holds: {', '.join(names) or 'none'} "
                             "(pass --model-name)")
-    versions = client.search_model_versions(f"name='{model_name}'")
+    versions = client.search_model_versions(name_filter(model_name))
     rm = client.get_registered_model(model_name)
     aliases: dict[str, list[str]] = {}
     for alias, v in (rm.aliases or {}).items():
         aliases.setdefault(str(v), []).append(alias)
     rows = []
     for mv in sorted(versions, key=lambda m: int(m.version)):
+        if not is_complete(mv.tags or {}):
+            continue  # being written: a reader never sees half a version
         tags = {k[len(TAG):]: v for k, v in (mv.tags or {}).items() if k.startswith(TAG) and k != TAG + "classes"}
         metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
         figures = {k: round(float(metrics[k]), 4) for k in ("test_acc", "forget_acc", "mia_auc", "speedup") if k in metrics}

@@ -142,14 +142,18 @@ class MlflowRecorder:
             return {"forgetting_report.json": report.to_json(), "forgetting_report.html": render_html(report)}
 
         parent = self.tracker.last_version
-        tags = {"forget_digest": o.forget_digest, "n_forget": str(o.n_forget), "scope": o.request.scope}
+        tags = {"forget_digest": o.forget_digest, "n_forget": str(o.n_forget), "scope": o.request.scope,
+                "request_id": o.request.request_id}
         if o.request.records is not None:
             tags["records_digest"] = o.request.records.digest
         version = self.tracker.register(spec, run_name=f"unlearn-{o.request.request_id}", artifacts_fn=attach, extra_tags=tags)
         a = report.audit
-        self.tracker.conclude_withdrawal(
-            parent, version, a.verdict, report.digest(), withdrawn_now=list(o.request.client_ids),
-            contains_withdrawn=containment(get_method(cfg.method).retrains, o.unchanged, a.verdict),
+        o.version, o.parent_version, o.verdict, o.report_digest = version, parent, a.verdict, report.digest()
+        o.contains_withdrawn = containment(get_method(cfg.method).retrains, o.unchanged, a.verdict)
+        o.release = self.tracker.conclude_withdrawal(
+            parent, version, a.verdict, o.report_digest, withdrawn_now=list(o.request.client_ids),
+            contains_withdrawn=o.contains_withdrawn, request_id=o.request.request_id, method=cfg.method,
+            exact=get_method(cfg.method).retrains and not o.unchanged,
             extra_tags={"certified_by": a.decided_by, "exposure_increased": ",".join(map(str, a.exposure_increased))})
         self._write(report)
         self.reports.append(report)
@@ -160,11 +164,35 @@ class MlflowRecorder:
              f"MIA AUC before/after/retrained {_f(a.mia_auc_before)}/{_f(a.mia_auc_after)}/{_f(a.mia_auc_retrain)}; "
              f"{k.unlearn_rounds} unlearning rounds in {k.unlearn_seconds:.1f}s vs retraining {_f(k.retrain_seconds, 1)}s; "
              f"report {Path(cfg.out) / o.request.request_id / 'forgetting_report.json'}")
-        served = self.tracker.serving_withdrawn()
+        served = self.tracker.serving_withdrawn() if o.release != "production" else None
         if served is not None:
             _say(f"unlearn-fl: WARNING v{version} was not promoted (verdict {a.verdict}): "
                  + serving_warning(cfg.model_name, served, o.unchanged))
         return version
+
+    def recover(self) -> list[str]:
+        removed = self.tracker.recover()
+        if removed:
+            _say(f"unlearn-fl: removed version(s) {', '.join(removed)} of {self.cfg.model_name} that an interrupted run "
+                 "left without their report")
+        return removed
+
+    def anchor(self, version: str, seq: int, entry_hash: str, key: str = "ledger_entry") -> None:
+        self.tracker.anchor(version, seq, entry_hash, key)
+
+    def release(self, version: str, only_from_parent: bool = False) -> str | None:
+        return self.tracker.release(version, only_from_parent)
+
+    def adopt(self, request_id: str) -> dict | None:
+        return self.tracker.unrecorded_version(request_id)
+
+    def erase_superseded(self, outcome: WithdrawalOutcome, policy: str) -> list[dict]:
+        erased = self.tracker.erase_superseded(list(outcome.request.client_ids), {outcome.version or ""}, policy,
+                                               outcome.request.request_id)
+        for e in erased:
+            _say(f"unlearn-fl: v{e['version']} " + (f"kept: {e['kept']}" if "kept" in e else
+                                                    f"{'deleted' if policy == 'delete' else 'quarantined'}: its model artefacts are erased"))
+        return erased
 
     def aborted(self, request: WithdrawalRequest, reason: str) -> None:
         d = Path(self.cfg.out) / request.request_id

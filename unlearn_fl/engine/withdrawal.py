@@ -10,9 +10,11 @@ and the Recorder writes the report and the new version whose parent is the previ
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -72,6 +74,14 @@ class WithdrawalOutcome:
     unlearn_bytes: int = 0
     """Bytes of model arrays exchanged by the unlearning (both ways), per-round forget-set monitoring excluded."""
     retrain_bytes: int | None = None
+    verdict: str | None = None
+    """Set by the Recorder once the version is registered: its verdict, report digest and `contains_withdrawn`."""
+    report_digest: str | None = None
+    contains_withdrawn: str | None = None
+    version: str | None = None
+    parent_version: str | None = None
+    release: str | None = None
+    """The alias the version is to get (production | candidate), moved once the ledger has recorded it."""
 
 
 class Recorder(Protocol):
@@ -86,6 +96,26 @@ class Recorder(Protocol):
     def aborted(self, request: WithdrawalRequest, reason: str) -> None: ...
 
     def finish(self, fed: "Federation") -> None: ...
+
+    def recover(self) -> list[str]:
+        """Remove what an interrupted run left half-written (versions without their report); returns them."""
+        ...
+
+    def anchor(self, version: str, seq: int, entry_hash: str, key: str = "ledger_entry") -> None:
+        """Witness a ledger entry about `version` in a registry tag `key`, so a removed entry is detected."""
+        ...
+
+    def erase_superseded(self, outcome: WithdrawalOutcome, policy: str) -> list[dict]:
+        """Apply the erasure policy (quarantine | delete) to earlier versions holding the withdrawn data; what was erased."""
+        ...
+
+    def release(self, version: str, only_from_parent: bool = False) -> str | None:
+        """Move the alias decided for `version` (after the ledger recorded it); returns it."""
+        ...
+
+    def adopt(self, request_id: str) -> dict | None:
+        """A complete version of `request_id` that the ledger never recorded (the server stopped just after)."""
+        ...
 
 
 def resolve_request(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
@@ -191,6 +221,8 @@ def _precheck(fed: Federation, withdrawals: Withdrawals, request: WithdrawalRequ
     bad = [c for c in request.client_ids if c not in fed.node_of]
     if bad:
         return f"rejected: unknown client ids {bad}"
+    if set(request.client_ids) <= fully_withdrawn(withdrawals):
+        return f"rejected: site(s) {list(request.client_ids)} already withdrew all their data; nothing is left to forget"
     if fully_withdrawn(with_request(withdrawals, request)) >= set(fed.node_of):
         return "rejected: it would leave no client with data"
     return None
@@ -201,12 +233,32 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
                    test: Split | None = None, evaluate_fn: EvaluateFn | None = None,
                    timeout: float = 600) -> tuple[nn.Module, list[WithdrawalOutcome], list[RoundLog]]:
     """Train `model` (its weights are the initial ones) for `cfg.rounds` rounds, applying every
-    withdrawal as it falls due; the Recorder writes versions and reports.
+    withdrawal as it falls due; the Recorder writes versions and reports, the ledger every state.
 
+    Requests come from the plan (`cfg.withdrawals`) and from the request folder; each is
+    `received` in the ledger once (a repeated id is not applied again) and taken in the order received.
+    A request left `received` or `running` by an interrupted server is taken first, and one already
+    `done` for this model is not trained into it again (its withdrawal holds from the first round).
     Returns the final model, the outcome of each applied withdrawal, and the training rounds' log.
     """
+    import uuid
+
+    from unlearn_fl.ledger import Ledger
+
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)  # Flower's server-side DP draws its noise from numpy's global generator
+    if cfg.ledger is None:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)  # the default ledger may live in `out`
+    ledger = Ledger(cfg.ledger_url())
+    removed = recorder.recover()
+    for request, _ in ledger.requests(cfg.model_name, ("running",)):
+        done = recorder.adopt(request.request_id)  # finished just before the server stopped: record it, never redo it
+        if done is not None:
+            entry = ledger.append(request.request_id, cfg.model_name, "done", done)
+            recorder.anchor(done["version"], entry.seq, entry.hash)
+    for e in ledger.entries(model_name=cfg.model_name):
+        if e.state == "done" and e.body.get("version"):
+            recorder.release(e.body["version"], only_from_parent=True)  # stopped between recording and the alias
     fed = Federation(grid, cfg, strategy, progress, model=model, test=test, evaluate_fn=evaluate_fn, timeout=timeout)
     fed.discover()
     if cfg.standardize_inputs:
@@ -214,52 +266,98 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
     recorder.start(fed)
     queue = RequestQueue(cfg.requests_dir) if cfg.requests_dir else None
     plans = cfg.schedule()
+    run_token = cfg.plan_salt or uuid.uuid4().hex[:12]  # planned withdrawals: this run's own requests, not an earlier run's
     initial = from_arrays(model, to_arrays(model))
     withdrawals: Withdrawals = {}
-    applied: set[str] = set()
+    for earlier, _ in ledger.requests(cfg.model_name, ("done", "erased"), origin="submitted"):
+        if all(c in fed.node_of for c in earlier.client_ids):  # withdrawn before: never trained into this model again
+            withdrawals = with_request(withdrawals, earlier)
+    fed.current = withdrawals
     outcomes: list[WithdrawalOutcome] = []
     logs: list[RoundLog] = []
     retained = lambda: [c for c in range(cfg.num_clients) if c not in fully_withdrawn(withdrawals)]
     dirty = True  # the model has changed since it was last recorded
+
+    def settle(request: WithdrawalRequest, state: str, body: dict, version: str | None = None) -> None:
+        entry = ledger.append(request.request_id, cfg.model_name, state, body)
+        if queue is not None:
+            (queue.mark_applied(request, version) if state == "done" else queue.mark_failed(request, body.get("reason", "")))
+        if version is not None:
+            recorder.anchor(version, entry.seq, entry.hash)
+
     for r in range(1, cfg.rounds + 1):
         model = fed.train_rounds(model, 1, withdrawals, "train", logs, first=r)
         dirty = True
         if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
             recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
             dirty = False
-        due = [WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason, records=p.records,
-                                 salt=f"seed={cfg.seed};plan={i}")
-               for i, p in enumerate(plans) if (p.at_round or cfg.rounds) == r]
-        if queue is not None:
-            due += queue.poll()
-        for request in due:
-            if request.request_id in applied:
-                log.warning("withdrawal %s was already applied; ignoring the duplicate", request.request_id)
-                if queue is not None:
-                    queue.mark_applied(request, None)
-                continue
+        for i, p in enumerate(plans):
+            if (p.at_round or cfg.rounds) == r:
+                ledger.receive(WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason,
+                                                 records=p.records, salt=f"run={run_token};plan={i}"),
+                               cfg.model_name, origin="planned")
+        for request in (queue.poll() if queue is not None else []):  # (a malformed file: received and aborted below)
+            _, new = ledger.receive(request, cfg.model_name, origin="submitted")
+            state = ledger.state(request.request_id)
+            if not new and state in ("done", "erased", "failed", "aborted"):
+                log.warning("withdrawal %s was already %s; ignoring the duplicate", request.request_id, state)
+                queue.mark_applied(request, None) if state in ("done", "erased") else queue.mark_failed(request, state)
+        for name, why in (queue.rejected if queue is not None else []):
+            rid = "invalid-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+            if ledger.state(rid) is None:  # the file's name, hashed: it may carry anything
+                ledger.append(rid, cfg.model_name, "received", {"invalid": True, "origin": "submitted"})
+                ledger.append(rid, cfg.model_name, "aborted", {"reason": why})
+                log.warning("withdrawal request %s refused: %s", rid, why)
+        for request, state in ledger.requests(cfg.model_name, ("received", "running")):
+            attempt = sum(e.state == "running" for e in ledger.entries(request.request_id)) + 1
             reason = _precheck(fed, withdrawals, request)
             if reason is not None:
                 recorder.aborted(request, reason)
-                if queue is not None:
-                    queue.mark_failed(request, reason)
+                settle(request, "aborted", {"reason": reason})
                 continue
             try:
                 resolved = resolve_request(fed, withdrawals, request)  # a refused request writes no version at all
+            except WithdrawalAborted as e:
+                fed.current = withdrawals
+                recorder.aborted(request, str(e))
+                settle(request, "aborted", {"reason": str(e)})
+                continue
+            ledger.append(request.request_id, cfg.model_name, "running",
+                          {"attempt": attempt, "round": r, "n_forget": resolved[0], "forget_digest": resolved[1],
+                           **({"retry_after": "the server stopped during the previous attempt",
+                               "removed_incomplete_versions": removed} if state == "running" else {})})
+            try:
                 if dirty:
                     recorder.trained(model, retained(), withdrawals, [x for x in logs if x.phase == "train"])
                     dirty = False
                 outcome, new_w = process_withdrawal(fed, model, withdrawals, request, r, logs, initial, resolved)
+                version = recorder.unlearned(outcome)
             except WithdrawalAborted as e:
                 fed.current = withdrawals
                 recorder.aborted(request, str(e))
-                if queue is not None:
-                    queue.mark_failed(request, str(e))
+                settle(request, "aborted", {"reason": str(e)})
                 continue
-            version = recorder.unlearned(outcome)
-            if queue is not None:
-                queue.mark_applied(request, version)
-            applied.add(request.request_id)
+            except Exception as e:
+                settle(request, "failed", {"reason": f"{e.__class__.__name__}: {e}"[:500]})
+                raise
+            settle(request, "done", {"version": version, "parent_version": outcome.parent_version, "verdict": outcome.verdict,
+                                     "contains_withdrawn": outcome.contains_withdrawn, "report_digest": outcome.report_digest,
+                                     "n_forget": outcome.n_forget, "forget_digest": outcome.forget_digest,
+                                     "release": outcome.release}, version)
+            if version is not None:
+                recorder.release(version)  # only now: a version the ledger has not recorded is never served
+            if cfg.erase_superseded != "keep" and outcome.contains_withdrawn == "false":
+                erased = recorder.erase_superseded(outcome, cfg.erase_superseded)
+                if any("kept" not in e for e in erased):  # the entry records an erasure that happened
+                    entry = ledger.append(request.request_id, cfg.model_name, "erased",
+                                          {"policy": cfg.erase_superseded, "versions": erased})
+                    recorder.anchor(version, entry.seq, entry.hash, key="ledger_erasure_entry")
+            elif cfg.erase_superseded != "keep":
+                from flwr.common.logger import log as flwr_log  # the line `flwr run --stream` shows
+
+                flwr_log(logging.WARNING, "unlearn-fl: erasure policy %s not applied after %s: v%s's forgetting is not "
+                         "established (verdict %s); earlier versions stay, tagged contains_withdrawn=true",
+                         cfg.erase_superseded, request.request_id, version, outcome.verdict)
             outcomes.append(outcome)
             model, withdrawals = outcome.after, new_w
             fed.current = withdrawals

@@ -280,8 +280,11 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
 
     def settle(request: WithdrawalRequest, state: str, body: dict, version: str | None = None) -> None:
         entry = ledger.append(request.request_id, cfg.model_name, state, body)
-        if queue is not None:
-            (queue.mark_applied(request, version) if state == "done" else queue.mark_failed(request, body.get("reason", "")))
+        if queue is not None and queue.status(request.request_id) == "pending":  # a planned request has no file
+            if state == "done":
+                queue.mark_applied(request, version)
+            else:
+                queue.mark_failed(request, body.get("reason", ""))
         if version is not None:
             recorder.anchor(version, entry.seq, entry.hash)
 
@@ -301,7 +304,10 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
             state = ledger.state(request.request_id)
             if not new and state in ("done", "erased", "failed", "aborted"):
                 log.warning("withdrawal %s was already %s; ignoring the duplicate", request.request_id, state)
-                queue.mark_applied(request, None) if state in ("done", "erased") else queue.mark_failed(request, state)
+                if state in ("done", "erased"):
+                    queue.mark_applied(request, None)
+                else:
+                    queue.mark_failed(request, state)
         for name, why in (queue.rejected if queue is not None else []):
             rid = "invalid-" + hashlib.sha256(name.encode()).hexdigest()[:12]
             if ledger.state(rid) is None:  # the file's name, hashed: it may carry anything

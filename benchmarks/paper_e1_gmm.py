@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unlearn_fl.methods.marginal import PAPER_CONFIG
 from unlearn_fl.data import Split
 from unlearn_fl.methods import get_method
 from unlearn_fl.models import evaluate, make_model, predict_proba, train_epochs
@@ -132,7 +133,7 @@ def run_e1(repeats: int, data_seed: int = 1, seed0: int = 0, variants: dict | No
         record("retrain", r.model, time.perf_counter() - t)
         for name, v in variants.items():
             t = time.perf_counter()
-            cfg = marginal.make_config(batch_size=len(D), forget_batch_size=1, seed=s, **v)
+            cfg = marginal.make_config(batch_size=len(D), forget_batch_size=1, seed=s, **{**PAPER_CONFIG, **v})
             u = marginal.unlearn(original, D, forget, holdout, cfg)
             record(name, u.model, time.perf_counter() - t, steps=u.steps, stopped_because=u.stopped_because)
         if continued:

@@ -65,3 +65,15 @@ def test_csv_errors_name_the_problem(tmp_path, text, target, match):
 def test_missing_csv_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_csv(tmp_path / "nope.csv", "y")
+
+
+def test_every_data_spec_field_travels_in_a_flower_config_record():
+    """Each DataSpec field, default or not, must fit a ConfigRecord and come back equal (the feature exchange sends it)."""
+    from flwr.app import ConfigRecord
+
+    from unlearn_fl.engine.protocol import decode_spec, encode_spec
+
+    for spec in (DataSpec(), DataSpec(canaries=0.25, canary_clients=(0, 2), canary_kind="mislabel", partition="dirichlet",
+                                      alpha=0.3, num_clients=4, target=None, seed=7)):
+        record = ConfigRecord(encode_spec(spec))
+        assert decode_spec(dict(record)) == spec

@@ -6,6 +6,7 @@ import torch
 
 from unlearn_fl.data import DataSpec, federation
 from unlearn_fl.methods import METHODS, get_method, marginal_criterion
+from unlearn_fl.methods.marginal import PAPER_CONFIG
 from unlearn_fl.models import evaluate, make_model, per_example_loss, train_epochs
 
 
@@ -38,7 +39,7 @@ def test_registry_names_and_configs():
 
 def test_marginal_moves_forget_loss_toward_retrained_and_keeps_retain_accuracy(e2):
     m = get_method("marginal")
-    res = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config())
+    res = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(**PAPER_CONFIG))
     loss = lambda model: per_example_loss(model, e2["forget"]).mean()
     before, after, ref = loss(e2["original"]), loss(res.model), loss(e2["retrained"])
     assert ref > before  # the retrained model never saw D_f
@@ -54,8 +55,8 @@ def test_without_early_stopping_the_penalty_over_forgets_and_the_default_stops_b
     """docs/method.md §2: driving Î to zero collapses forget accuracy far below the retrained level."""
     m = get_method("marginal")
     ref_acc = evaluate(e2["retrained"], e2["forget"])[0]
-    trap = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(early_stop=False, epochs=20))
-    default = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config())
+    trap = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(**PAPER_CONFIG, early_stop=False, epochs=20))
+    default = m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config(**PAPER_CONFIG))
     trap_acc, default_acc = evaluate(trap.model, e2["forget"])[0], evaluate(default.model, e2["forget"])[0]
     assert trap_acc < ref_acc - 0.3, (trap_acc, ref_acc)
     assert default_acc > ref_acc - 0.1, (default_acc, ref_acc, default.stopped_because)

@@ -40,7 +40,9 @@ def _bad_model_name(name: str) -> str | None:
 _FLAGS = {"confidence": "--audit-confidence", "references": "--audit-references", "reference_mode": "--audit-reference-mode",
           "epsilon_target": "--epsilon-target", "noise_multiplier": "--dp-noise", "max_grad_norm": "--dp-clip",
           "central_noise_multiplier": "--central-dp-noise", "central_clipping_norm": "--central-dp-clip",
-          "fraction": "--forget-fraction", "reason": "--reason", "at_round": "--withdraw ...@ROUND"}
+          "fraction": "--forget-fraction", "reason": "--reason", "at_round": "--withdraw ...@ROUND",
+          "canaries": "--canaries", "canary_clients": "--canary-clients", "alpha": "--alpha",
+          "holdout_fraction": "--holdout-fraction"}
 
 
 _SIMULATE_FIELDS = {"rounds", "local_epochs", "lr", "hidden", "model", "classes", "unlearn_rounds", "seed", "promote",
@@ -72,6 +74,11 @@ def _add_simulate(sub) -> None:
     p.add_argument("--partition", choices=["iid", "dirichlet"], default="iid")
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (dirichlet partition)")
     p.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each client's data kept as never-trained holdout")
+    p.add_argument("--canaries", type=float, default=0.0,
+                   help="share of the canary clients' rows given a wrong label (memorised only: makes forgetting measurable)")
+    p.add_argument("--canary-kind", choices=["ood", "mislabel"], default="ood",
+                   help="ood: random-feature rows with random labels; mislabel: real rows with a wrong label")
+    p.add_argument("--canary-clients", default="0", metavar="IDS", help="clients holding the canaries, e.g. 0 or 0,2")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--local-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=5e-3)
@@ -123,6 +130,13 @@ def _add_simulate(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
+def _canary_clients(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"--canary-clients {text!r}: give comma-separated client ids, e.g. 0 or 0,2") from None
+
+
 def _simulate_config(a):
     from pydantic import ValidationError
 
@@ -151,7 +165,8 @@ def _simulate_config(a):
         # A CSV path as the ServerApp and the sites will open it: they run in another folder (like --tracking-uri).
         dataset = str(Path(a.dataset).resolve()) if a.dataset.lower().endswith(".csv") else a.dataset
         spec = DataSpec(dataset=dataset, target=a.target, num_clients=len(files) or a.clients, partition=a.partition,
-                        alpha=a.alpha, holdout_fraction=a.holdout_fraction, seed=a.seed)
+                        alpha=a.alpha, holdout_fraction=a.holdout_fraction, seed=a.seed, canaries=a.canaries, canary_kind=a.canary_kind,
+                        canary_clients=_canary_clients(a.canary_clients))
         out = Path(a.out).resolve()
         a._erasure = None
         import secrets
@@ -461,6 +476,16 @@ def _add_feature(sub) -> None:
     p.add_argument("--out", default="unlearn-report")
     p.add_argument("--clients", type=int, default=0,
                    help="run federated over this many simulated Flower clients (only per-group summaries leave a client)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                   help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
+    p.add_argument("--model-name", default=None,
+                   help="registered model of the release (default: feature-SENSITIVE); its parent version is the model "
+                        "before feature unlearning (t = 0), registered once and reused")
+    p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
+                   help="when the `production` alias moves to the release (on-pass: its S-probe AUC after is at most "
+                        "--max-s-auc; otherwise it gets `candidate`)")
+    p.add_argument("--max-s-auc", type=float, default=0.6,
+                   help="largest held-out S-probe AUC after unlearning for `production` under --promote on-pass, in [0.5, 1]")
 
 
 def _federated_feature(a):
@@ -480,9 +505,9 @@ def _federated_feature(a):
 
         dataset = str(write_diabetes_csv(Path(a.out) / "diabetes.csv"))
     spec = DataSpec(dataset=dataset, target=a.target, num_clients=a.clients, seed=a.seed)
-    from unlearn_fl.engine.feature_exchange import sensitive_index
+    from unlearn_fl.engine.feature_exchange import sensitive_columns
 
-    sensitive_index(spec, a.sensitive)  # a clear error before the engine starts
+    sensitive_columns(spec, a.sensitive)  # a clear error before the engine starts (a numeric or a text column)
     t_grid = _t_grid(a.grid)
     result: dict = {}
     server = ServerApp()
@@ -490,7 +515,8 @@ def _federated_feature(a):
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            result["report"] = run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid), a.seed)
+            result["report"] = run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid), a.seed,
+                                                      fitted=result.setdefault("fitted", {}))
         except BaseException as e:
             result["error"] = e
             raise
@@ -500,7 +526,7 @@ def _federated_feature(a):
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
     if "error" in result:
         raise result["error"]
-    return result["report"]
+    return result["report"], result["fitted"]
 
 
 def _t_grid(text: str) -> list[float]:
@@ -517,25 +543,70 @@ def _t_grid(text: str) -> list[float]:
 
 
 def cmd_feature(a) -> int:
+    """Feature unlearning, central or federated (--clients N), registered in MLflow with its forgetting report.
+
+    Exit 2 with one line for bad input (checked before anything runs or is written: the flags, the model name, the
+    tracking store), 1 when the run or the registration failed (the registry then holds nothing of it), else 0.
+    """
+    import math
+
     from pydantic import ValidationError
 
-    from unlearn_fl.feature.run import FeatureRunConfig, run_feature
+    from unlearn_fl.feature import run as feature_run
     from unlearn_fl.report.html import render_html
 
+    model_name = a.model_name if a.model_name is not None else f"feature-{a.sensitive}"
     try:
+        if (bad := _bad_model_name(model_name)) is not None:
+            raise UsageError(bad if a.model_name is not None else f"{bad} (the default is feature-<--sensitive>)")
+        if not math.isfinite(a.t) or not 0 <= a.t <= 1:
+            raise UsageError(f"--t {a.t!r}: give a value in [0, 1] (0 = keep the features, 1 = full barycenter projection)")
+        if not math.isfinite(a.max_s_auc) or not 0.5 <= a.max_s_auc <= 1:
+            raise UsageError(f"--max-s-auc {a.max_s_auc!r}: give an AUC in [0.5, 1] (0.5 = nothing left to predict the "
+                             "sensitive attribute from), e.g. 0.6")
+        grid = _t_grid(a.grid)
+        uri = _absolute_uri(a.tracking_uri)
+        from unlearn_fl.feature.registry import check_feature_store
+        from unlearn_fl.tracking import TrackingError
+
+        try:
+            check_feature_store(uri, model_name)
+        except TrackingError as e:
+            raise UsageError(str(e)) from None
         if a.clients:
-            report = _federated_feature(a)
+            report, fitted = _federated_feature(a)
         else:
-            grid = _t_grid(a.grid)
-            cfg = FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t, method=a.method,
-                                   grid=grid, seed=a.seed)
-            report = run_feature(cfg)
+            cfg = feature_run.FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t,
+                                               method=a.method, grid=grid, seed=a.seed)
+            report, fitted = feature_run.run_feature_fit(cfg)
     except UsageError as e:
         return _fail(str(e))
     except ValidationError as e:
         return _fail(_pydantic_message(e))
     except (ValueError, FileNotFoundError) as e:
         return _fail(str(e).splitlines()[0])
+    from unlearn_fl.feature.registry import register_feature, table_digest
+    from unlearn_fl.feature.release import central_releases, federated_releases
+
+    try:
+        if a.clients:
+            from unlearn_fl.data import dataset_info
+
+            before, after = federated_releases(fitted["spec"], fitted["sensitive"], fitted["projector"], fitted["t"])
+            clients, data_digest = fitted["clients"], dataset_info(fitted["spec"])["digest"]
+        else:
+            before, after = central_releases(fitted)
+            clients, data_digest = [], table_digest(fitted.table.X, fitted.table.s, fitted.table.y)
+        import contextlib
+        import io
+
+        with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Created version ..." there
+            reg = register_feature(uri, model_name, report, before, after, clients=clients, data_digest=data_digest,
+                                   promote=a.promote, max_s_auc=a.max_s_auc)
+    except Exception as e:
+        print(f"unlearn-fl: error: the release could not be registered in {uri} (any version this run created was "
+              f"removed): {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return 1
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "forgetting_report.json").write_text(report.to_json())
@@ -543,10 +614,22 @@ def cmd_feature(a) -> int:
     f = report.feature
     print(f"feature unlearning of {f.sensitive!r} ({f.method}, t={f.t:g}) on {report.dataset.get('dataset', a.dataset)}")
     print(f"  S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}   (0.5 = nothing left to predict S from)")
-    print(f"  Gaussian MI   {f.mi_before:.3f} -> {f.mi_after:.3f} nats")
+    print(f"  MI (k-NN)     {f.mi_before:.3f} -> {f.mi_after:.3f} nats   (chance level {f.mi_chance or 0:.3f}; "
+          "on a gradient-boosting probe's score)")
+    if f.s_auc_gbm_before is not None:
+        print(f"  GBM-probe AUC {f.s_auc_gbm_before:.3f} -> {f.s_auc_gbm_after:.3f}   "
+              f"Gaussian MI proxy {f.mi_gaussian_before:.3f} -> {f.mi_gaussian_after:.3f} nats")
+    if f.disagreement:
+        print(f"  warning: the estimates disagree: {f.disagreement}")
     print(f"  task accuracy {f.utility_before:.3f} -> {f.utility_after:.3f}")
     print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
-    print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html")
+    why = (f"S-probe AUC {f.s_auc_after:.3f} {'<=' if f.s_auc_after <= a.max_s_auc else '>'} {a.max_s_auc:g}"
+           if a.promote == "on-pass" else f"--promote {a.promote}")
+    print(f"model {model_name} v{reg.version} (parent v{reg.parent_version}, the model before feature unlearning"
+          f"{', reused' if reg.parent_reused else ''}) @{reg.alias} ({why}); "
+          f"mlflow.pyfunc.load_model('models:/{model_name}/{reg.version}').predict(rows) returns "
+          f"{', '.join(after.outputs)} (params output=...)" + (f", rows need {f.sensitive!r}" if after.needs_sensitive else ""))
+    print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html (attached to v{reg.version})")
     return 0
 
 

@@ -76,6 +76,9 @@ class AuditSettings(BaseModel):
     reference_mode: str = Field("offline", pattern="^(offline|online)$", description="offline: the site's references see "
                                 "none of the audited rows; online: each sees a random half of them (RMIA online).")
     reference_epochs: int = Field(2, ge=1, le=100, description="Local epochs of each site reference, from the retrained weights.")
+    test_nonmembers: bool = Field(True, description=(
+        "Add the server's test split to each site's holdout as audit non-members. Only sound when the test split "
+        "comes from the forget set's distribution; off for data with canaries (the test split has none)."))
 
 
 class DPSettings(BaseModel):
@@ -166,6 +169,14 @@ class UnlearningSettings(BaseModel):
     method: str = "marginal"
     method_config: dict[str, Any] = Field(default_factory=dict)
     unlearn_rounds: int = Field(2, ge=1, le=100, description="Maximum unlearning rounds; the forget-holders' stopping rule may end them sooner.")
+    store_history: bool = Field(
+        False, description="Store every client's update every `history_every` training rounds, whatever the method "
+                           "(FedEraser needs it; it is stored anyway when the method is federaser).")
+    history_every: int = Field(2, ge=1, le=1000, description="FedEraser's Δt: store the updates of training rounds 1, 1 + Δt, ...")
+    forget_weight: Literal["objective", "examples"] = Field(
+        "objective", description="How an unlearning round weighs the forget-holders' steps: objective = the forget term "
+                                 "counted once, as in the central objective (engine/objective_weights.py); examples = "
+                                 "plain FedAvg, which scales it by the holders' share of the examples.")
     max_test_drop: float = Field(0.03, ge=0, le=1, description="An unlearning round that costs more test accuracy is rolled back.")
     reference: bool = Field(True, description="Also retrain from scratch without the withdrawn data, for comparison.")
     min_unlearn_fraction: float = Field(
@@ -227,6 +238,9 @@ class UnlearningSettings(BaseModel):
             fields = ", ".join(METHODS[self.method].make_config().model_fields)
             raise ValueError(f"--method-config key {key!r}: {err.get('msg', 'invalid')}; "
                              f"the settings of {self.method} are: {fields}") from None
+        if self.dp.central and self.method in ("federaser", "pga"):
+            raise ValueError(f"{self.method} combines client models itself, outside Flower's server-side DP wrapper, "
+                             "so the accountant's ε would not hold: drop --central-dp-noise or choose another --method")
         a = self.audit
         if a.references > 0 and not self.reference:
             raise ValueError("--audit-references needs the retrain-from-scratch reference: drop --no-reference or set it to 0")
@@ -283,6 +297,8 @@ class RunConfig(UnlearningSettings):
     def _data_matches(self) -> "RunConfig":
         if not self.site_files and self.data.num_clients != self.num_clients:
             self.data = self.data.model_copy(update={"num_clients": self.num_clients})
+        if self.data.canaries > 0 and self.audit.test_nonmembers:  # clean test rows are not like-for-like non-members
+            self.audit = self.audit.model_copy(update={"test_nonmembers": False})
         return self
 
     @property

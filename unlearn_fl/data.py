@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +41,14 @@ class DataSpec(BaseModel):
     alpha: float = Field(0.5, gt=0)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     holdout_fraction: float = Field(0.2, ge=0, lt=1)
+    canaries: float = Field(0.0, ge=0, le=1, description=(
+        "Share of each canary client's train and holdout rows given a wrong label (mislabelled canaries): only "
+        "memorisation fits them, so a model trained on them measurably remembers that client (docs/method.md §4)."))
+    canary_clients: tuple[int, ...] = Field((0,), description="Clients whose rows carry the canaries.")
+    canary_kind: Literal["mislabel", "ood"] = Field("ood", description=(
+        "mislabel: a real row with a wrong label; ood: an out-of-distribution row (every feature drawn uniformly "
+        "over its range in the table) with a random label. Other clients' data constrain a mislabelled row's "
+        "region, so FedAvg averages much of its memorisation away; nothing constrains an OOD row's."))
     seed: Seed = 0
 
     @field_validator("dataset")
@@ -219,10 +227,17 @@ class Federation:
     test_idx: np.ndarray
     client_train_idx: tuple[np.ndarray, ...]
     client_holdout_idx: tuple[np.ndarray, ...]
+    labels: np.ndarray | None = None
+    """The labels the clients hold: the table's, with the canaries' labels changed (None: the table's)."""
+    features: np.ndarray | None = None
+    """The features the clients hold: the table's, with OOD canaries' rows replaced (None: the table's)."""
+    canary_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Table rows that are canaries (sorted)."""
 
     def scaled(self, idx: np.ndarray) -> Split:
-        X = (self.table.X[idx] - self.mean) / self.scale
-        return Split(X.astype(np.float32), self.table.y[idx])
+        X = ((self.table.X if self.features is None else self.features)[idx] - self.mean) / self.scale
+        y = self.table.y if self.labels is None else self.labels
+        return Split(X.astype(np.float32), y[idx])
 
 
 def _iid(idx: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -270,7 +285,44 @@ def _federation(spec_json: str) -> Federation:
     mean = Xt.mean(axis=0)
     scale = Xt.std(axis=0)
     scale[scale < 1e-8] = 1.0
-    return Federation(table, mean.astype(np.float32), scale.astype(np.float32), test_idx, tuple(train), tuple(hold))
+    labels, features, canary_idx = None, None, np.zeros(0, dtype=np.int64)
+    if spec.canaries > 0:
+        labels, features, canary_idx = _plant_canaries(table, spec, train, hold)
+    return Federation(table, mean.astype(np.float32), scale.astype(np.float32), test_idx, tuple(train), tuple(hold),
+                      labels, features, canary_idx)
+
+
+def _plant_canaries(table: Table, spec: DataSpec, train: list[np.ndarray], hold: list[np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(labels, features or None, canary rows): `spec.canaries` of each canary client's train rows and,
+    separately, of its holdout rows become canaries. `mislabel`: the label is drawn uniformly from the C − 1
+    wrong classes. `ood`: every feature is drawn uniformly over that feature's range in the table and the label
+    uniformly over all classes. Train and holdout carry the same share, so the client's holdout stays a
+    like-for-like non-member set for its membership audit. The test split is clean.
+
+    Raises DataError when a canary client id is outside 0..N−1.
+    """
+    bad = [c for c in spec.canary_clients if not 0 <= c < spec.num_clients]
+    if bad:
+        raise DataError(f"canary client(s) {bad} out of range: clients are 0..{spec.num_clients - 1}")
+    rng = np.random.default_rng([spec.seed, 0xCA7A])
+    labels = table.y.copy()
+    features = table.X.copy() if spec.canary_kind == "ood" else None
+    lo, hi = table.X.min(axis=0), table.X.max(axis=0)
+    chosen = []
+    for c in sorted(set(spec.canary_clients)):
+        for rows in (train[c], hold[c]):
+            k = int(round(spec.canaries * len(rows)))
+            if k:
+                pick = rng.choice(rows, size=k, replace=False)
+                if features is None:
+                    labels[pick] = (labels[pick] + rng.integers(1, table.n_classes, k)) % table.n_classes
+                else:
+                    features[pick] = rng.uniform(lo, hi, (k, table.X.shape[1])).astype(np.float32)
+                    labels[pick] = rng.integers(0, table.n_classes, k)
+                chosen.append(pick)
+    idx = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+    return labels, features, idx
 
 
 def federation(spec: DataSpec) -> Federation:

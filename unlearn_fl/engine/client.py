@@ -266,13 +266,15 @@ class UnlearningClient:
                                     dp_clip=float(cfg.get("dp-clip", 1.0)), proximal_mu=float(cfg.get("proximal-mu", 0.0)),
                                     criterion=self.criterion)
         metrics["num-examples"] = max(1, int(metrics["num-examples"]))
-        keys = ("num-examples", "train-loss") + (("dp-steps", "dp-sample-rate") if dp_noise > 0 else ())
+        keys = ("num-examples", "train-loss", "examples-processed") + (("dp-steps", "dp-sample-rate") if dp_noise > 0 else ())
         return self._reply(msg, model, {k: metrics.get(k, 0) for k in keys})
 
     def unlearn(self, msg: Message, context: Context) -> Message:
         """`train.unlearn`: the method's local step. Forget-holders of the active request run the
         forget term on the rows it removes; retainers train on retained rows only. Under DP-SGD a
-        holder's own retained rows sit this step out, so no row is trained on without DP."""
+        holder's own retained rows sit this step out, so no row is trained on without DP.
+        A second model the server sends (`reference-arrays`: SCRUB's teacher, Halimi's w_ref) and the
+        config's `step` go to the method's `run_local`."""
         cfg, site, retained, forgotten, holdout = self.views(msg, context)
         failing = [int(x) for x in str(cfg.get("inject-failure", "")).split(",") if x.strip()]
         if site.client_id in failing:  # resilience testing only (run config `inject-failure`)
@@ -285,15 +287,19 @@ class UnlearningClient:
         if len(forgotten) > 0 or dp_noise <= 0:
             ref = list(cfg.get("reference-mean", [])) or None
             keep = retained if dp_noise <= 0 else retained.subset(np.zeros(0, dtype=np.int64))
+            reference = (self.model(msg, cfg, context, protocol.REFERENCE_ARRAYS)
+                         if protocol.REFERENCE_ARRAYS in msg.content else None)
             model, metrics = local.local_unlearn(model, holdout, keep, forgotten, str(cfg["method"]),
-                                                 json.loads(str(cfg["method-config"])), ref, seed, criterion=self.criterion)
+                                                 json.loads(str(cfg["method-config"])), ref, seed, criterion=self.criterion,
+                                                 reference_model=reference, step=str(cfg.get("step", "")))
         else:
             metrics = local.local_train(model, retained, int(cfg.get("local-epochs", 1)), float(cfg.get("lr", 1e-3)),
                                         int(cfg.get("batch-size", 32)), seed, dp_noise=dp_noise,
                                         dp_clip=float(cfg.get("dp-clip", 1.0)), criterion=self.criterion)
             metrics.update({"steps": 0, "forget-n": 0, "target-reached": 0})
         metrics["num-examples"] = max(1, int(metrics["num-examples"]))
-        keys = ("num-examples", "steps", "forget-n", "target-reached") + (("dp-steps", "dp-sample-rate") if dp_noise > 0 else ())
+        keys = (("num-examples", "examples-processed", "steps", "forget-n", "target-reached")
+                + (("dp-steps", "dp-sample-rate") if dp_noise > 0 else ()))
         return self._reply(msg, model, {k: metrics.get(k, 0) for k in keys})
 
     def evaluate(self, msg: Message, context: Context) -> Message:

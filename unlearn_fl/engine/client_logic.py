@@ -15,7 +15,6 @@ from torch import nn
 from unlearn_fl.data import Split
 from unlearn_fl.methods import get_method
 from unlearn_fl.methods.criterion import mean_statistic
-from unlearn_fl.methods.loop import run_unlearning
 from unlearn_fl.models import Criterion, LossFn, as_loss_fn, evaluate, per_example_loss, train_epochs
 
 torch.set_num_threads(1)
@@ -27,7 +26,8 @@ def local_train(model: nn.Module, retained: Split, epochs: int, lr: float, batch
     """Local epochs on retained rows; with dp_noise > 0, DP-SGD through Opacus (Poisson sampling).
 
     With DP the reply carries the steps taken and the sample rate, so the server can account
-    every client's privacy loss exactly (accounting/accountant.py).
+    every client's privacy loss exactly (accounting/accountant.py). `examples-processed` is the rows
+    passed forward and backward: epochs × retained rows (under DP-SGD's Poisson sampling, its expectation).
     """
     base: LossFn = as_loss_fn(criterion)
     if dp_noise <= 0:
@@ -40,7 +40,7 @@ def local_train(model: nn.Module, retained: Split, epochs: int, lr: float, batch
                 return base(m, x, y) + 0.5 * proximal_mu * prox
 
         loss = train_epochs(model, retained, epochs, lr, batch_size, seed=seed, loss_fn=loss_fn)
-        return {"num-examples": len(retained), "train-loss": loss}
+        return {"num-examples": len(retained), "train-loss": loss, "examples-processed": epochs * len(retained)}
     from torch.utils.data import DataLoader, TensorDataset
 
     from unlearn_fl.accounting.dp_sgd import dp_train_epochs, make_dp_sgd
@@ -53,7 +53,7 @@ def local_train(model: nn.Module, retained: Split, epochs: int, lr: float, batch
     history = dp_train_epochs(dp_model, dp_opt, dp_loader, epochs, criterion=criterion)
     steps = int(sum(n for _, _, n in engine.accountant.history))
     return {"num-examples": len(retained), "train-loss": float(history[-1]) if history else float("nan"),
-            "dp-steps": steps, "dp-sample-rate": 1.0 / len(dp_loader)}
+            "dp-steps": steps, "dp-sample-rate": 1.0 / len(dp_loader), "examples-processed": epochs * len(retained)}
 
 
 def local_unlearn(
@@ -66,25 +66,33 @@ def local_unlearn(
     reference_mean: list[float] | None,
     seed: int,
     criterion: Criterion | None = None,
+    reference_model: nn.Module | None = None,
+    step: str = "",
 ) -> tuple[nn.Module, dict]:
-    """The method's local unlearning step (docs/method.md §2).
+    """The method's local unlearning step (docs/method.md §2), `Method.run_local`.
 
     A forget-holder runs the forget term on its forgotten rows (plus cross-entropy on any rows
-    it keeps); a retainer runs the retain term (cross-entropy) only. The example count sent
-    for weighting is the rows the step used.
+    it keeps); a retainer runs the retain term (cross-entropy) only; methods with their own local
+    step (SCRUB, FedEraser's calibration, Halimi's ascent) run it, with the server's `reference_model`
+    (teacher, or w_ref) and `step`. The example count sent for weighting is the rows the step used
+    (or the method's own weight); `examples-processed` the rows passed forward and backward.
     """
     method = get_method(method_name)
     cfg = method.make_config(**{**method_config, "seed": seed})
     ref = None if reference_mean is None else np.asarray(reference_mean, dtype=np.float32)
-    result = run_unlearning(method, model, retained, forgotten, holdout, cfg, reference_mean=ref, criterion=criterion)
+    result = method.run_local(model, retained, forgotten, holdout, cfg, reference_mean=ref, criterion=criterion,
+                              reference_model=reference_model, step=step)
+    weight = result.weight if result.weight is not None else len(retained) + (len(forgotten) if method.uses_forget else 0)
     # Same keys from every client: Flower's aggregation requires it.
     metrics = {
-        "num-examples": max(1, len(retained) + (len(forgotten) if method.uses_forget else 0)),
+        "num-examples": max(1, weight),
+        "examples-processed": result.examples_processed,
         "steps": result.steps,
         "forget-n": len(forgotten),
         # 1 when this client's held-out stopping rule fired (the forget set looks unseen, or
         # holdout accuracy on its classes started to fall): the server needs no further rounds.
-        "target-reached": int(len(forgotten) > 0 and result.stopped_because not in ("max epochs", "nothing to do")),
+        "target-reached": int(len(forgotten) > 0 and method.uses_forget
+                              and result.stopped_because not in ("max epochs", "nothing to do")),
     }
     return result.model, metrics
 

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
@@ -34,6 +35,7 @@ from unlearn_fl.engine.protocol import (
     INPUTS,
     EXPOSURE,
     METRICS,
+    REFERENCE_ARRAYS,
     STATS,
     UNLEARN,
     Withdrawal,
@@ -41,6 +43,8 @@ from unlearn_fl.engine.protocol import (
     encode_withdrawals,
     fully_withdrawn,
 )
+from unlearn_fl.engine.history import UpdateHistory
+from unlearn_fl.engine.objective_weights import reweight
 from unlearn_fl.engine.strategy import WithdrawalFilter, base_strategy
 from unlearn_fl.methods import get_method
 from unlearn_fl.models import evaluate, per_example_loss
@@ -112,6 +116,24 @@ def _client_error(reply: Message) -> str:
     return line[:300] if line else f"error code {reply.error.code} without a reason"
 
 
+@dataclass
+class UnlearningCost:
+    """What one `Federation.unlearn` call cost (monitoring of the forget set per round excluded).
+
+    rounds: the unlearning rounds it returned; examples_processed: rows the clients passed forward and
+    backward; bytes: model arrays exchanged, both ways; history_bytes: bytes of training history the method
+    relied on at the server (0 when it stores nothing); stores: that storage in words; seconds: wall clock.
+    """
+
+    method: str
+    rounds: int
+    examples_processed: int
+    bytes: int
+    history_bytes: int
+    stores: str
+    seconds: float
+
+
 def with_request(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdrawals:
     """The withdrawals so far plus `request`, per site, oldest first."""
     out = {c: list(v) for c, v in withdrawals.items()}
@@ -151,6 +173,30 @@ class Federation:
         self.central_rounds = 0
         self.bytes_sent = 0
         """Bytes of model arrays sent to and received from sites (a cost measure)."""
+        self.examples_processed = 0
+        """Rows the sites passed forward and backward, summed over every train and unlearn reply (a compute cost)."""
+        self.initial: nn.Module | None = None
+        """The model the first training round started from (what a retrain from scratch starts from)."""
+        self.trained_rounds = 0
+        """Ordinary training rounds run so far."""
+        self.last_unlearning: UnlearningCost | None = None
+        """The cost of the last `unlearn` call."""
+        need = get_method(cfg.method).needs_history if cfg.method else "none"
+        if cfg.store_history:
+            need = "every"
+        if need != "none" and getattr(self.strategy, "history", None) is None:
+            # Recorded by the strategy of ordinary training rounds only; unlearning and retraining use fresh ones.
+            self.strategy.history = UpdateHistory(every=cfg.history_every, keep_every=need == "every")
+
+    @property
+    def history(self) -> UpdateHistory | None:
+        """The training history the server keeps for FedEraser / Halimi et al. (None: nothing is stored)."""
+        return getattr(self.strategy, "history", None)
+
+    @property
+    def history_bytes(self) -> int:
+        """Bytes of training history the server holds now (0 when nothing is stored)."""
+        return self.history.nbytes if self.history is not None else 0
 
     def _note_dp(self, replies: Iterable[Message]) -> None:
         client_of = {n: c for c, n in self.node_of.items()}
@@ -213,14 +259,18 @@ class Federation:
 
     def _count_bytes(self, msgs: Iterable[Message]) -> None:
         for m in msgs:
-            if not m.has_error() and ARRAYS in m.content:
-                self.bytes_sent += int(sum(a.numpy().nbytes for a in m.content[ARRAYS].values()))
+            if not m.has_error():
+                self.bytes_sent += int(sum(a.numpy().nbytes for rec in m.content.array_records.values() for a in rec.values()))
 
     def send(self, msgs: list[Message]) -> list[Message]:
-        """send_and_receive, counting the bytes of model arrays both ways."""
+        """send_and_receive, counting the bytes of model arrays both ways (every ArrayRecord of a message)
+        and the rows the sites processed (`examples-processed` of train and unlearn replies)."""
         self._count_bytes(msgs)
         replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
         self._count_bytes(replies)
+        for r in replies:
+            if not r.has_error() and METRICS in r.content:
+                self.examples_processed += int(r.content[METRICS].get("examples-processed", 0))
         return replies
 
     def exchange_all(self, node_ids: Iterable[int], message_type: str, content: RecordDict) -> list[Message]:
@@ -391,6 +441,8 @@ class Federation:
         strategy = strategy or self.strategy
         arrays = to_arrays(model)
         exclude = set(self._nodes(fully_withdrawn(withdrawals)))
+        if phase == "train" and self.initial is None:
+            self.initial = from_arrays(model, arrays)
         for r in range(first, first + rounds):
             self._round += 1
             cfg = self._config(withdrawals, phase="train", seed=self.cfg.seed * 1000 + self._round)
@@ -406,6 +458,8 @@ class Federation:
             if phase != "retrain":  # the reference is never released
                 self._note_dp(replies)
                 self.central_rounds += 1
+            if phase == "train":
+                self.trained_rounds += 1
             arrays = new
             model = from_arrays(model, arrays)
             acc, loss = self.server_eval(model)
@@ -427,22 +481,107 @@ class Federation:
                 total += k
         return (None if acc is None else (acc / total).tolist()), total
 
+    def method_config(self, method: str, method_config: dict | None = None):
+        """The validated config of `method`: `method_config` (default: the run's own when `method` is the configured
+        one, else {}) over the federation's defaults: `epochs` = local epochs; for server-orchestrated methods also
+        the training `lr` and `batch_size` (their client steps are the local training, shortened or reversed)."""
+        c = self.cfg
+        m = get_method(method)
+        given = method_config if method_config is not None else (c.method_config if method == c.method else {})
+        defaults: dict = {"epochs": c.local_epochs}
+        if m.server_side:
+            defaults.update(lr=c.lr, batch_size=c.batch_size)
+        return m.make_config(**{**defaults, **given})
+
+    def unlearn(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, logs: list[RoundLog],
+                notes: list[str], method: str | None = None, method_config: dict | None = None, *,
+                initial: nn.Module | None = None, trained_rounds: int | None = None,
+                isolated: bool = False) -> tuple[nn.Module, int]:
+        """Unlearn `request` from `model` with `method`; returns (the unlearned model, its unlearning rounds).
+
+        The one entry point for every method (`unlearn_fl.methods.METHODS`): `retrain` trains `trained_rounds`
+        rounds from `initial` (defaults: the first training round's start, the training rounds so far); the
+        client-side methods (finetune, gradient-ascent, marginal, scrub) run `unlearn_rounds`; `federaser`
+        (engine/federaser.py) and `pga` (engine/projected_ascent.py) are orchestrated here.
+        withdrawals: every withdrawal including `request`. method / method_config: default the run's
+        (`cfg.method`, `cfg.method_config`). `model` is not modified and neither is `current`; each call
+        uses a fresh strategy (`new_strategy`), so several methods can unlearn the same model in one run.
+        isolated: afterwards, restore the round counter (which seeds the sites' steps) and the DP accounting
+        inputs, so the call leaves no trace a later call could see: the same method on the same model gives
+        the same result whatever ran before (for benchmarks; a released unlearning keeps them).
+        Rounds are appended to `logs` (phase "unlearn"), problems and storage to `notes`; the cost goes to
+        `last_unlearning`. Raises WithdrawalAborted when it cannot complete (nothing is recorded then).
+        """
+        name = method or self.cfg.method
+        m = get_method(name)
+        mcfg = self.method_config(name, method_config)
+        if m.server_side and self.cfg.dp.central:
+            raise WithdrawalAborted(f"{name} combines client models itself, outside the server-side DP wrapper: "
+                                    "the accountant's ε would not hold for its release")
+        t0, ex0, b0, mon_s0, mon_b0 = time.perf_counter(), self.examples_processed, self.bytes_sent, self.monitor_seconds, self.monitor_bytes
+        saved = (self._round, self.central_rounds, {k: list(v) for k, v in self.dp_phases.items()})
+        try:
+            after, n = self._unlearn(m, name, mcfg, model, withdrawals, request, logs, notes, initial, trained_rounds)
+        finally:
+            if isolated:
+                self._round, self.central_rounds, self.dp_phases = saved
+        hist = self.history
+        history_bytes = hist.bytes_for(m.needs_history) if hist is not None else 0
+        stores = hist.describe(m.needs_history) if hist is not None and m.needs_history != "none" else "nothing"
+        self.last_unlearning = UnlearningCost(
+            method=name, rounds=n, examples_processed=self.examples_processed - ex0,
+            bytes=self.bytes_sent - b0 - (self.monitor_bytes - mon_b0), history_bytes=history_bytes, stores=stores,
+            seconds=time.perf_counter() - t0 - (self.monitor_seconds - mon_s0))
+        return after, n
+
+    def _unlearn(self, m, name: str, mcfg, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest,
+                 logs: list[RoundLog], notes: list[str], initial: nn.Module | None,
+                 trained_rounds: int | None) -> tuple[nn.Module, int]:
+        """`unlearn`'s dispatch by method, with a fresh strategy."""
+        strategy = self.new_strategy()
+        if m.retrains:
+            start = initial if initial is not None else self.initial
+            if start is None:
+                raise WithdrawalAborted("retrain needs the initial weights: no training round has run in this federation")
+            n = trained_rounds if trained_rounds is not None else self.trained_rounds
+            after = self.train_rounds(from_arrays(start, to_arrays(start)), n, withdrawals, "unlearn", logs, strategy=strategy)
+        elif name == "federaser":
+            from unlearn_fl.engine.federaser import federaser_unlearn
+
+            after, n = federaser_unlearn(self, model, withdrawals, request, logs, notes, mcfg)
+        elif name == "pga":
+            from unlearn_fl.engine.projected_ascent import projected_ascent_unlearn
+
+            after, n = projected_ascent_unlearn(self, model, withdrawals, request, logs, notes, mcfg, strategy)
+        elif m.server_side:
+            raise ValueError(f"method {name!r} is server-side but the federation has no procedure for it")
+        else:
+            after, n = self.unlearn_rounds(model, withdrawals, request, logs, notes, method=name, method_config=mcfg,
+                                           strategy=strategy)
+        return after, n
+
     def unlearn_rounds(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest, logs: list[RoundLog],
-                       notes: list[str]) -> tuple[nn.Module, int]:
-        """The method's unlearning rounds.
+                       notes: list[str], method: str | None = None, method_config=None,
+                       strategy: WithdrawalFilter | None = None) -> tuple[nn.Module, int]:
+        """A client-side method's unlearning rounds (`method`, default the run's; `method_config` a dict or the
+        method's config; `strategy` default the federation's).
 
         Every forget-holder of the request must answer, and at least `min_unlearn_fraction` of the
         retaining clients; a round short of that is retried `max_retries` times, then the
         withdrawal is aborted (WithdrawalAborted) and nothing is recorded. A round that costs
-        more than `max_test_drop` test accuracy is rolled back and ends the unlearning.
+        more than `max_test_drop` test accuracy is rolled back and ends the unlearning. SCRUB's
+        teacher (the model at the start) travels beside the model in every round (`reference-arrays`).
         """
         c = self.cfg
-        method = get_method(c.method)
-        mcfg = method.make_config(**{"epochs": c.local_epochs, **c.method_config})
+        name = method or c.method
+        method = get_method(name)
+        strategy = strategy or self.strategy
+        mcfg = method_config if isinstance(method_config, method.config_cls) else self.method_config(name, method_config)
+        teacher = to_arrays(model) if name == "scrub" else None
         statistic = method.statistic(mcfg)
         # A holder that keeps none of its rows needs the retained sites' mean statistic from the server; so does
         # one under DP-SGD, whose own retained rows sit the unlearning step out (`UnlearningClient.unlearn`).
-        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) == "retain"
+        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) in ("retain", "auto")
                        and (request.scope == "client" or c.dp.local))
         holders = set(self._nodes(request.client_ids))
         client_of = {n: k for k, n in self.node_of.items()}
@@ -455,11 +594,14 @@ class Federation:
             self._round += 1
             ref_mean = self.retained_stats(model, withdrawals, statistic)[0] if needs_stats else None
             cfg = self._config(withdrawals, request.request_id, phase="unlearn", seed=c.seed * 1000 + self._round,
-                               method=c.method, **{"method-config": mcfg.model_dump_json(exclude={"seed"}),
-                                                   "reference-mean": ref_mean or []})
+                               method=name, **{"method-config": mcfg.model_dump_json(exclude={"seed"}),
+                                               "reference-mean": ref_mean or []})
             # Nodes excluded: only clients gone through earlier requests; this request's holders take part.
             msgs = [Message(content=m.content, dst_node_id=m.metadata.dst_node_id, message_type=UNLEARN)
-                    for m in self.strategy.configure_train(self._round, to_arrays(model), cfg, self.grid, exclude=set(self._nodes(gone)))]
+                    for m in strategy.configure_train(self._round, to_arrays(model), cfg, self.grid, exclude=set(self._nodes(gone)))]
+            if teacher is not None:
+                for m in msgs:
+                    m.content[REFERENCE_ARRAYS] = teacher
             replies = self.send(msgs)
             ok = [m for m in replies if not m.has_error()]
             answered = {m.metadata.src_node_id for m in ok}
@@ -483,7 +625,9 @@ class Federation:
                 notes.append(f"unlearning round {r}: {why}; retrying")
                 r -= 1
                 continue
-            new, _ = self.strategy.aggregate_train(self._round, ok)
+            if method.uses_forget and c.forget_weight == "objective" and not c.dp.central:
+                reweight(ok, to_arrays(model), holders)  # the forget term counted once, not by example share
+            new, _ = strategy.aggregate_train(self._round, ok)
             if new is None:
                 raise WithdrawalAborted(f"unlearning round {r}: no usable update")
             self._note_dp(ok)
@@ -515,17 +659,19 @@ class Federation:
         models: e.g. {"before": ..., "after": ..., "retrain": ...}, each under `arrays-<name>`.
         reference: the name of the model RMIA uses as its reference (the retrain from scratch); every
         other model is audited against it, and the site trains its own extra references once for all.
-        Non-members: each site's own holdout, plus the server's test losses when it holds a test split.
+        Non-members: each site's own holdout, plus the server's test losses when it holds a test split and
+        `audit.test_nonmembers` is on.
         """
         extra: dict = {}
         content = RecordDict()
+        use_test = self.test is not None and self.cfg.audit.test_nonmembers
         for name, m in models.items():
             content[f"{ARRAYS}-{name}"] = to_arrays(m)
-            if self.test is not None:
+            if use_test:
                 extra[f"nonmember-losses-{name}"] = per_example_loss(m, self.test).tolist()
             mean, n_ref = self.retained_stats(m, withdrawals, statistic)
             extra[f"retain-mean-{name}"], extra["retain-n"] = mean or [], n_ref
-        if self.test is not None:
+        if use_test:
             extra["nonmember-labels"] = self.test.y.tolist()
         a = self.cfg.audit
         content[CONFIG] = self._config(withdrawals, request.request_id, statistic=statistic, seed=self.cfg.seed,

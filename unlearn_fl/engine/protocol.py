@@ -5,7 +5,8 @@ actions (`<category>.<action>`, routed by `ClientApp` to the handler registered 
 that action), so the protocol lives beside a user's own `train`/`evaluate`/`query`:
 
 - `train`                   local training on the site's retained rows (the wrapped strategy's rounds)
-- `train.unlearn`           the method's local unlearning step (forget-holder or retainer)
+- `train.unlearn`           the method's local unlearning step (forget-holder or retainer; config `method`,
+                            `method-config`, `step`; optionally a second model, `reference-arrays`)
 - `evaluate.unlearn`        counts and summed losses on retained, forgotten and holdout rows
 - `query.unlearn_describe`  the site's id, input shape, class count and row counts
 - `query.unlearn_inputs`    count, Σx, Σx² per input feature (a declared aggregate, for a federated scaler)
@@ -35,6 +36,9 @@ from unlearn_fl.data import DataSpec
 ARRAYS = "arrays"
 BEFORE_ARRAYS = "before-arrays"
 """The model before unlearning, beside the unlearned one, in an exposure query."""
+REFERENCE_ARRAYS = "reference-arrays"
+"""A second model beside `arrays` in a `train.unlearn` message: SCRUB's teacher (the global model at the start
+of unlearning), or Halimi et al.'s reference model w_ref when the ascent does not start from it. Server to site only."""
 CONFIG = "config"
 METRICS = "metrics"
 
@@ -52,8 +56,8 @@ DATA_PREFIX = "data."
 
 
 def encode_spec(spec: DataSpec) -> dict:
-    """DataSpec -> flat config entries (None becomes '')."""
-    return {DATA_PREFIX + k: ("" if v is None else v) for k, v in spec.model_dump().items()}
+    """DataSpec -> flat config entries a Flower ConfigRecord accepts (None becomes '', a tuple a list)."""
+    return {DATA_PREFIX + k: ("" if v is None else list(v) if isinstance(v, tuple) else v) for k, v in spec.model_dump().items()}
 
 
 def decode_spec(config: dict) -> DataSpec:
@@ -132,6 +136,8 @@ class DeclaredReply:
 
 
 _MODEL = {MODEL_PARAMETERS: "model parameters after the local step (the state_dict the server sent, same names and shapes)"}
+_PROCESSED = {"examples-processed": "count of rows passed forward and backward by the step (a compute cost: "
+                                    "Σ of the optimiser steps' batch sizes; epochs × rows for local training)"}
 _DP = {
     "dp-steps": "DP-SGD steps taken (only with dp-noise > 0), for the server's accountant",
     "dp-sample-rate": "DP-SGD Poisson sample rate 1/batches (only with dp-noise > 0)",
@@ -142,7 +148,7 @@ REPLIES: dict[str, DeclaredReply] = {
         "local epochs on the retained rows",
         arrays=_MODEL,
         metrics={"num-examples": "count of retained rows trained on (FedAvg weight; at least 1)",
-                 "train-loss": "mean training loss of the last local epoch (a scalar)", **_DP},
+                 "train-loss": "mean training loss of the last local epoch (a scalar)", **_PROCESSED, **_DP},
     ),
     UNLEARN: DeclaredReply(
         "the method's local unlearning step",
@@ -150,7 +156,7 @@ REPLIES: dict[str, DeclaredReply] = {
         metrics={"num-examples": "count of rows the step used (FedAvg weight; at least 1)",
                  "steps": "count of optimiser steps taken",
                  "forget-n": "count of rows the active request forgets here",
-                 "target-reached": "0/1: the site's held-out stopping rule fired", **_DP},
+                 "target-reached": "0/1: the site's held-out stopping rule fired", **_PROCESSED, **_DP},
     ),
     EVALUATE: DeclaredReply(
         "pooled accuracy and loss, as counts and sums",
@@ -211,8 +217,10 @@ FEATURE_REPLIES: dict[str, DeclaredReply] = {
                  f"correct@{PER_T}": "count of holdout rows a probe trained on the transformed train rows classifies "
                                      "correctly, per t (feature-apply)"},
         config={"summary": "JSON of the site's per-group summary of its features without S (feature-summary): group "
-                           "labels (the values of S) and counts, plus Σz and Σzzᵀ per group (gaussian) or each "
-                           "coordinate's quantile function at 201 levels per group (quantile)"},
+                           "labels (the values of S: numbers, or the categories of a text column) and counts, plus Σz "
+                           "and Σzzᵀ per group (gaussian) or each coordinate's quantile function at 201 levels per "
+                           "group and, per one-hot encoded text column, the count of each category per group "
+                           "(quantile)"},
     ),
 }
 """Replies of this project's own ClientApp beyond `REPLIES` (not part of `UnlearningClient`'s protocol)."""

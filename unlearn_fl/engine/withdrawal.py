@@ -147,11 +147,7 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
     t1 = time.perf_counter()
     fed.monitor_seconds, fed.monitor_bytes = 0.0, 0
     bytes0 = fed.bytes_sent
-    if method.retrains:
-        after = fed.train_rounds(fresh(), trained_rounds, after_w, "unlearn", logs, strategy=fed.new_strategy())
-        n_unlearn = trained_rounds
-    else:
-        after, n_unlearn = fed.unlearn_rounds(model, after_w, request, logs, notes)
+    after, n_unlearn = fed.unlearn(model, after_w, request, logs, notes, initial=fresh(), trained_rounds=trained_rounds)
     monitor_s = fed.monitor_seconds
     unlearn_s = time.perf_counter() - t1 - monitor_s
     unlearn_bytes = fed.bytes_sent - bytes0 - fed.monitor_bytes
@@ -197,6 +193,11 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
     out.clients_after = [c for c in range(cfg.num_clients) if c not in gone]
     out.withdrawn_clients = sorted(after_w)
     out.request_ids = sorted({w.request_id for v in after_w.values() for w in v})
+    if fed.history is not None:  # a site that left whole: its stored training updates go with it
+        left = fully_withdrawn(after_w) & set(request.client_ids)
+        freed = fed.history.drop_nodes(fed.node_of[c] for c in left)
+        if freed:
+            notes.append(f"erased {freed / 1e6:.2f} MB of training updates the server had stored for site(s) {sorted(left)}")
     return out, after_w
 
 

@@ -3,13 +3,17 @@
 A method has a pydantic config and, for the parts the federated engine runs on a
 client, a `forget_term`: the loss a client adds for its forget batch (None when
 the method ignores the forget set). Central unlearning and a federated client's
-local step run the same loop (`methods/loop.py`) over different data.
+local step run the same loop (`methods/loop.py`) over different data; a method whose
+local step is not that loop (SCRUB, FedEraser's calibration, Halimi's projected ascent)
+overrides `run_local`. Methods the server orchestrates (`server_side`: FedEraser, Halimi)
+are run by `engine.federation.Federation.unlearn`; `needs_history` says what the server must
+store during training for them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +35,11 @@ class MethodConfig(BaseModel):
     early_stop: bool = Field(True, description="Stop at the held-out signal (docs/method.md §2 stopping rule).")
     check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
     stop_margin: float = Field(0.0, ge=-100, le=100, description="Stop once forget loss ≥ matched holdout loss − margin.")
+    stop_rule: Literal["mean-loss", "loss-auc"] = Field(
+        "mean-loss", description="'Looks unseen' test: mean-loss: the forget set's mean loss reaches the matched holdout's; "
+                                 "loss-auc: a loss-threshold attack can no longer rank forget rows below matched holdout "
+                                 "rows (AUC ≤ stop_auc), which a few very high losses cannot fake (docs/method.md §2).")
+    stop_auc: float = Field(0.5, ge=0.0, le=1.0, description="loss-auc rule: stop once P(forget loss < holdout loss) ≤ this.")
     # 0.05 -> 0.10 after benchmarks/paper_e2_digits.py: the digits holdout has ~19 examples of the
     # forgotten class, so 0.05 is a single error: over 10 seeds it fired after ~21 steps at forget accuracy
     # .993 (retrain .899); at 0.10 (two errors), γ 4: forget .973 ± .037, test .968 vs .977
@@ -62,6 +71,10 @@ class UnlearnResult:
     steps: int
     stopped_because: str
     history: list[dict] = field(default_factory=list)
+    examples_processed: int = 0
+    """Rows passed forward and backward (the compute cost): Σ over optimiser steps of the batch sizes."""
+    weight: int | None = None
+    """FedAvg weight of this local result when it is not the rows the step used (None: the default count)."""
 
 
 class Method:
@@ -74,6 +87,11 @@ class Method:
     """True when the method starts from a fresh model (exact unlearning)."""
     uses_forget: ClassVar[bool] = False
     """True when `forget_term` is defined (the forget-holder runs it)."""
+    server_side: ClassVar[bool] = False
+    """True when the server orchestrates the unlearning (its procedure lives in engine/, e.g. FedEraser)."""
+    needs_history: ClassVar[Literal["none", "last", "every"]] = "none"
+    """What the server must store during training: nothing, the last round's client updates (Halimi's
+    reference model), or every client's update every Δt rounds (FedEraser)."""
 
     def make_config(self, **overrides) -> MethodConfig:
         return self.config_cls(**overrides)
@@ -90,3 +108,19 @@ class Method:
         from unlearn_fl.methods.loop import run_unlearning
 
         return run_unlearning(self, model, retain, forget, holdout, cfg)
+
+    def run_local(self, model: torch.nn.Module, retained: Split, forgotten: Split, holdout: Split, cfg: MethodConfig, *,
+                  reference_mean=None, criterion=None, reference_model: torch.nn.Module | None = None,
+                  step: str = "") -> UnlearnResult:
+        """One federated client's local step (the input model is not modified).
+
+        retained / forgotten / holdout: the site's rows (X (N, ...) float32, y (N,) int64).
+        reference_mean: the retain group's mean statistic from the server (np.ndarray (K,)), or None.
+        criterion: the user's loss(logits, y); None is cross-entropy.
+        reference_model: a second model the server sent (SCRUB's teacher, Halimi's reference w_ref), or None.
+        step: which of the method's local steps the server asks for ("" when it has one).
+        Default: the shared loop (`methods/loop.py`).
+        """
+        from unlearn_fl.methods.loop import run_unlearning
+
+        return run_unlearning(self, model, retained, forgotten, holdout, cfg, reference_mean=reference_mean, criterion=criterion)

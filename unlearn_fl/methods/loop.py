@@ -49,6 +49,33 @@ def matched_holdout_metrics(model: torch.nn.Module, holdout: Split, forget_label
     return acc / counts.sum(), loss / counts.sum()
 
 
+@torch.no_grad()
+def matched_loss_auc(model: torch.nn.Module, forget: Split, holdout: Split) -> float:
+    """P(loss of a forget row < loss of a holdout row of the same class), ties ½: the loss-threshold attack's AUC.
+
+    Holdout rows count with weights that give them the forget set's class mix (classes absent from the holdout
+    fall back to all holdout rows), as `matched_holdout_metrics`. 0.5: the forget set looks unseen.
+    Returns nan without rows on either side.
+    """
+    from scipy.stats import rankdata
+
+    if len(forget) == 0 or len(holdout) == 0:
+        return float("nan")
+    model.eval()
+    lf = F.cross_entropy(model(tensors(forget)[0]), tensors(forget)[1], reduction="none").double().numpy()
+    lh = F.cross_entropy(model(tensors(holdout)[0]), tensors(holdout)[1], reduction="none").double().numpy()
+    labels, counts = np.unique(forget.y, return_counts=True)
+    total = 0.0
+    for c, k in zip(labels, counts):
+        sel = holdout.y == c
+        h = lh[sel] if sel.any() else lh
+        f = lf[forget.y == c]
+        r = rankdata(np.concatenate([f, h]))  # Mann-Whitney: P(f < h) from the ranks of the holdout side
+        u = r[len(f):].sum() - len(h) * (len(h) + 1) / 2
+        total += k * float(u / (len(f) * len(h)))
+    return total / counts.sum()
+
+
 def _cycle_batches(n: int, size: int, gen: torch.Generator):
     while True:
         yield from batches(n, size, gen)
@@ -74,7 +101,8 @@ def run_unlearning(
     if method.retrains:
         fresh = reinitialized(model, seed=cfg.seed)
         train_epochs(fresh, retain, cfg.epochs, cfg.lr, cfg.batch_size, seed=cfg.seed, loss_fn=loss_fn)
-        return UnlearnResult(fresh, steps=cfg.epochs * -(-len(retain) // cfg.batch_size), stopped_because="retrained")
+        return UnlearnResult(fresh, steps=cfg.epochs * -(-len(retain) // cfg.batch_size), stopped_because="retrained",
+                             examples_processed=cfg.epochs * len(retain))
 
     model = copy.deepcopy(model)
     torch.manual_seed(cfg.seed)
@@ -98,7 +126,7 @@ def run_unlearning(
     history: list[dict] = []
     best_state = copy.deepcopy(model.state_dict())
     stopped = "max epochs"
-    step = 0
+    step = processed = 0
     for step in range(1, cfg.epochs * steps_per_epoch + 1):
         model.train()
         opt.zero_grad()
@@ -106,8 +134,10 @@ def run_unlearning(
         rb = next(r_iter)
         if rb is not None:
             loss = loss + loss_fn(model, Xr[rb], yr[rb])
+            processed += len(rb)
         fb = next(f_iter)
         if fb is not None:
+            processed += len(fb)
             batch = ForgetBatch(
                 Xf[fb], yf[fb],
                 Xr[rb] if rb is not None else None, yr[rb] if rb is not None else None,
@@ -133,10 +163,16 @@ def run_unlearning(
             if matched < start_matched - cfg.max_matched_drop:
                 stopped = f"holdout accuracy on the forget set's classes started to fall ({start_matched:.3f} -> {matched:.3f})"
                 break
-            if f_loss >= matched_loss - cfg.stop_margin:
+            if cfg.stop_rule == "loss-auc":
+                auc = matched_loss_auc(model, forget, holdout)
+                history[-1]["forget_loss_auc"] = auc
+                if auc <= cfg.stop_auc:
+                    stopped = f"a loss attack ranks forget rows below holdout rows with AUC {auc:.3f} ≤ {cfg.stop_auc} (looks unseen)"
+                    break
+            elif f_loss >= matched_loss - cfg.stop_margin:
                 stopped = f"forget loss {f_loss:.3f} reached the matched holdout loss {matched_loss:.3f} (looks unseen)"
                 break
-    return UnlearnResult(model, step, stopped, history)
+    return UnlearnResult(model, step, stopped, history, examples_processed=processed)
 
 
 def _ref(mean: np.ndarray | None) -> torch.Tensor | None:

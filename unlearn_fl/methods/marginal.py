@@ -24,10 +24,21 @@ from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig
 from unlearn_fl.methods.statistics import Statistic, soft_statistic
 
 
+PAPER_CONFIG = {"statistic": "prediction", "reference": "retain", "stop_rule": "mean-loss"}
+"""The authors' estimator: mean predicted-class statistic of D_f ∪ D_r against D_r (docs/method.md §2)."""
+
+
 class MarginalConfig(MethodConfig):
     gamma: float = Field(4.0, ge=0, description="Weight γ of the information penalty (authors: 1.5 to 5).")
-    statistic: Statistic = Field("prediction", description="Z: prediction (paper), correct or joint (label-aware).")
-    reference: Literal["retain", "holdout"] = Field("retain", description="Group the forget set is compared with.")
+    # Defaults after benchmarks/run.py (memorising setting `mlp-ood-client`, docs/method.md §2): the paper's
+    # prediction statistic against D_r leaves memorised rows in place (group means match already), the
+    # loss law against never-trained rows removes most of them. The paper's own: statistic="prediction",
+    # reference="retain".
+    statistic: Statistic = Field("loss", description="Z: loss (per-example loss law), prediction (paper), correct or joint (label-aware).")
+    stop_rule: Literal["mean-loss", "loss-auc"] = Field("loss-auc", description=MethodConfig.model_fields["stop_rule"].description)
+    reference: Literal["auto", "retain", "holdout"] = Field(
+        "auto", description="Group the forget set is compared with: holdout (never-trained rows of the holder), retain "
+                            "(D_r, the paper's), or auto: the holdout when the holder has one, else D_r.")
     # Added for the E1 reproduction (benchmarks/paper_e1_gmm.py): with full-batch retain data
     # (B_r = 5000) and a single forget point, the batch-size weights give D_f a share of 1/5001
     # in the V=0 group, so Î ~ (n_f/n)^2 vanishes and γ loses its meaning (measured over 50 seeds:
@@ -53,7 +64,9 @@ class Marginal(Method):
         q_f = z_f.mean(0)
         n_f = float(len(batch.y))
         share = cfg.forget_share
-        if cfg.reference == "holdout":
+        use_holdout = cfg.reference == "holdout" or (
+            cfg.reference == "auto" and batch.holdout_x is not None and len(batch.holdout_x) > 0)
+        if use_holdout:
             if batch.holdout_x is None:
                 raise ValueError("reference='holdout' needs holdout data: give the client a holdout (holdout-fraction > 0)")
             with torch.no_grad():

@@ -1,0 +1,1 @@
+"""Benchmarks: long experiments, not tests (see README.md in this folder)."""

@@ -1,0 +1,40 @@
+"""`python -m benchmarks.run` end to end on a tiny setting, so the benchmark cannot rot (one real Flower run)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+# By path: opacus installs an unrelated top-level package named `benchmarks`.
+_spec = importlib.util.spec_from_file_location("unlearn_benchmarks_run", Path(__file__).parents[1] / "benchmarks" / "run.py")
+run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run)
+
+
+def test_harness_runs_every_listed_method_side_by_side(tmp_path):
+    stem = tmp_path / "smoke"
+    rc = run.main(["--settings", "smoke", "--seeds", "0", "--k", "2", "--methods", "finetune", "ours: default (loss law vs holdout)",
+                   "--out", str(stem)])
+    assert rc == 0
+    out = json.loads(stem.with_suffix(".json").read_text())
+    assert out["meta"]["cores"] >= 1 and out["meta"]["seeds"] == [0]
+    rows = out["summary"]["smoke"]["methods"]
+    assert set(rows) == {"retrain", "finetune", "ours: default (loss law vs holdout)"}
+    for label, r in rows.items():
+        assert 0 <= r["test_acc"] <= 1 and r["examples"] > 0 and r["bytes"] > 0 and r["seconds"] > 0
+        assert r["rmia_auc"] is not None and 0 <= r["forgetting_quality"] <= 1
+        if label != "retrain":
+            assert r["rounds"] <= 2 and "forget_acc_gap" in r
+    # the same run's retraining is the yardstick: examples it processed over the method's
+    raw = out["runs"][0]["methods"]
+    assert rows["finetune"]["compute_ratio"] == pytest.approx(
+        sum(c["examples"] for c in raw["retrain"]["cost"]) / sum(c["examples"] for c in raw["finetune"]["cost"]))
+    md = stem.with_suffix(".md").read_text()
+    assert "| finetune |" in md and "python -m benchmarks.run" in md
+
+
+def test_harness_refuses_k_below_two(capsys):
+    assert run.main(["--settings", "smoke", "--k", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--k" in err[0]

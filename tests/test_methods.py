@@ -76,3 +76,10 @@ def test_criterion_is_zero_for_identical_sets_and_bounds_detection(e2):
     assert r.mi == pytest.approx(0.0, abs=1e-9) and r.tv_bound == pytest.approx(0.0, abs=1e-4)
     c = marginal_criterion(e2["original"], e2["forget"], e2["retain"], epsilon=1e-6)
     assert c.mi > 0 and c.satisfied is False and 0 < c.tv_bound <= 1
+
+
+@pytest.mark.parametrize("name", ["federaser", "pga"])
+def test_federated_only_methods_refuse_central_use_with_the_way_to_run_them(e2, name):
+    m = get_method(name)
+    with pytest.raises(ValueError, match=f"--method {name}"):
+        m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config())

@@ -103,10 +103,18 @@ class Method:
     def statistic(self, cfg: MethodConfig) -> Statistic | None:
         return None
 
+    federated_only: ClassVar[str] = ""
+    """Why the method has no central form (empty: it has one)."""
+
     def unlearn(self, model: torch.nn.Module, retain: Split, forget: Split, holdout: Split, cfg: MethodConfig) -> UnlearnResult:
-        """Central unlearning: the model after forgetting `forget` (the input model is not modified)."""
+        """Central unlearning: the model after forgetting `forget` (the input model is not modified).
+
+        Raises ValueError for a method that exists only federated (`federated_only` says why)."""
         from unlearn_fl.methods.loop import run_unlearning
 
+        if self.federated_only:
+            raise ValueError(f"{self.name} is a federated procedure ({self.federated_only}): run it through "
+                             f"Federation.unlearn or `unlearn-fl simulate --method {self.name}`")
         return run_unlearning(self, model, retain, forget, holdout, cfg)
 
     def run_local(self, model: torch.nn.Module, retained: Split, forgotten: Split, holdout: Split, cfg: MethodConfig, *,

@@ -113,9 +113,7 @@ class FedEraser(Method):
     server_side = True
     needs_history = "every"
 
-    def unlearn(self, model, retain, forget, holdout, cfg):  # type: ignore[override]
-        raise ValueError("federaser is a federated procedure (it replays the server's stored client updates): "
-                         "run it through Federation.unlearn or `unlearn-fl simulate --method federaser`")
+    federated_only = "it replays the server's stored client updates"
 
     def run_local(self, model, retained, forgotten, holdout, cfg, *, reference_mean=None, criterion=None,  # type: ignore[override]
                   reference_model=None, step=""):

@@ -138,9 +138,7 @@ class ProjectedAscent(Method):
     server_side = True
     needs_history = "last"
 
-    def unlearn(self, model, retain, forget, holdout, cfg):  # type: ignore[override]
-        raise ValueError("pga is a federated procedure (its reference model is the other clients' mean model): "
-                         "run it through Federation.unlearn or `unlearn-fl simulate --method pga`")
+    federated_only = "its reference model is the other clients' mean model"
 
     def run_local(self, model, retained, forgotten, holdout, cfg, *, reference_mean=None, criterion=None,  # type: ignore[override]
                   reference_model=None, step=""):

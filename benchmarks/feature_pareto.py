@@ -1,7 +1,7 @@
 """Feature-unlearning trade-off on the diabetes table (sex as S): not a test, a longer experiment.
 
 1. Barycenter projection (docs/method.md §3): run_feature over `--seeds` train/test splits for both
-   methods on an 11-point t-grid; prints mean ± sd of probe AUC for S, Gaussian MI (nats),
+   methods on an 11-point t-grid; prints mean ± sd of probe AUC for S, MI (k-NN, nats; information.knn),
    accuracy and distortion per t, plus a permutation null (S shuffled on the held-out split)
    for AUC and MI at t = 1, the noise floor of the held-out measurements.
 2. Regularised training (docs/method.md §3 B): for each utility objective and λ, probe AUC for S on the
@@ -22,7 +22,7 @@ from unlearn_fl.feature import BarycenterProjector
 from unlearn_fl.feature.objectives import OBJECTIVES, RegularizedMLP
 from unlearn_fl.feature.run import FeatureRunConfig, _split, run_feature
 from unlearn_fl.feature.tabular import load_feature_table
-from unlearn_fl.information.gaussian import gaussian_mi
+from unlearn_fl.information.knn import knn_mi
 from unlearn_fl.information.probe import probe_auc
 
 GRID = [round(0.1 * i, 1) for i in range(11)]
@@ -52,7 +52,7 @@ def projection(seeds: int) -> dict:
         for _ in range(5):
             perm = rng.permutation(table.s[te])
             null_auc.append(probe_auc(Z, perm, repeats=5, random_state=seed))
-            null_mi.append(gaussian_mi(Z, perm))
+            null_mi.append(knn_mi(Z, perm, random_state=seed).nats)
     out["null_t1"] = {"s_auc_mean": float(np.mean(null_auc)), "s_auc_p95": float(np.quantile(null_auc, 0.95)),
                       "mi_mean": float(np.mean(null_mi)), "mi_p95": float(np.quantile(null_mi, 0.95))}
     print("\npermutation null at t=1:", {k: round(v, 3) for k, v in out["null_t1"].items()})

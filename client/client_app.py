@@ -13,7 +13,7 @@ from flwr.clientapp import ClientApp
 
 from unlearn_fl.apps import local_data, make_model
 from unlearn_fl.engine.client import UnlearningClient
-from unlearn_fl.engine.protocol import CONFIG, METRICS, decode_spec
+from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, decode_spec
 from unlearn_fl.models import parse_hidden
 
 
@@ -41,4 +41,28 @@ def query(msg: Message, context: Context) -> Message:
         out = fx.local_apply(spec, cid, str(cfg["sensitive"]), [str(x) for x in cfg["summaries"]],
                              [float(x) for x in cfg["grid"]], int(cfg["seed"]))
         return Message(content=RecordDict({METRICS: MetricRecord(out)}), reply_to=msg)
+    if str(cfg.get("task", "")).startswith("representation-"):  # S out of the global model's representation
+        return _representation(msg, cfg, spec, cid)
     raise ValueError(f"unknown query task {cfg.get('task')!r}")
+
+
+def _representation(msg: Message, cfg: dict, spec, cid: int) -> Message:
+    """representation-summary: per-group summary of Z; representation-heads: one local round of the refit heads
+    (arrays back); representation-eval: holdout counts per t (engine/feature_exchange.py)."""
+    from flwr.app import Array, ArrayRecord
+
+    from unlearn_fl.engine import feature_exchange as fx
+
+    state = {k: a.numpy() for k, a in msg.content["model"].items()}
+    sensitive, kind = str(cfg["sensitive"]), str(cfg["kind"])
+    if cfg["task"] == "representation-summary":
+        summary = fx.local_representation_summary(spec, cid, sensitive, str(cfg["method"]), state, kind)
+        return Message(content=RecordDict({CONFIG: ConfigRecord({"summary": summary})}), reply_to=msg)
+    heads = fx.heads_from_flat({k: a.numpy() for k, a in msg.content["heads"].items()})
+    train = cfg["task"] == "representation-heads"
+    out, metrics = fx.local_representation_heads(spec, cid, sensitive, state, [str(x) for x in cfg["summaries"]], heads,
+                                                 kind, int(cfg["epochs"]), float(cfg["lr"]), int(cfg["seed"]), train)
+    content = {METRICS: MetricRecord(metrics)}
+    if train:
+        content[ARRAYS] = ArrayRecord({k: Array(v) for k, v in fx.heads_to_flat(out).items()})
+    return Message(content=RecordDict(content), reply_to=msg)

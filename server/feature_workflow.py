@@ -1,8 +1,8 @@
 """Federated feature unlearning through the Grid (docs/method.md §3).
 
 Clients send per-group summaries of their own rows; the server merges them into the W2
-barycenter maps, measures the dependence on S on its own test split (independent probe AUC,
-Gaussian MI), sends the merged summaries back so that every client applies the same maps
+barycenter maps, measures the dependence on S on its own test split (a logistic and a
+gradient-boosting probe's AUC, the k-NN MI, the guarded Gaussian MI proxy; unlearn_fl.information.dependence), sends the merged summaries back so that every client applies the same maps
 locally, and pools the clients' utility counts. No row leaves a client.
 """
 
@@ -19,33 +19,38 @@ from threadpoolctl import threadpool_limits
 from unlearn_fl.engine.federation import Federation
 from unlearn_fl.config import UnlearningSettings
 from unlearn_fl.data import DataSpec, federation
-from unlearn_fl.engine.feature_exchange import sensitive_index, summary_from_json
-from unlearn_fl.engine.protocol import CONFIG, METRICS, encode_spec
+from unlearn_fl.engine.feature_exchange import feature_blocks, sensitive_columns, sensitive_values, summary_from_json
+from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, encode_spec
 from unlearn_fl.feature.federated import server_fit
-from unlearn_fl.information.gaussian import gaussian_mi
-from unlearn_fl.information.probe import probe_s
+from unlearn_fl.information.dependence import measure as measure_dependence, report_fields
 from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock, ParetoPoint, RequestBlock
 
 
 def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: str = "gaussian", t: float = 1.0,
-                           grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0) -> ForgettingReport:
+                           grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0,
+                           fitted: dict | None = None) -> ForgettingReport:
+    """The federated run's forgetting report; `fitted`, when given, receives what the server fitted (for the release,
+    unlearn_fl.feature.release.federated_releases): projector (the merged maps), spec, sensitive, t, clients."""
     fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=seed))
     fed.discover()
-    j = sensitive_index(spec, sensitive)
+    cols, _ = sensitive_columns(spec, sensitive)
+    blocks = feature_blocks(spec, sensitive) if method == "quantile" else []
     base = {**encode_spec(spec), "sensitive": sensitive, "method": method, "seed": seed}
     replies = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: ConfigRecord({**base, "task": "feature-summary"})}),
                            strict=True, what="the barycenter needs every site's summary")
     summaries = [str(r.content[CONFIG]["summary"]) for r in replies]
     if len(summaries) < spec.num_clients:
         raise RuntimeError(f"only {len(summaries)} of {spec.num_clients} clients sent their summaries")
-    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed)
+    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed, blocks=blocks or None)
+    if fitted is not None:
+        fitted.update(projector=proj, spec=spec, sensitive=sensitive, t=t, clients=sorted(fed.node_of))
 
     # The server's own evaluation rows.
     f = federation(spec)
     test = f.scaled(f.test_idx)
-    Zte = np.delete(test.X, j, axis=1).astype(np.float64)
-    s_te = f.table.X[f.test_idx, j].astype(np.float64)
-    keep = np.isin(s_te, np.asarray(proj.classes_, dtype=float))
+    Zte = np.delete(test.X, cols, axis=1).astype(np.float64)
+    s_te = sensitive_values(spec, sensitive, f.test_idx)
+    keep = np.array([v in set(proj.classes_) for v in s_te.tolist()], dtype=bool)
     Zte, s_te = Zte[keep], s_te[keep]
 
     ts = sorted(set(grid_t) | {0.0, t})
@@ -55,28 +60,94 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
     n = sum(int(r.content[METRICS]["n"]) for r in apply)
     utility = {x: sum(float(r.content[METRICS][f"correct@{x:g}"]) for r in apply) / max(n, 1) for x in ts}
 
-    points = {}
+    points, deps = {}, {}
     with threadpool_limits(limits=1):
         for x in ts:
             Z = proj.transform(Zte, s_te, t=x)
-            points[x] = ParetoPoint(t=x, s_auc=probe_s(Z, s_te, "logistic", 5, 3, seed).auc, utility=utility[x],
-                                    mi=gaussian_mi(Z, s_te), distortion=float(np.mean(np.sum((Z - Zte) ** 2, axis=1))))
+            d = deps[x] = measure_dependence(Z, s_te, "logistic", 5, 3, seed)
+            points[x] = ParetoPoint(t=x, s_auc=d.s_auc, utility=utility[x], mi=d.mi,
+                                    distortion=float(np.mean(np.sum((Z - Zte) ** 2, axis=1))), s_auc_gbm=d.s_auc_gbm,
+                                    mi_gaussian=d.mi_gaussian)
     counts = [int(np.sum(summary_from_json(x).counts)) for x in summaries]
     digest = hashlib.sha256(json.dumps([spec.model_dump_json(), sensitive, method, t, seed]).encode()).hexdigest()[:12]
     b, a = points[0.0], points[t]
+    labels, group_n = np.unique(s_te, return_counts=True)
     return ForgettingReport(
         request=RequestBlock(request_id=f"feature-{sensitive}-{digest}", kind="feature", client_ids=sorted(fed.node_of),
                              n_forget=int(sum(counts)), reason=f"remove the dependence of the features on {sensitive!r}"),
         method=f"barycenter-{method}-federated",
         method_config={"t": t, "method": method, "grid": ts, "seed": seed,
                        "s_auc": "logistic probe, 5-fold x 3 CV on the server's test split",
-                       "mi": "Gaussian MI (nats) on the server's test split",
+                       "mi": "k-NN MI (nats) on an out-of-fold gradient-boosting probe's score, server's test split; "
+                             "mi_gaussian: guarded Gaussian MI proxy",
+                       "one_hot_blocks": len(blocks),
                        "utility": "pooled accuracy of each client's logistic regression on its transformed holdout",
-                       "exchanged": "per-group summaries only (gaussian: counts, sums, outer products; quantile: sketches)"},
-        dataset={"dataset": spec.dataset, "clients": spec.num_clients, "rows_per_client": counts},
+                       "exchanged": "per-group summaries only (gaussian: counts, sums, outer products; quantile: sketches "
+                                    "and one-hot category counts)"},
+        dataset={"dataset": spec.dataset, "clients": spec.num_clients, "rows_per_client": counts,
+                 "test_groups": {str(k): int(v) for k, v in zip(labels, group_n)}},
         model=ModelBlock(name=f"feature-{sensitive}"),
-        feature=FeatureBlock(sensitive=sensitive, method=method, t=t, mi_before=b.mi, mi_after=a.mi, s_auc_before=b.s_auc,
-                             s_auc_after=a.s_auc, utility_before=b.utility, utility_after=a.utility,
-                             pareto=[points[x] for x in ts]),
+        feature=FeatureBlock(sensitive=sensitive, method=method, t=t, **report_fields(deps[0.0], deps[t]),
+                             utility_before=b.utility, utility_after=a.utility, pareto=[points[x] for x in ts]),
         seed=seed,
     )
+
+
+def _arrays(flat: dict[str, np.ndarray]):
+    from flwr.app import Array, ArrayRecord
+
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in flat.items()})
+
+
+def run_representation_federation(grid: Grid, spec: DataSpec, sensitive: str, model, method: str = "gaussian",
+                                  grid_t: tuple[float, ...] = (0.0, 0.5, 1.0), kind: str = "embedding", rounds: int = 5,
+                                  epochs: int = 2, lr: float = 0.01, seed: int = 0) -> dict:
+    """S out of a trained global `model`'s representation, federated (docs/method.md §3; unlearn_fl.feature.representation).
+
+    1. every client sends the per-group summary of Z = model's representation of its train rows (task
+       representation-summary); the server merges them into the barycenter maps (`server_fit`);
+    2. `rounds` FedAvg rounds of the refit heads, one per t of the grid, all in one message per round: each client
+       rebuilds the maps from the merged summaries, trains each head `epochs` epochs on its own act(Z_t), and sends
+       the head weights back (task representation-heads); the server averages them weighted by row counts;
+    3. every client counts its holdout rows the final heads classify correctly (task representation-eval).
+    Returns {"projector", "heads" {t: state}, "summaries", "accuracy" {t: pooled holdout accuracy}, "clients"}.
+    Only summaries, head weights and counts leave a client.
+    """
+    import torch
+
+    from unlearn_fl.engine.feature_exchange import heads_from_flat, heads_to_flat
+    from unlearn_fl.feature.representation import initial_head
+
+    fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=seed))
+    fed.discover()
+    nodes = list(fed.node_of.values())
+    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    base = {**encode_spec(spec), "sensitive": sensitive, "method": method, "seed": seed, "kind": kind,
+            "epochs": epochs, "lr": lr}
+
+    def ask(task: str, extra: dict, heads: dict | None = None, what: str = ""):
+        content = {CONFIG: ConfigRecord({**base, **extra, "task": task}), "model": _arrays(state)}
+        if heads is not None:
+            content["heads"] = _arrays(heads_to_flat(heads))
+        return fed.exchange(nodes, "query", RecordDict(content), strict=True, what=what)
+
+    replies = ask("representation-summary", {}, what="the barycenter of Z needs every site's summary")
+    summaries = [str(r.content[CONFIG]["summary"]) for r in replies]
+    if len(summaries) < spec.num_clients:
+        raise RuntimeError(f"only {len(summaries)} of {spec.num_clients} clients sent their summaries")
+    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed)
+    ts = sorted(set(float(x) for x in grid_t))
+    start = {k: v.detach().numpy().copy() for k, v in initial_head(model, kind).state_dict().items()}
+    heads = {t: dict(start) for t in ts}
+    extra = {"summaries": summaries}
+    for _ in range(rounds):
+        replies = ask("representation-heads", extra, heads, what="a FedAvg round of the refit heads")
+        w = np.array([float(r.content[METRICS]["num-examples"]) for r in replies])
+        local = [heads_from_flat({k: a.numpy() for k, a in r.content[ARRAYS].items()}) for r in replies]
+        heads = {t: {k: sum(wi * h[t][k] for wi, h in zip(w, local)) / w.sum() for k in start} for t in ts}
+    ev = ask("representation-eval", extra, heads, what="the refit heads' holdout counts")
+    n = sum(float(r.content[METRICS]["n"]) for r in ev)
+    acc = {t: sum(float(r.content[METRICS][f"correct@{t:g}"]) for r in ev) / max(n, 1.0) for t in ts}
+    torch_heads = {t: {k: torch.as_tensor(v) for k, v in st.items()} for t, st in heads.items()}
+    return {"projector": proj, "heads": torch_heads, "summaries": summaries, "accuracy": acc, "holdout_n": int(n),
+            "clients": sorted(fed.node_of)}

@@ -379,7 +379,12 @@ class Reached(RuntimeError):
 
 @pytest.fixture
 def no_runs(monkeypatch):
-    """The federation and the feature job replaced by a sentinel."""
+    """The federation and the feature job replaced by a sentinel.
+
+    `feature` fits through `run_feature_fit` (central) or a Flower simulation (`--clients N`); both are replaced, as
+    is the older `run_feature` entry point."""
+    import flwr.simulation
+
     from unlearn_fl import cli
     from unlearn_fl.feature import run as feature_run
 
@@ -388,6 +393,8 @@ def no_runs(monkeypatch):
 
     monkeypatch.setattr(cli, "run_simulation_job", sentinel)
     monkeypatch.setattr(feature_run, "run_feature", sentinel)
+    monkeypatch.setattr(feature_run, "run_feature_fit", sentinel)
+    monkeypatch.setattr(flwr.simulation, "run_simulation", sentinel)  # `feature --clients N` (cli._federated_feature)
 
 
 def cli_run(argv: list[str]) -> tuple[object, str, list[str]]:
@@ -562,6 +569,14 @@ def test_withdraw_with_any_reason_or_salt_queues_a_readable_request_or_refuses(n
 def test_feature_refuses_bad_t_and_grid_values(no_runs, t, grid):
     argv = ["feature", f"--t={t}", "--out", "out"] if grid is None else ["feature", f"--grid={grid}", "--out", "out"]
     assert_refused(argv, ("--t", "t:", "grid", "--grid") if grid is None else ("grid", "--grid"))
+
+
+@pytest.mark.parametrize("extra", [[], ["--clients", "2"]], ids=["central", "federated"])
+def test_no_runs_stops_a_valid_feature_job_at_the_sentinel(no_runs, extra):
+    """The fixture itself: valid `feature` flags (central, and federated over a Flower simulation) reach the
+    sentinel instead of running, so a bad value that slipped through the checks would show as 'reached the run'."""
+    code, err, _ = cli_run(["feature", "--out", "out", "--tracking-uri", "sqlite:///m.db", *extra])
+    assert code == "reached the run", (code, ascii(err)[-300:])
 
 
 @FAST

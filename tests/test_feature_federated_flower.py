@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from unlearn_fl.data import DataSpec
 from unlearn_fl.engine.feature_exchange import local_rows, local_summary, summary_from_json
@@ -35,3 +36,67 @@ def test_federated_feature_unlearning_in_a_flower_simulation(tmp_path):
     assert f.utility_after > f.utility_before - 0.1
     assert [pt.t for pt in f.pareto] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert sum(r.dataset["rows_per_client"]) == r.request.n_forget
+
+
+def _fair_csv(tmp_path, n=1500):
+    from unlearn_fl.feature.tabular import synthetic_fairness_frame
+
+    path = tmp_path / "fair.csv"
+    synthetic_fairness_frame(n, seed=0).to_csv(path, index=False)
+    return str(path)
+
+
+def test_text_sensitive_column_wire_summaries_rebuild_the_central_maps(tmp_path):
+    """A yes/no sensitive column (encoded by the loader as afam=no, afam=yes): both indicator columns are S, the
+    groups are the category names, and the gaussian maps merged from the sites' wire summaries equal the central
+    maps of the same rows to 1e-6 (the one-hot blocks make the covariances singular; the maps stay exact)."""
+    from unlearn_fl.engine.feature_exchange import feature_blocks, sensitive_columns
+
+    spec = DataSpec(dataset=_fair_csv(tmp_path), target="wage", num_clients=3)
+    cols, cats = sensitive_columns(spec, "afam")
+    assert len(cols) == 2 and cats == ["no", "yes"]
+    rows = [local_rows(spec, c, "afam") for c in range(3)]
+    Z, s = np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+    assert set(s) == {"no", "yes"} and Z.shape[1] == 12  # 14 encoded columns less the two of S
+    fed = server_fit([summary_from_json(local_summary(spec, c, "afam", "gaussian")) for c in range(3)])
+    central = BarycenterProjector(method="gaussian").fit(Z, s)
+    assert fed.classes_ == central.classes_ == ["no", "yes"] and fed.converged_ and central.converged_
+    np.testing.assert_allclose(fed.barycenter_cov_, central.barycenter_cov_, atol=1e-6)
+    np.testing.assert_allclose(fed.transform(Z, s), central.transform(Z, s), atol=1e-6)
+    # quantile: the sketches carry each one-hot block's category counts, which add up to the central ones exactly
+    blocks = feature_blocks(spec, "afam")
+    assert len(blocks) == 4
+    qfed = server_fit([summary_from_json(local_summary(spec, c, "afam", "quantile")) for c in range(3)], blocks=blocks)
+    qcentral = BarycenterProjector(blocks=blocks).fit(Z, s)
+    for b in range(len(blocks)):
+        np.testing.assert_allclose(qfed.block_probs_[b], qcentral.block_probs_[b], atol=1e-12)
+    block_cols = [c for b in blocks for c in b]
+    np.testing.assert_allclose(qfed.transform(Z, s)[:, block_cols], qcentral.transform(Z, s)[:, block_cols], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_federated_path_accepts_a_text_sensitive_column_in_a_flower_simulation(tmp_path):
+    """The federated run (`unlearn-fl feature --clients N`, its engine part) with the yes/no column the central path
+    accepts; the report measures S on the server's rows by category."""
+    import argparse
+
+    from unlearn_fl.cli import _federated_feature
+
+    a = argparse.Namespace(clients=3, dataset=_fair_csv(tmp_path, 2000), target="wage", sensitive="afam", method="quantile",
+                           t=1.0, grid="0,1", seed=0, out=str(tmp_path / "out"))
+    report, fitted = _federated_feature(a)
+    f = report.feature
+    assert report.method == "barycenter-quantile-federated" and fitted["sensitive"] == "afam"
+    assert set(report.dataset["test_groups"]) == {"no", "yes"}
+    assert f.s_auc_before > 0.7 and abs(f.s_auc_after - 0.5) < 0.1 and f.s_auc_gbm_after < f.s_auc_gbm_before
+    assert f.mi_after <= f.mi_before or f.estimates_agree is False
+
+
+def test_federated_unknown_sensitive_column_is_one_line_exit_2(tmp_path, capsys):
+    from unlearn_fl.cli import main
+
+    code = main(["feature", "--clients", "3", "--dataset", _fair_csv(tmp_path), "--target", "wage", "--sensitive", "race",
+                 "--out", str(tmp_path / "o"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "sensitive column 'race' is not a column" in lines[0]
+    assert "gender, afam, region, urban, union, educ, exper, score" in lines[0] and "afam=" not in lines[0]

@@ -482,10 +482,11 @@ def _add_feature(sub) -> None:
                    help="registered model of the release (default: feature-SENSITIVE); its parent version is the model "
                         "before feature unlearning (t = 0), registered once and reused")
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
-                   help="when the `production` alias moves to the release (on-pass: its S-probe AUC after is at most "
-                        "--max-s-auc; otherwise it gets `candidate`)")
+                   help="when the `production` alias moves to the release (on-pass: its logistic and gradient-boosting "
+                        "S-probe AUCs after are at most --max-s-auc and the estimates agree; otherwise it gets `candidate`)")
     p.add_argument("--max-s-auc", type=float, default=0.6,
-                   help="largest held-out S-probe AUC after unlearning for `production` under --promote on-pass, in [0.5, 1]")
+                   help="largest held-out S-probe AUC (logistic and gradient-boosting) after unlearning for `production` "
+                        "under --promote on-pass, in [0.5, 1]")
 
 
 def _federated_feature(a):
@@ -623,8 +624,7 @@ def cmd_feature(a) -> int:
         print(f"  warning: the estimates disagree: {f.disagreement}")
     print(f"  task accuracy {f.utility_before:.3f} -> {f.utility_after:.3f}")
     print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
-    why = (f"S-probe AUC {f.s_auc_after:.3f} {'<=' if f.s_auc_after <= a.max_s_auc else '>'} {a.max_s_auc:g}"
-           if a.promote == "on-pass" else f"--promote {a.promote}")
+    why = reg.reason if a.promote == "on-pass" else f"--promote {a.promote}"
     print(f"model {model_name} v{reg.version} (parent v{reg.parent_version}, the model before feature unlearning"
           f"{', reused' if reg.parent_reused else ''}) @{reg.alias} ({why}); "
           f"mlflow.pyfunc.load_model('models:/{model_name}/{reg.version}').predict(rows) returns "

@@ -32,7 +32,11 @@ def test_run_feature_on_diabetes_csv(csv_path, method):
     f = report.feature
     assert f.s_auc_before > 0.7  # sex is predictable from the other clinical variables
     assert abs(f.s_auc_after - 0.5) < 0.1 and f.s_auc_after < f.s_auc_before - 0.1
-    assert f.mi_after < f.mi_before
+    # the k-NN MI (a lower bound on I(Z;S), on a gradient-boosting probe's score) on 221 held-out rows is noisy; what
+    # must hold is that an MI which rose while every probe fell is flagged, never shown silently (issue #12)
+    probes_fell = f.s_auc_after < f.s_auc_before and f.s_auc_gbm_after < f.s_auc_gbm_before
+    assert f.mi_after <= f.mi_before or not probes_fell or f.estimates_agree is False
+    assert f.mi_estimator.startswith("k-NN MI") and f.mi_chance is not None
     assert f.utility_after > f.utility_before - 0.05
     assert report.request.kind == "feature" and report.request.client_ids == []
     assert report.request.n_forget == 442

@@ -1,7 +1,10 @@
 """Federated feature unlearning, client side and wire format (docs/method.md §3; no Flower types here).
 
 A client summarises its own rows per group of S (counts, sums, outer-product sums for the
-gaussian maps; quantile sketches for the quantile maps) and sends only that. The server merges
+gaussian maps; quantile sketches, plus each one-hot block's category counts, for the quantile maps)
+and sends only that. S may be a numeric column or a text column (e.g. yes/no), which the loader
+encodes as indicator columns: all of them are S, and its groups are the category names, as in the
+central path. The server merges
 the summaries into the barycenter maps and sends the merged summaries back, so every client
 rebuilds the same maps and transforms its rows locally.
 """
@@ -16,28 +19,90 @@ from unlearn_fl.data import DataSpec, client_data, federation
 from unlearn_fl.feature.federated import GaussianSummary, QuantileSketch, client_summary, server_fit
 
 
-def sensitive_index(spec: DataSpec, sensitive: str) -> int:
+def _raw_columns(names: list[str]) -> list[str]:
+    """The table's own column names from its encoded feature names (a text column `c` is encoded as `c=value`)."""
+    out: list[str] = []
+    for n in names:
+        c = n.split("=", 1)[0] if "=" in n else n
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def sensitive_columns(spec: DataSpec, sensitive: str) -> tuple[list[int], list[str] | None]:
+    """The encoded columns of the sensitive attribute and, for a text column, its categories (docs/method.md §3).
+
+    A numeric column is one feature column ([j], None); a text column (e.g. yes/no) is one-hot encoded by the loader
+    (unlearn_fl.data.load_csv) as `col=value` columns, all of which are S: (their indices, the values). The central
+    path (unlearn_fl.feature.tabular) accepts the same names. ValueError naming the table's columns otherwise.
+    """
     names = list(federation(spec).table.feature_names)
-    if sensitive not in names:
-        raise ValueError(f"sensitive column {sensitive!r} is not a feature column; columns are: {', '.join(names)}")
-    return names.index(sensitive)
+    prefix = f"{sensitive}="
+    cats = [k for k, n in enumerate(names) if n.startswith(prefix)]
+    if sensitive in names and not cats:
+        return [names.index(sensitive)], None
+    if len(cats) >= 2:
+        return cats, [names[k][len(prefix):] for k in cats]
+    if len(cats) == 1:
+        raise ValueError(f"sensitive column {sensitive!r} has a single value ({names[cats[0]][len(prefix):]!r}); it needs at "
+                         "least two groups")
+    raise ValueError(f"sensitive column {sensitive!r} is not a column of {spec.dataset}; columns are: "
+                     f"{', '.join(_raw_columns(names))}")
+
+
+def sensitive_index(spec: DataSpec, sensitive: str) -> int:
+    """The one feature column of a numeric sensitive attribute; ValueError for a text one (use `sensitive_columns`)."""
+    cols, cats = sensitive_columns(spec, sensitive)
+    if cats is not None:
+        raise ValueError(f"sensitive column {sensitive!r} is a text column encoded as {len(cols)} indicator columns; "
+                         "use sensitive_columns")
+    return cols[0]
+
+
+def sensitive_values(spec: DataSpec, sensitive: str, idx: np.ndarray) -> np.ndarray:
+    """S of the table rows `idx`: floats for a numeric column, the category strings for a text column."""
+    fed = federation(spec)
+    cols, cats = sensitive_columns(spec, sensitive)
+    raw = fed.table.X[np.asarray(idx)][:, cols]
+    if cats is None:
+        return raw[:, 0].astype(np.float64)
+    return np.asarray(cats, dtype=object)[np.argmax(raw, axis=1)].astype(str)
+
+
+def feature_blocks(spec: DataSpec, sensitive: str) -> list[list[int]]:
+    """One-hot blocks of the features without S (indices into them): each text column's ≥ 2 indicator columns."""
+    names = list(federation(spec).table.feature_names)
+    cols, _ = sensitive_columns(spec, sensitive)
+    kept = [n for k, n in enumerate(names) if k not in set(cols)]
+    groups: dict[str, list[int]] = {}
+    for k, n in enumerate(kept):
+        if "=" in n:
+            groups.setdefault(n.split("=", 1)[0], []).append(k)
+    return [g for g in groups.values() if len(g) >= 2]
 
 
 def local_rows(spec: DataSpec, client_id: int, sensitive: str, part: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Z: the client's scaled features without S, s: raw S values, y) for its train or holdout rows."""
+    """(Z: the client's scaled features without S's column(s), s: S values (`sensitive_values`), y) for its train or
+    holdout rows."""
     fed = federation(spec)
-    j = sensitive_index(spec, sensitive)
+    cols, _ = sensitive_columns(spec, sensitive)
     idx = (fed.client_train_idx if part == "train" else fed.client_holdout_idx)[client_id]
     cd = client_data(spec, client_id)
     split = cd.train if part == "train" else cd.holdout
-    Z = np.delete(split.X, j, axis=1).astype(np.float64)
-    return Z, fed.table.X[idx, j].astype(np.float64), split.y
+    Z = np.delete(split.X, cols, axis=1).astype(np.float64)
+    return Z, sensitive_values(spec, sensitive, idx), split.y
+
+
+def _label(x: object) -> object:
+    return x if isinstance(x, str) else float(x)
 
 
 def summary_to_json(s: GaussianSummary | QuantileSketch) -> str:
     kind = "gaussian" if isinstance(s, GaussianSummary) else "quantile"
     body = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(s).items()}
-    body["labels"] = [float(x) for x in s.labels]
+    body["labels"] = [_label(x) for x in s.labels]
+    if kind == "quantile":
+        body["block_counts"] = [np.asarray(b).tolist() for b in s.block_counts]
     return json.dumps({"kind": kind, **body})
 
 
@@ -45,12 +110,15 @@ def summary_from_json(text: str) -> GaussianSummary | QuantileSketch:
     d = json.loads(text)
     kind = d.pop("kind")
     cls = GaussianSummary if kind == "gaussian" else QuantileSketch
-    return cls(**{k: (np.asarray(v) if k != "labels" else list(v)) for k, v in d.items()})
+    out = {k: (np.asarray(v) if k not in ("labels", "block_counts") else list(v)) for k, v in d.items()}
+    if "block_counts" in out:
+        out["block_counts"] = [np.asarray(b, dtype=np.float64) for b in out["block_counts"]]
+    return cls(**out)
 
 
 def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str) -> str:
     Z, s, _ = local_rows(spec, client_id, sensitive)
-    return summary_to_json(client_summary(Z, s, method))
+    return summary_to_json(client_summary(Z, s, method, blocks=feature_blocks(spec, sensitive)))
 
 
 def local_apply(spec: DataSpec, client_id: int, sensitive: str, summaries: list[str], grid: list[float], seed: int) -> dict:
@@ -58,10 +126,10 @@ def local_apply(spec: DataSpec, client_id: int, sensitive: str, summaries: list[
     (correct counts) of a logistic regression trained on the transformed train rows, on the transformed holdout."""
     from sklearn.linear_model import LogisticRegression
 
-    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed)
+    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed, blocks=feature_blocks(spec, sensitive))
     Ztr, s_tr, y_tr = local_rows(spec, client_id, sensitive, "train")
     Zh, s_h, y_h = local_rows(spec, client_id, sensitive, "holdout")
-    known = np.isin(s_h, np.asarray(proj.classes_, dtype=float))
+    known = np.array([v in set(proj.classes_) for v in s_h.tolist()], dtype=bool)
     Zh, s_h, y_h = Zh[known], s_h[known], y_h[known]
     out = {"n": int(len(y_h))}
     for t in grid:
@@ -71,4 +139,73 @@ def local_apply(spec: DataSpec, client_id: int, sensitive: str, summaries: list[
             continue
         clf = LogisticRegression(max_iter=5000).fit(a, y_tr)
         out[f"correct@{t:g}"] = float((clf.predict(b) == y_h).sum())
+    return out
+
+
+# ------------------------------------------------------------------ a learned representation (docs/method.md §3)
+# Z is the global model's penultimate pre-activation (or its scores) on the client's own rows
+# (unlearn_fl.feature.representation); the summaries are the raw-feature path's, of Z instead of the features.
+
+
+def representation_rows(spec: DataSpec, client_id: int, sensitive: str, part: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X: the client's scaled input rows, every column (what the federated model is trained on), s, y)."""
+    fed = federation(spec)
+    idx = (fed.client_train_idx if part == "train" else fed.client_holdout_idx)[client_id]
+    cd = client_data(spec, client_id)
+    split = cd.train if part == "train" else cd.holdout
+    return split.X, sensitive_values(spec, sensitive, idx), split.y
+
+
+def local_representation_summary(spec: DataSpec, client_id: int, sensitive: str, method: str, state: dict,
+                                 kind: str = "embedding") -> str:
+    """The per-group summary (JSON) of Z = the model's representation of the client's train rows; only it leaves."""
+    from unlearn_fl.feature.representation import mlp_from_state, representation
+
+    X, s, _ = representation_rows(spec, client_id, sensitive)
+    return summary_to_json(client_summary(representation(mlp_from_state(state), X, kind), s, method))
+
+
+def local_representation_heads(spec: DataSpec, client_id: int, sensitive: str, state: dict, summaries: list[str],
+                               heads: dict[float, dict], kind: str, epochs: int, lr: float, seed: int,
+                               train: bool = True) -> tuple[dict[float, dict], dict]:
+    """One FedAvg round of the refit heads (one per t), or (train=False) their evaluation on the client's holdout.
+
+    The client rebuilds the maps from the merged summaries (as `local_apply` does), projects its own Z, and trains a
+    copy of each head on act(Z_t) locally. Returns ({t: head state}, metrics): num-examples (train rows) for a
+    round; n and correct@t (holdout counts) for an evaluation.
+    """
+    import torch
+
+    from unlearn_fl.feature.representation import activate, head_correct, initial_head, mlp_from_state, representation, train_head
+
+    model = mlp_from_state(state)
+    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed)
+    X, s, y = representation_rows(spec, client_id, sensitive, "train" if train else "holdout")
+    known = np.array([v in set(proj.classes_) for v in (s.tolist())], dtype=bool)
+    X, s, y = X[known], s[known], y[known]
+    Z = representation(model, X, kind)
+    out, metrics = {}, ({"num-examples": float(max(len(y), 1))} if train else {"n": float(len(y))})
+    for t, st in heads.items():
+        head = initial_head(model, kind)
+        head.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in st.items()})
+        H = activate(model, proj.transform(Z, s, t=t), kind) if len(y) else np.zeros((0, head.in_features))
+        if train:
+            if len(y):
+                train_head(head, H, y, epochs, lr, seed=seed + client_id)
+            out[t] = {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
+        else:
+            metrics[f"correct@{t:g}"] = float(head_correct(head, H, y))
+    return out, metrics
+
+
+def heads_to_flat(heads: dict[float, dict]) -> dict[str, np.ndarray]:
+    """{t: head state} -> flat arrays keyed `head@{t:g}.<param>` (the wire form, both ways)."""
+    return {f"head@{t:g}.{k}": np.asarray(v) for t, st in heads.items() for k, v in st.items()}
+
+
+def heads_from_flat(flat: dict[str, np.ndarray]) -> dict[float, dict]:
+    out: dict[float, dict] = {}
+    for key, v in flat.items():
+        t, k = key[len("head@"):].rsplit(".", 1)
+        out.setdefault(float(t), {})[k] = np.asarray(v)
     return out

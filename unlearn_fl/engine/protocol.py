@@ -212,15 +212,23 @@ PER_T = "{t}"
 
 FEATURE_REPLIES: dict[str, DeclaredReply] = {
     FEATURE_QUERY: DeclaredReply(
-        "per-group summaries out (task feature-summary), utility counts back (task feature-apply)",
-        metrics={"n": "count of holdout rows the utility was measured on (feature-apply)",
+        "per-group summaries out (task feature-summary), utility counts back (task feature-apply); for a learned "
+        "representation (unlearn_fl.feature.representation): the same summary of Z (representation-summary), the "
+        "refit heads' weights (representation-heads), holdout counts (representation-eval)",
+        arrays={f"head@{PER_T}.weight": "weight of the Linear head refit for this t after the local epochs "
+                                        "(representation-heads; the shape the server sent)",
+                f"head@{PER_T}.bias": "its bias (representation-heads)"},
+        metrics={"n": "count of holdout rows the utility was measured on (feature-apply, representation-eval)",
                  f"correct@{PER_T}": "count of holdout rows a probe trained on the transformed train rows classifies "
-                                     "correctly, per t (feature-apply)"},
+                                     "correctly, per t (feature-apply), or the refit head for t (representation-eval)",
+                 "num-examples": "count of train rows the heads were trained on (FedAvg weight; at least 1; "
+                                 "representation-heads)"},
         config={"summary": "JSON of the site's per-group summary of its features without S (feature-summary): group "
                            "labels (the values of S: numbers, or the categories of a text column) and counts, plus Σz "
                            "and Σzzᵀ per group (gaussian) or each coordinate's quantile function at 201 levels per "
                            "group and, per one-hot encoded text column, the count of each category per group "
-                           "(quantile)"},
+                           "(quantile); representation-summary: the same summary of Z, the global model's penultimate "
+                           "pre-activation (or output scores) on the site's train rows, one coordinate per unit"},
     ),
 }
 """Replies of this project's own ClientApp beyond `REPLIES` (not part of `UnlearningClient`'s protocol)."""

@@ -5,11 +5,21 @@ the W2 barycenter ν̄ of the μ_s, so Law(Z* | S=s) = ν̄ for all s and I(Z*; 
 with the least distortion Σ_s p_s W2²(μ_s, ν̄) among S-independent outcomes.
 Partial unlearning uses the McCann interpolation Z_t = (1 − t) X + t T_S(X).
 
+One-hot blocks (quantile method, docs/method.md §3 "Categorical columns"): the K indicator columns of one
+categorical variable C are mapped together. With the categories in a fixed order (most frequent first), a row of
+group s and category k gets a rank u uniform over [F_s(k−), F_s(k)], and every group r reads its own category at
+that rank, C_r(u); the block becomes Σ_r p_r e(C_r(u)), a point of the simplex spanned by the block's one-hot
+vectors. This is the comonotone coupling of the groups' categorical laws: its law is the same in every group (u is
+uniform in each), the block keeps Σ_k z_k = 1, and no per-coordinate shadow of the category is left to combine.
+
 Two map families:
-- "quantile": per-coordinate 1-D OT, T_s(x) = Q̄(F_s(x)), Q̄ = Σ_s p_s Q_s (exact
-  coordinate-wise; equalises every marginal, not the joint dependence structure, so
-  groups that differ only in their correlations stay distinguishable; points beyond a
-  group's observed range are mapped to the barycenter's extreme quantile);
+- "quantile": per-coordinate 1-D OT, T_s(x) = Q̄(F_s(x)), Q̄ = Σ_s p_s Q_s (coordinate-wise;
+  equalises every marginal, not the joint dependence structure, so groups that differ
+  only in their correlations stay distinguishable, and a one-hot block is mapped
+  coordinate by coordinate; points beyond a group's observed range are mapped to the
+  barycenter's extreme quantile). Group laws are smoothed (`bins`, see `quantile.py`) so
+  that held-out rows, not only the fitted ones, lose S; discrete values get randomised
+  ranks over their cell; a one-hot block (`blocks`) is mapped jointly, see below;
 - "gaussian": affine maps T_s(x) = m̄ + A_s (x − m_s) between Gaussians with the
   groups' means and covariances (exact for Gaussian groups, a two-moment
   "pseudo-barycenter" otherwise).
@@ -45,8 +55,14 @@ class BarycenterProjector:
     method: "quantile" (per-coordinate 1-D OT) or "gaussian" (affine Gaussian OT maps).
     min_group_size: smallest group accepted at fit; default 5 (quantile) or max(5, d + 1) (gaussian).
     weights: group weights p_s as {label: weight}; default the empirical shares.
-    ties: "random" (uniform rank inside an atom, seeded by random_state) or "mid" (mid rank).
+    ties: "random" (uniform rank over a discrete value's cell, seeded by random_state) or "mid" (the cell's middle).
+    bins: quantile method: "auto" (⌈1.5 n_min^(1/3)⌉ histogram bins for every group, n_min the smallest group's
+        rows; heavy atoms exact; docs/method.md §3),
+        an int (that many bins for every group) or None (the exact empirical law, which overfits held-out rows).
     random_state: seed for randomised tie ranks; transform is deterministic given it.
+    blocks: quantile method: one-hot blocks, each a list of ≥ 2 column indices whose columns take two values and
+        exactly one of which is at its larger value in every fitted row (ValueError otherwise); mapped jointly.
+        Ignored by the gaussian method (its affine maps already act on all columns together).
     tol, max_iter: stopping rule of the Gaussian barycenter fixed-point iteration.
     reg: relative eigenvalue floor for covariance roots (Gaussian method).
     """
@@ -59,6 +75,8 @@ class BarycenterProjector:
         weights: Mapping[Hashable, float] | None = None,
         ties: Literal["random", "mid"] = "random",
         random_state: int | None = 0,
+        bins: int | Literal["auto"] | None = "auto",
+        blocks: Sequence[Sequence[int]] | None = None,
         tol: float = 1e-10,
         max_iter: int = 1000,
         reg: float = 1e-9,
@@ -69,6 +87,8 @@ class BarycenterProjector:
         self.weights = weights
         self.ties = ties
         self.random_state = random_state
+        self.bins = bins
+        self.blocks = None if blocks is None else [[int(c) for c in b] for b in blocks]
         self.tol = tol
         self.max_iter = max_iter
         self.reg = reg
@@ -80,6 +100,8 @@ class BarycenterProjector:
             raise ValueError(f"method must be 'quantile' or 'gaussian', got {self.method!r}")
         if self.ties not in ("random", "mid"):
             raise ValueError(f"ties must be 'random' or 'mid', got {self.ties!r}")
+        if self.bins is not None and self.bins != "auto" and (isinstance(self.bins, bool) or not isinstance(self.bins, (int, np.integer)) or self.bins < 1):
+            raise ValueError(f"bins must be 'auto', a positive integer or None, got {self.bins!r}")
         if self.min_group_size is not None and int(self.min_group_size) < 1:
             raise ValueError(f"min_group_size must be a positive integer, got {self.min_group_size}")
 
@@ -113,32 +135,127 @@ class BarycenterProjector:
         classes = normalise_labels(classes)
         check_group_sizes(classes, counts, self._min_size(Z.shape[1]))
         if self.method == "quantile":
-            knots = [[quantile.build_knots(Z[inverse == g, j]) for j in range(Z.shape[1])] for g in range(len(classes))]
-            return self.fit_from_knots(classes, counts, knots)
+            cells = [quantile.discrete_cells(Z[:, j]) for j in range(Z.shape[1])]
+            b = self.n_bins(counts)
+            knots = [[self.group_knots(Z[inverse == g, j], None, b, cells[j]) for j in range(Z.shape[1])] for g in range(len(classes))]
+            values = [np.stack([Z[:, cols].min(axis=0), Z[:, cols].max(axis=0)]) for cols in self._blocks(Z.shape[1])]
+            block_counts = []
+            for cols, v in zip(self._blocks(Z.shape[1]), values):
+                cat = self._categories(Z[:, cols], v, cols, strict=True)
+                block_counts.append(np.stack([np.bincount(cat[inverse == g], minlength=len(cols)) for g in range(len(classes))]))
+            return self.fit_from_knots(classes, counts, knots, cells, block_counts, values)
         means = np.stack([Z[inverse == g].mean(axis=0) for g in range(len(classes))])
         covs = np.stack([np.cov(Z[inverse == g], rowvar=False, bias=True).reshape(Z.shape[1], Z.shape[1]) for g in range(len(classes))])
         return self.fit_from_moments(classes, counts, means, covs)
 
-    def fit_from_knots(self, classes: Sequence[Hashable], counts: Sequence[float], knots: Sequence[Sequence[quantile.Knots]]) -> BarycenterProjector:
-        """Fit the quantile method from per-group, per-coordinate quantile knots (central or merged sketches)."""
+    def n_bins(self, counts: Sequence[float]) -> int | None:
+        """Histogram bins b shared by every group (docs/method.md §3): `auto_bins` of the smallest group, the
+        given int, or None (exact empirical knots)."""
+        if self.bins is None:
+            return None
+        return quantile.auto_bins(float(np.min(counts))) if self.bins == "auto" else int(self.bins)
+
+    def group_knots(self, values: np.ndarray, weights: np.ndarray | None, bins: int | None,
+                    cells: quantile.Cells | None) -> quantile.Knots:
+        """Quantile knots of one group's values (n,) on one coordinate (docs/method.md §3).
+
+        weights: masses of weighted pseudo-points (merged sketches) or None; bins: from `n_bins` (None: exact);
+        cells: the coordinate's discrete values (`quantile.discrete_cells`) or None.
+        """
+        if bins is None:
+            return quantile.build_knots(values, weights)
+        return quantile.build_smooth_knots(values, weights, bins, cells)
+
+    def _blocks(self, d: int) -> list[list[int]]:
+        """The one-hot blocks (quantile method), checked against d columns; ValueError naming a bad block."""
+        if self.method != "quantile" or not self.blocks:
+            return []
+        seen: set[int] = set()
+        for cols in self.blocks:
+            if len(cols) < 2 or any(not 0 <= c < d for c in cols) or seen & set(cols) or len(set(cols)) < len(cols):
+                raise ValueError(f"one-hot block {cols} must list at least two distinct column indices in 0..{d - 1}, "
+                                 "disjoint from the other blocks")
+            seen |= set(cols)
+        return self.blocks
+
+    @staticmethod
+    def _categories(B: np.ndarray, values: np.ndarray, cols: Sequence[int], strict: bool = False) -> np.ndarray:
+        """Category (position in the block) of each row of the block's columns B (n, K); values: (2, K) low/high.
+
+        strict: ValueError unless every column takes only its two values and exactly one is high in every row.
+        """
+        lo, hi = values
+        span = hi - lo
+        score = np.where(span > 0, (B - lo) / np.where(span > 0, span, 1.0), -np.inf)
+        if strict:
+            active = (B == hi) & (span > 0)
+            two = np.all((B == lo) | (B == hi))
+            if not two or np.any(active.sum(axis=1) != 1):
+                bad = int(np.flatnonzero(active.sum(axis=1) != 1)[0]) if two else None
+                raise ValueError(f"columns {list(cols)} are not a one-hot block"
+                                 + (f" (row {bad} has {int(active[bad].sum())} active columns)" if bad is not None
+                                    else " (a column takes more than two values)")
+                                 + "; pass only the indicator columns of one categorical variable as a block")
+        return np.argmax(score, axis=1)
+
+    def fit_from_knots(self, classes: Sequence[Hashable], counts: Sequence[float], knots: Sequence[Sequence[quantile.Knots]],
+                       cells: Sequence[quantile.Cells | None] | None = None, block_counts: Sequence[np.ndarray] | None = None,
+                       block_values: Sequence[np.ndarray] | None = None) -> BarycenterProjector:
+        """Fit the quantile method from per-group, per-coordinate quantile knots (central or merged sketches).
+
+        cells: per coordinate, its discrete values and their cells, whose points get randomised ranks, or None
+        (see `quantile.cdf`); default None for every coordinate. block_counts, block_values: per one-hot block of
+        `blocks`, the (G, K) count of each category per group (groups in the order of `classes`) and the (2, K)
+        low/high value of each of its columns; required when `blocks` is set.
+        """
         self._check_params()
         if self.method != "quantile":
             raise ValueError("fit_from_knots needs method='quantile'")
         counts = np.asarray(counts, dtype=np.float64)
         self._set_groups(list(classes), counts, len(knots[0]))
         self.knots_ = [list(k) for k in knots]
+        cells = [None] * len(knots[0]) if cells is None else list(cells)
+        if len(cells) != len(knots[0]):
+            raise ValueError(f"cells has {len(cells)} entries for {len(knots[0])} coordinates; give one per coordinate")
+        # stored as plain (3, g) arrays [grid; lo; hi] (None: a continuous coordinate), so the state is arrays only
+        self.cells_ = [None if c is None else np.stack([c.grid, c.lo, c.hi]) for c in cells]
+        blocks = self._blocks(len(knots[0]))
+        if blocks and (block_counts is None or block_values is None or len(block_counts) != len(blocks) or len(block_values) != len(blocks)):
+            raise ValueError(f"{len(blocks)} one-hot block(s) need their per-group category counts and column values")
+        self.block_values_, self.block_probs_, self.block_order_ = [], [], []
+        for cols, cnt, val in zip(blocks, block_counts or [], block_values or []):
+            cnt = np.asarray(cnt, dtype=np.float64).reshape(len(self.classes_), len(cols))
+            self.block_values_.append(np.asarray(val, dtype=np.float64).reshape(2, len(cols)))
+            self.block_probs_.append(cnt / np.maximum(cnt.sum(axis=1, keepdims=True), np.finfo(float).tiny))
+            self.block_order_.append(np.argsort(-cnt.sum(axis=0), kind="stable"))
         return self
 
     def fit_from_moments(self, classes: Sequence[Hashable], counts: Sequence[float], means: np.ndarray, covs: np.ndarray) -> BarycenterProjector:
-        """Fit the Gaussian method from per-group counts, means (G, d) and covariances (G, d, d)."""
+        """Fit the Gaussian method from per-group counts, means (G, d) and covariances (G, d, d).
+
+        The barycenter is computed on the span of the pooled within-group covariance; in the directions where no
+        group varies (exact linear constraints such as a one-hot block's sum) the maps are the identity.
+        """
         self._check_params()
         if self.method != "gaussian":
             raise ValueError("fit_from_moments needs method='gaussian'")
         counts = np.asarray(counts, dtype=np.float64)
         means = np.asarray(means, dtype=np.float64)
         self._set_groups(list(classes), counts, means.shape[1])
-        covs = np.stack([gaussian_ot.regularise(C, self.reg) for C in np.asarray(covs, dtype=np.float64)])
-        bary, n_iter, ok = gaussian_ot.barycenter_cov(covs, self.weights_, self.tol, self.max_iter, self.reg)
+        covs = np.asarray(covs, dtype=np.float64)
+        covs = 0.5 * (covs + np.swapaxes(covs, 1, 2))
+        # Directions in which no group varies (a one-hot block's sum, a constant column: the pooled within-group
+        # covariance is singular there) are left as they are (identity map; the groups' means there are equal for
+        # one-hot sums and constants); the barycenter is computed on the rest, where it is well conditioned.
+        wv, V = np.linalg.eigh(np.einsum("s,sij->ij", self.weights_, covs))
+        basis = V[:, wv > 1e-10 * max(float(wv.max()), np.finfo(float).tiny)]
+        if basis.shape[1] == 0:
+            raise ValueError("every group's features are constant; there is nothing to project")
+        null = np.eye(covs.shape[1]) - basis @ basis.T
+        sub = np.stack([gaussian_ot.regularise(basis.T @ C @ basis, self.reg) for C in covs])
+        bary_sub, n_iter, ok = gaussian_ot.barycenter_cov(sub, self.weights_, self.tol, self.max_iter, self.reg)
+        covs = np.stack([basis @ C @ basis.T for C in sub])
+        bary = basis @ bary_sub @ basis.T
         if not ok:
             warnings.warn(
                 f"Gaussian barycenter iteration did not reach tol={self.tol} in {self.max_iter} steps; "
@@ -150,7 +267,7 @@ class BarycenterProjector:
         self.barycenter_mean_ = self.weights_ @ means
         self.barycenter_cov_ = bary
         self.n_iter_, self.converged_ = n_iter, ok
-        self.maps_ = np.stack([gaussian_ot.ot_map_matrix(C, bary, self.reg) for C in covs])
+        self.maps_ = np.stack([basis @ gaussian_ot.ot_map_matrix(C, bary_sub, self.reg) @ basis.T + null for C in sub])
         return self
 
     def _set_groups(self, classes: list, counts: np.ndarray, d: int) -> None:
@@ -171,11 +288,19 @@ class BarycenterProjector:
             )
         return Z, group_index(check_labels(s, Z.shape[0]), self.classes_)
 
+    def _cells(self, j: int) -> quantile.Cells | None:
+        c = getattr(self, "cells_", None)
+        return None if c is None or c[j] is None else quantile.Cells(*np.asarray(c[j], dtype=np.float64))
+
     def transport(self, Z: object, s: object) -> np.ndarray:
         """The full map T_S(Z) (t = 1), whatever self.t is."""
         Z, idx = self._prepare(Z, s)
         out = np.empty_like(Z)
-        rng = np.random.default_rng(self.random_state) if self.ties == "random" else None
+        blocks = self._blocks(Z.shape[1])
+        # one random stream per column and per block, so a column's tie-breaking does not depend on the others
+        rngs = [None if self.ties != "random" else
+                np.random.default_rng(None if self.random_state is None else [int(self.random_state), k])
+                for k in range(Z.shape[1] + len(blocks))]
         for g in range(len(self.classes_)):
             rows = idx == g
             if not rows.any():
@@ -183,9 +308,34 @@ class BarycenterProjector:
             if self.method == "gaussian":
                 out[rows] = self.barycenter_mean_ + (Z[rows] - self.means_[g]) @ self.maps_[g].T
             else:
+                in_block = {c for cols in blocks for c in cols}
                 for j in range(Z.shape[1]):
-                    u = quantile.cdf(self.knots_[g][j], Z[rows, j], self.ties, rng)
+                    if j in in_block:
+                        continue
+                    u = quantile.cdf(self.knots_[g][j], Z[rows, j], self.ties, rngs[j], self._cells(j))
                     out[rows, j] = quantile.barycenter_quantile([k[j] for k in self.knots_], self.weights_, u)
+                for b, cols in enumerate(blocks):
+                    out[np.ix_(rows, cols)] = self._block_map(b, g, Z[np.ix_(rows, cols)], rngs[Z.shape[1] + b])
+        return out
+
+    def _block_map(self, b: int, g: int, B: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Rows B (n, K) of group g on one-hot block b → Σ_r p_r e(C_r(u)) (the comonotone coupling, see the module doc)."""
+        values, order = self.block_values_[b], self.block_order_[b]
+        lo, hi = values
+        cat = self._categories(B, values, self.blocks[b])
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        cum = np.cumsum(self.block_probs_[b][:, order], axis=1)  # (G, K), categories in `order`
+        cum[:, -1] = 1.0
+        pos = rank[cat]
+        u_lo = np.where(pos > 0, cum[g][np.maximum(pos - 1, 0)], 0.0)
+        u_hi = cum[g][pos]
+        r = rng.uniform(size=len(pos)) if rng is not None else np.full(len(pos), 0.5)
+        u = u_lo + r * (u_hi - u_lo)
+        out = np.zeros_like(B)
+        for r_g, w in enumerate(self.weights_):
+            c = order[np.minimum(np.searchsorted(cum[r_g], u, side="right"), len(order) - 1)]
+            out += w * (lo + (hi - lo) * (c[:, None] == np.arange(len(order))[None, :]))
         return out
 
     def transform(self, Z: object, s: object, t: float | None = None) -> np.ndarray:

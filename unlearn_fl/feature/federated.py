@@ -11,7 +11,9 @@ Gaussian summaries (counts, sums, outer-product sums) are additive, so the merge
 centrally fitted ones up to float error. Quantile sketches (a group's quantiles on a fixed grid of
 m levels from 0 (minimum) to 1 (maximum), plus its count) are merged as weighted pseudo-points (each
 sketch value carries its level cell's share of n_c), which approximates the pooled quantile function
-to within the grid resolution.
+to within the grid resolution; the server then smooths them exactly as a central fit smooths rows
+(`BarycenterProjector.group_knots`, one bin count from the smallest pooled group). For one-hot blocks
+(`blocks`) a sketch also carries each group's category counts, which add up exactly.
 Caveat: a sketch with m ≥ a client's group size essentially reveals that group's values
 on each coordinate; use m well below the local group sizes when that matters.
 """
@@ -19,7 +21,7 @@ on each coordinate; use m well below the local group sizes when that matters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -41,12 +43,17 @@ class GaussianSummary:
 
 @dataclass(frozen=True)
 class QuantileSketch:
-    """One client's per-group quantile sketch: counts (G,), quantiles (G, m, d) at `levels` (m,)."""
+    """One client's per-group quantile sketch: counts (G,), quantiles (G, m, d) at `levels` (m,).
+
+    block_counts: per one-hot block (the `blocks` the sketch was made for), a (G, K) count of each category per
+    group; empty without blocks.
+    """
 
     labels: list
     counts: np.ndarray
     levels: np.ndarray
     quantiles: np.ndarray
+    block_counts: list = field(default_factory=list)
 
 
 def _groups(Z: object, s: object) -> tuple[np.ndarray, list, np.ndarray]:
@@ -65,8 +72,12 @@ def gaussian_summary(Z: object, s: object) -> GaussianSummary:
     return GaussianSummary(labels, counts, sums, outer)
 
 
-def quantile_sketch(Z: object, s: object, n_levels: int = 201) -> QuantileSketch:
-    """Client side: per group and coordinate, the local quantile function at levels k/(m − 1), plus counts."""
+def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[Sequence[int]] | None = None) -> QuantileSketch:
+    """Client side: per group and coordinate, the local quantile function at levels k/(m − 1), plus counts.
+
+    blocks: one-hot blocks (column indices); each adds its (G, K) category counts per group (the active column of a
+    row is its largest value in the block).
+    """
     if n_levels < 2:
         raise ValueError(f"n_levels must be at least 2, got {n_levels}")
     Z, labels, inv = _groups(Z, s)
@@ -76,7 +87,11 @@ def quantile_sketch(Z: object, s: object, n_levels: int = 201) -> QuantileSketch
     for g in range(len(labels)):
         for j in range(Z.shape[1]):
             q[g, :, j] = quantile.quantile(quantile.build_knots(Z[inv == g, j]), levels)
-    return QuantileSketch(labels, counts, levels, q)
+    block_counts = []
+    for cols in blocks or []:
+        cat = np.argmax(Z[:, list(cols)], axis=1)
+        block_counts.append(np.stack([np.bincount(cat[inv == g], minlength=len(cols)) for g in range(len(labels))]).astype(np.float64))
+    return QuantileSketch(labels, counts, levels, q, block_counts)
 
 
 def _all_labels(summaries: Sequence[GaussianSummary | QuantileSketch]) -> list:
@@ -113,37 +128,54 @@ def merge_gaussian(summaries: Sequence[GaussianSummary], **projector_kwargs: Any
 
 
 def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) -> BarycenterProjector:
-    """Server side: per group and coordinate, pooled quantile knots from weighted sketch values."""
+    """Server side: per group and coordinate, pooled knots from weighted sketch values, smoothed as a central fit.
+
+    The coordinates' discrete cells come from the pooled sketch values (values repeated across levels or sketches);
+    one-hot blocks (projector_kwargs `blocks`) take their category counts summed over sketches and their column values
+    from the sketches' minima and maxima.
+    """
     labels = _all_labels(sketches)
     d = sketches[0].quantiles.shape[2]
     pos = {lab: i for i, lab in enumerate(labels)}
     vals: list[list[np.ndarray]] = [[] for _ in labels]
     wts: list[list[np.ndarray]] = [[] for _ in labels]
     n = np.zeros(len(labels))
+    proj = BarycenterProjector(method="quantile", **projector_kwargs)
+    blocks = proj._blocks(d)
+    block_counts = [np.zeros((len(labels), len(cols))) for cols in blocks]
     for sk in sketches:
         if sk.quantiles.shape[2] != d:
             raise ValueError(f"clients disagree on the number of features ({sk.quantiles.shape[2]} vs {d}); use the same columns everywhere")
+        if len(sk.block_counts) != len(blocks):
+            raise ValueError(f"a sketch carries {len(sk.block_counts)} one-hot block count(s) for {len(blocks)} block(s); "
+                             "make every client's sketch with the server's blocks")
         m = len(sk.levels)
         for g, lab in enumerate(sk.labels):
+            for b in range(len(blocks)):
+                block_counts[b][pos[lab]] += np.asarray(sk.block_counts[b])[g]
             if sk.counts[g] <= 0:
                 continue
             vals[pos[lab]].append(sk.quantiles[g])
             wts[pos[lab]].append(quantile.sketch_weights(m, sk.counts[g]))
             n[pos[lab]] += sk.counts[g]
-    knots = []
-    for g in range(len(labels)):
-        v = np.concatenate(vals[g], axis=0)
-        w = np.concatenate(wts[g])
-        knots.append([quantile.build_knots(v[:, j], w) for j in range(d)])
-    return BarycenterProjector(method="quantile", **projector_kwargs).fit_from_knots(labels, n, knots)
+    pooled = [np.concatenate(vals[g], axis=0) for g in range(len(labels))]
+    weights = [np.concatenate(wts[g]) for g in range(len(labels))]
+    cells = [quantile.discrete_cells(np.concatenate([v[:, j] for v in pooled])) for j in range(d)]
+    b = proj.n_bins(n)
+    knots = [[proj.group_knots(pooled[g][:, j], weights[g], b, cells[j]) for j in range(d)] for g in range(len(labels))]
+    lo = np.min([v.min(axis=0) for v in pooled], axis=0)
+    hi = np.max([v.max(axis=0) for v in pooled], axis=0)
+    values = [np.stack([lo[cols], hi[cols]]) for cols in blocks]
+    return proj.fit_from_knots(labels, n, knots, cells, block_counts, values)
 
 
-def client_summary(Z: object, s: object, method: Literal["quantile", "gaussian"] = "quantile", n_levels: int = 201) -> GaussianSummary | QuantileSketch:
-    """Client side, either method: the only object a client sends."""
+def client_summary(Z: object, s: object, method: Literal["quantile", "gaussian"] = "quantile", n_levels: int = 201,
+                   blocks: Sequence[Sequence[int]] | None = None) -> GaussianSummary | QuantileSketch:
+    """Client side, either method: the only object a client sends (blocks: one-hot blocks, quantile method only)."""
     if method == "gaussian":
         return gaussian_summary(Z, s)
     if method == "quantile":
-        return quantile_sketch(Z, s, n_levels)
+        return quantile_sketch(Z, s, n_levels, blocks)
     raise ValueError(f"method must be 'quantile' or 'gaussian', got {method!r}")
 
 

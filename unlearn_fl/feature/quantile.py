@@ -1,18 +1,35 @@
 """One-dimensional optimal transport through quantile functions (docs/method.md §3).
 
-A group's law on one coordinate is stored as a piecewise-linear quantile
-function Q given by knots (levels u_k strictly increasing, values x_k
-non-decreasing). An atom (a repeated value) becomes a flat stretch of Q: the
-c tied points at cumulative position K of n occupy levels from (K + ½)/n to
-(K + c − ½)/n. The matching CDF F is the inverse of Q; a point sitting on an
-atom gets a randomised (or mid) rank within the atom's flat stretch, a point
-between knots a linearly interpolated rank, so unseen points get continuous
-ranks. Then
+A group's law on one coordinate is stored as a monotone piecewise-linear quantile function Q given by
+knots (levels u_k non-decreasing from 0 to 1, values x_k non-decreasing). A value repeated in the data
+(an atom) is a flat stretch of Q. The CDF F is the inverse of Q, and
 
     Q̄(u) = Σ_s p_s Q_s(u),     T_s(x) = Q̄(F_s(x)).
 
-Knots come either from raw samples (central fit, unit weights) or from
-weighted pseudo-points (merged federated quantile sketches, §2.4).
+Two ways to build a group's knots:
+
+- `build_knots` (exact, the empirical law): every observed value is a knot; the c tied points at cumulative
+  position K of n occupy levels (K + ½)/n to (K + c − ½)/n. In-sample this is the sorted matching, but the map
+  overfits: on held-out rows the group laws of T_s(X) differ at the scale of single observations (the
+  empirical CDF's noise), and a flexible probe (gradient boosting) reads S from that.
+- `build_smooth_knots` (the default of `BarycenterProjector`): a heavy atom, a value carrying at least one
+  bin's mass 1/b, keeps its exact mass; a light value repeated on the coordinate's grid has its mass spread
+  evenly over its cell; the light points between heavy atoms form an equal-mass histogram. The projector uses
+  one b for every group, ⌈1.5 n_min^(1/3)⌉ (the histogram rate n^(1/3), n_min the smallest group), so the groups'
+  estimation errors have the same shape and the held-out group laws of T_s(X) agree up to a bin's sampling
+  error.
+
+Ranks F_s(x) for a coordinate with discrete values (docs/method.md §3, "Ties"): the projector keeps the
+coordinate's `Cells`: the values repeated in the fitted rows (all groups pooled) and the interval each owns.
+A point on the grid gets the rank of a uniform point of its cell, u ~ U[F_s(cell lo), F_s(cell hi)]
+(ties='random'; the middle with ties='mid'). For a heavy atom this is the distributional transform
+u = F(x−) + V (F(x) − F(x−)), exactly U(0, 1) when X has the group's law F, so Q̄(u) has the barycenter's law
+in every group even for binary and one-hot columns. A deterministic rank for a grid value would map each
+group's held-out rows onto a group-specific set of values. A point off the grid gets the interpolated rank
+F_s(x), so unseen points of a continuous coordinate get continuous ranks.
+
+Knots come from raw samples (central fit, unit weights) or from weighted pseudo-points (merged federated
+quantile sketches).
 """
 
 from __future__ import annotations
@@ -25,18 +42,35 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Knots:
-    """A monotone piecewise-linear quantile function: Q(levels[k]) = values[k]."""
+    """A monotone piecewise-linear quantile function: Q(levels[k]) = values[k]; both (k,), non-decreasing."""
 
     levels: np.ndarray
     values: np.ndarray
 
 
-def build_knots(values: np.ndarray, weights: np.ndarray | None = None) -> Knots:
-    """Quantile-function knots of a (weighted) 1-D sample; ties become flat stretches."""
+def auto_bins(n: float) -> int:
+    """Histogram bins for groups of at least n rows (`build_smooth_knots`): ⌈1.5 n^(1/3)⌉, at least 2.
+
+    The n^(1/3) rate balances a bin's sampling error against the histogram's bias; the factor 1.5 was chosen on
+    held-out rows (a gradient-boosting probe per coordinate and a logistic probe on all; docs/method.md §3).
+    """
+    return max(2, int(np.ceil(1.5 * float(n) ** (1.0 / 3.0) - 1e-9)))
+
+
+def _sorted_masses(values: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(values, dtype=np.float64)
     w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64)
+    if v.ndim != 1 or w.shape != v.shape or v.size == 0:
+        raise ValueError(f"values and weights must be non-empty 1-D arrays of one length, got {v.shape} and {w.shape}")
+    if np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("weights must be non-negative with a positive sum")
     order = np.argsort(v, kind="stable")
-    v, w = v[order], w[order]
+    return v[order], w[order]
+
+
+def build_knots(values: np.ndarray, weights: np.ndarray | None = None) -> Knots:
+    """Exact quantile-function knots of a (weighted) 1-D sample (n,); ties become flat stretches."""
+    v, w = _sorted_masses(values, weights)
     uniq, start, counts = np.unique(v, return_index=True, return_counts=True)
     mass = np.add.reduceat(w, start)
     total = mass.sum()
@@ -55,36 +89,176 @@ def build_knots(values: np.ndarray, weights: np.ndarray | None = None) -> Knots:
     return Knots(levels, vals)
 
 
+@dataclass(frozen=True)
+class Cells:
+    """A coordinate's discrete values and the interval each owns: grid, lo, hi (g,), lo ≤ grid ≤ hi.
+
+    grid: the values repeated in the fitted rows; [lo, hi]: from the midpoint to the next smaller distinct
+    observed value to the midpoint to the next larger one (mirrored at the extremes; zero width for a constant).
+    """
+
+    grid: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def discrete_cells(values: np.ndarray) -> Cells | None:
+    """The `Cells` of a coordinate from its pooled values (n,); None when no value repeats (a continuous coordinate)."""
+    uniq, counts = np.unique(np.asarray(values, dtype=np.float64), return_counts=True)
+    rep = np.flatnonzero(counts > 1)
+    if rep.size == 0:
+        return None
+    x, last = uniq[rep], uniq.size - 1
+    with np.errstate(invalid="ignore"):
+        lo = np.where(rep > 0, 0.5 * (uniq[np.maximum(rep - 1, 0)] + x), np.nan)
+        hi = np.where(rep < last, 0.5 * (x + uniq[np.minimum(rep + 1, last)]), np.nan)
+    lo = np.where(np.isnan(lo), np.where(np.isnan(hi), x, 2 * x - hi), lo)  # mirrored at the extremes
+    hi = np.where(np.isnan(hi), 2 * x - lo, hi)
+    return Cells(x, lo, hi)
+
+
+def _histogram_knots(v: np.ndarray, w: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, cumulative mass) of an equal-mass histogram of a sorted weighted sample: its quantiles at k/bins."""
+    total = w.sum()
+    cum = np.cumsum(w)
+    targets = total * np.arange(bins + 1) / bins
+    idx = np.minimum(np.searchsorted(cum, targets * (1 - 1e-12), side="left"), v.size - 1)
+    q = v[idx]
+    q[0], q[-1] = v[0], v[-1]
+    return q, targets
+
+
+def build_smooth_knots(values: np.ndarray, weights: np.ndarray | None = None, bins: int | None = None,
+                       cells: Cells | None = None) -> Knots:
+    """Smoothed quantile-function knots of a (weighted) 1-D sample (n,) (docs/method.md §3, "Smoothing").
+
+    bins: b, default `auto_bins(n)` (a projector passes one b for every group: that of its smallest group).
+    A value whose mass is at least total/b is a heavy atom, kept with its exact mass as a flat stretch of Q. The
+    other points are light: a light value repeated on the coordinate's grid (`cells`) has its mass spread
+    evenly over its cell (the continuous extension of a discrete law), then each run of light points between
+    two heavy atoms becomes an equal-mass histogram with max(1, round(b · its mass share)) bins, linear
+    between its weighted quantiles. Levels run from 0 to 1.
+    Raises ValueError for empty input, negative weights or bins < 1.
+    """
+    v, w = _sorted_masses(values, weights)
+    b = auto_bins(v.size) if bins is None else int(bins)
+    if b < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins}")
+    uniq, start, counts = np.unique(v, return_index=True, return_counts=True)
+    mass = np.add.reduceat(w, start)
+    total = mass.sum()
+    heavy = mass >= total / b * (1 - 1e-12)
+    heavy_x, heavy_m = uniq[heavy], mass[heavy]
+    atom = np.repeat(np.arange(uniq.size), counts)  # each point's distinct value
+    light = ~heavy[atom]
+    lv, lw = v[light].copy(), w[light]
+    if cells is not None and lv.size:
+        a = atom[light]
+        pos = np.searchsorted(cells.grid, lv)
+        on = (pos < cells.grid.size) & (cells.grid[np.minimum(pos, cells.grid.size - 1)] == lv) & (counts[a] > 1)
+        if on.any():
+            rank = (np.arange(v.size) - start[atom])[light][on]  # position of the point inside its value's run
+            c = counts[a[on]]
+            p = pos[on]
+            lv[on] = cells.lo[p] + (rank + 0.5) / c * (cells.hi[p] - cells.lo[p])
+            order = np.argsort(lv, kind="stable")
+            lv, lw = lv[order], lw[order]
+    # Light knots: one equal-mass histogram per run of light points between heavy atoms, concatenated.
+    light_x: list[np.ndarray] = []
+    light_c: list[np.ndarray] = []
+    if lv.size:
+        seg = np.searchsorted(heavy_x, lv)
+        offset = 0.0
+        for g in np.unique(seg):
+            sv, sw = lv[seg == g], lw[seg == g]
+            q, c = _histogram_knots(sv, sw, max(1, int(round(b * sw.sum() / total))))
+            light_x.append(q)
+            light_c.append(offset + c)
+            offset += sw.sum()
+    lx = np.concatenate(light_x) if light_x else np.zeros(0)
+    lc = np.concatenate(light_c) if light_c else np.zeros(0)
+
+    def light_cdf(x: float, side: str) -> float:
+        """Cumulative light mass at x (left or right limit) of the piecewise-linear light CDF."""
+        if lx.size == 0 or x < lx[0] or (side == "left" and x == lx[0]):
+            return 0.0
+        if x > lx[-1] or (side == "right" and x == lx[-1]):
+            return float(lc[-1])
+        lo = np.searchsorted(lx, x, side="left")
+        hi = np.searchsorted(lx, x, side="right")
+        if hi > lo:  # x is a knot (repeated: a flat stretch of Q)
+            return float(lc[lo] if side == "left" else lc[hi - 1])
+        frac = (x - lx[lo - 1]) / (lx[lo] - lx[lo - 1])
+        return float(lc[lo - 1] + frac * (lc[lo] - lc[lo - 1]))
+
+    heavy_cum = np.cumsum(heavy_m)
+    levels, vals = [], []
+    for x in np.unique(np.concatenate([lx, heavy_x])):
+        k = np.searchsorted(heavy_x, x, side="left")
+        h_left = float(heavy_cum[k - 1]) if k > 0 else 0.0
+        h_right = h_left + (float(heavy_m[k]) if k < heavy_x.size and heavy_x[k] == x else 0.0)
+        left = (h_left + light_cdf(x, "left")) / total
+        right = (h_right + light_cdf(x, "right")) / total
+        levels.append(left)
+        vals.append(x)
+        if right > left:
+            levels.append(right)
+            vals.append(x)
+    levels_arr = np.clip(np.maximum.accumulate(np.asarray(levels)), 0.0, 1.0)
+    return Knots(levels_arr, np.asarray(vals))
+
+
 def quantile(knots: Knots, u: np.ndarray) -> np.ndarray:
     """Q(u), clipped to the extreme knots outside their range."""
     return np.interp(u, knots.levels, knots.values)
 
 
-def cdf(knots: Knots, x: np.ndarray, ties: str, rng: np.random.Generator | None) -> np.ndarray:
-    """Continuous rank F(x) in (0, 1): inverse of Q, randomised ('random') or mid ('mid') within atoms."""
+def _interp_cdf(knots: Knots, x: np.ndarray) -> np.ndarray:
+    return np.interp(x, knots.values, knots.levels)
+
+
+def cdf(knots: Knots, x: np.ndarray, ties: str, rng: np.random.Generator | None, cells: Cells | None = None) -> np.ndarray:
+    """Ranks F(x) in [0, 1] of the points x (n,) (docs/method.md §3, "Ties").
+
+    cells: the coordinate's discrete values and their cells (`discrete_cells`). A point on the grid gets a rank
+    uniform over [F(cell lo), F(cell hi)] (ties='random', drawn from rng) or that interval's middle (ties='mid').
+    Off the grid, a point equal to a repeated knot value gets a rank in that flat stretch (the same rule), any
+    other point its linearly interpolated rank, clipped to the extreme levels outside the knots.
+    Raises ValueError for ties='random' without a generator.
+    """
     lv, vv = knots.levels, knots.values
-    k = len(vv)
     x = np.asarray(x, dtype=np.float64)
-    left = np.searchsorted(vv, x, side="left")
-    right = np.searchsorted(vv, x, side="right")
-    u = np.empty_like(x)
-    on_knot = right > left
-    if on_knot.any():
-        u_lo, u_hi = lv[left[on_knot]], lv[right[on_knot] - 1]
+    u_lo, u_hi = np.empty_like(x), np.empty_like(x)
+    random = np.zeros(x.shape, dtype=bool)
+    on_grid = np.zeros(x.shape, dtype=bool)
+    if cells is not None:
+        pos = np.clip(np.searchsorted(cells.grid, x), 0, cells.grid.size - 1)
+        on_grid = cells.grid[pos] == x
+        if on_grid.any():
+            p = pos[on_grid]
+            u_lo[on_grid], u_hi[on_grid] = _interp_cdf(knots, cells.lo[p]), _interp_cdf(knots, cells.hi[p])
+            # a cell of zero width (a constant coordinate) or a point at a flat stretch's value: use the stretch
+            lo_k = np.searchsorted(vv, x[on_grid], side="left")
+            hi_k = np.searchsorted(vv, x[on_grid], side="right")
+            zero = (cells.lo[p] == cells.hi[p]) & (hi_k > lo_k)
+            u_lo[np.flatnonzero(on_grid)[zero]] = lv[lo_k[zero]]
+            u_hi[np.flatnonzero(on_grid)[zero]] = lv[hi_k[zero] - 1]
+            random |= on_grid
+    lo_k = np.searchsorted(vv, x, side="left")
+    hi_k = np.searchsorted(vv, x, side="right")
+    flat = ~on_grid & (hi_k - lo_k > 1)
+    if flat.any():
+        u_lo[flat], u_hi[flat] = lv[lo_k[flat]], lv[hi_k[flat] - 1]
+        random |= flat
+    u = _interp_cdf(knots, x)
+    if random.any():
         if ties == "random":
             if rng is None:
                 raise ValueError("ties='random' needs a random generator")
-            r = rng.uniform(size=u_lo.shape)
+            r = rng.uniform(size=int(random.sum()))
         else:
-            r = np.full(u_lo.shape, 0.5)
-        u[on_knot] = u_lo + r * (u_hi - u_lo)
-    between = ~on_knot & (left > 0) & (left < k)
-    if between.any():
-        j = left[between]
-        frac = (x[between] - vv[j - 1]) / (vv[j] - vv[j - 1])
-        u[between] = lv[j - 1] + frac * (lv[j] - lv[j - 1])
-    u[~on_knot & (left == 0)] = lv[0]
-    u[~on_knot & (left == k)] = lv[-1]
+            r = np.full(int(random.sum()), 0.5)
+        u[random] = u_lo[random] + r * (u_hi[random] - u_lo[random])
     return u
 
 

@@ -5,7 +5,9 @@ with train statistics, fit `BarycenterProjector` on the train features by S, the
 test split measure, for t = 0 (before), the requested t (after) and a t-grid (Pareto curve):
 
 - s_auc: cross-validated probe AUC for S from Z_test (`information.probe`, 0.5 = nothing left);
-- mi: Gaussian MI estimate I_G(Z_test; S) in nats, bias-corrected (`information.gaussian`);
+- mi: k-NN MI estimate of I(Z_test; S) in nats on an out-of-fold gradient-boosting probe's score
+  (`information.knn`), with its chance level, beside the guarded Gaussian MI proxy and that probe's AUC;
+  the report flags an MI that moved against every probe (`information.dependence`);
 - utility: accuracy on Z_test of a logistic regression trained on Z_train;
 - distortion: mean over test rows of ‖Z_t − X‖² (standardised units), the cost of forgetting.
 
@@ -19,6 +21,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -30,12 +33,11 @@ from threadpoolctl import threadpool_limits
 
 from unlearn_fl.types import Seed
 from unlearn_fl.feature.barycenter import BarycenterProjector
-from unlearn_fl.feature.tabular import DIABETES_TARGET, load_feature_table, write_diabetes_csv
-from unlearn_fl.information.gaussian import gaussian_mi
-from unlearn_fl.information.probe import probe_s
+from unlearn_fl.feature.tabular import DIABETES_TARGET, FeatureTable, load_feature_table, write_diabetes_csv
+from unlearn_fl.information.dependence import Dependence, measure as measure_dependence, report_fields
 from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock, ParetoPoint, RequestBlock
 
-__all__ = ["FeatureRunConfig", "run_feature", "write_diabetes_csv", "main"]
+__all__ = ["FeatureRunConfig", "FeatureFit", "run_feature", "run_feature_fit", "write_diabetes_csv", "main"]
 
 
 class FeatureRunConfig(BaseModel):
@@ -66,10 +68,14 @@ class FeatureRunConfig(BaseModel):
 
 class _Point(BaseModel):
     t: float
-    s_auc: float
     utility: float
-    mi: float
     distortion: float
+    dep: Dependence
+
+    def pareto(self) -> ParetoPoint:
+        d = self.dep
+        return ParetoPoint(t=self.t, s_auc=d.s_auc, utility=self.utility, mi=d.mi, distortion=self.distortion,
+                           s_auc_gbm=d.s_auc_gbm, mi_gaussian=d.mi_gaussian)
 
 
 def _split(n: int, s: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +90,35 @@ def _split(n: int, s: np.ndarray, y: np.ndarray, test_fraction: float, seed: int
         raise ValueError(f"cannot split the table with test_fraction={test_fraction}: {exc}; use more rows or a larger test_fraction") from None
 
 
+@dataclass(frozen=True)
+class FeatureFit:
+    """What `run_feature_fit` fitted, for releasing the model (unlearn_fl.feature.release.central_releases).
+
+    table: the loaded table (X (n, d) unscaled, s, y); train_idx, test_idx: its split; mean, scale: (d,) the
+    standardisation (train statistics, scale 1 for a constant column); projector: fitted on the standardised train
+    rows; heads: {t: the logistic regression trained on the train rows projected at t} for t = 0 and the run's t.
+    """
+
+    dataset: str
+    sensitive: str
+    target: str
+    t: float
+    table: FeatureTable
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    projector: BarycenterProjector
+    heads: dict
+
+
 def run_feature(config: FeatureRunConfig) -> ForgettingReport:
     """Fit the barycenter projection for `config` and measure forgetting and utility on held-out rows."""
+    return run_feature_fit(config)[0]
+
+
+def run_feature_fit(config: FeatureRunConfig) -> tuple[ForgettingReport, FeatureFit]:
+    """`run_feature`, also returning what was fitted (the projector, the scaler, the task heads at t = 0 and t)."""
     cfg = config
     table = load_feature_table(cfg.dataset, cfg.sensitive, cfg.target)
     tr, te = _split(len(table.y), table.s, table.y, cfg.test_fraction, cfg.seed)
@@ -94,32 +127,33 @@ def run_feature(config: FeatureRunConfig) -> ForgettingReport:
     scale = np.where(scale > 0, scale, 1.0)
     X = (table.X - mean) / scale
     Xtr, Xte, s_tr, s_te, y_tr, y_te = X[tr], X[te], table.s[tr], table.s[te], table.y[tr], table.y[te]
-    projector = BarycenterProjector(t=cfg.t, method=cfg.method, min_group_size=cfg.min_group_size, random_state=cfg.seed)
+    projector = BarycenterProjector(t=cfg.t, method=cfg.method, min_group_size=cfg.min_group_size, random_state=cfg.seed,
+                                    blocks=table.blocks or None)
     projector.fit(Xtr, s_tr)
 
     cache: dict[float, _Point] = {}
+    heads: dict[float, LogisticRegression] = {}
 
     def measure(t: float) -> _Point:
         if t not in cache:
             Ztr = projector.transform(Xtr, s_tr, t=t)
             Zte = projector.transform(Xte, s_te, t=t)
             clf = LogisticRegression(max_iter=5000).fit(Ztr, y_tr)
-            probe = probe_s(Zte, s_te, cfg.probe, cfg.probe_folds, cfg.probe_repeats, cfg.seed)
+            heads[t] = clf
             cache[t] = _Point(
                 t=t,
-                s_auc=probe.auc,
                 utility=float(clf.score(Zte, y_te)),
-                mi=gaussian_mi(Zte, s_te),
                 distortion=float(np.mean(np.sum((Zte - Xte) ** 2, axis=1))),
+                dep=measure_dependence(Zte, s_te, cfg.probe, cfg.probe_folds, cfg.probe_repeats, cfg.seed),
             )
         return cache[t]
 
     with threadpool_limits(limits=1):  # many tiny fits: extra BLAS threads only add contention
         before, after = measure(0.0), measure(cfg.t)
-        pareto = [ParetoPoint(**measure(t).model_dump()) for t in cfg.grid]
+        pareto = [measure(t).pareto() for t in cfg.grid]
     labels, counts = np.unique(table.s, return_counts=True)
     digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
-    return ForgettingReport(
+    report = ForgettingReport(
         request=RequestBlock(
             request_id=f"feature-{cfg.sensitive}-{digest}",
             kind="feature",
@@ -132,7 +166,9 @@ def run_feature(config: FeatureRunConfig) -> ForgettingReport:
             **cfg.model_dump(),
             "standardized": True,
             "distortion": "mean squared Euclidean displacement per held-out row, standardised units",
-            "mi": "Gaussian MI, nats, bias-corrected, held-out split",
+            "mi": "k-NN MI (nats) on an out-of-fold gradient-boosting probe's score, held-out split; "
+                  "mi_gaussian: guarded Gaussian MI proxy",
+            "one_hot_blocks": [[table.feature_names[c] for c in b] for b in table.blocks] if cfg.method == "quantile" else [],
             "s_auc": f"{cfg.probe} probe, {cfg.probe_folds}-fold x {cfg.probe_repeats} CV on the held-out split",
             "utility": "accuracy of a logistic regression trained on transformed train, tested on transformed test",
         },
@@ -151,16 +187,16 @@ def run_feature(config: FeatureRunConfig) -> ForgettingReport:
             sensitive=cfg.sensitive,
             method=cfg.method,
             t=cfg.t,
-            mi_before=before.mi,
-            mi_after=after.mi,
-            s_auc_before=before.s_auc,
-            s_auc_after=after.s_auc,
+            **report_fields(before.dep, after.dep, cfg.probe),
             utility_before=before.utility,
             utility_after=after.utility,
             pareto=pareto,
         ),
         seed=cfg.seed,
     )
+    fit = FeatureFit(cfg.dataset, cfg.sensitive, cfg.target, cfg.t, table, np.asarray(tr), np.asarray(te), mean, scale,
+                     projector, {0.0: heads[0.0], cfg.t: heads[cfg.t]})
+    return report, fit
 
 
 def main(argv: Sequence[str] | None = None) -> int:

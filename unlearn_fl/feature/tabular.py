@@ -1,13 +1,14 @@
 """Tables for feature unlearning: a CSV (or the bundled diabetes data) → features X, attribute S, target Y.
 
-Numeric columns are kept as floats, text/categorical columns one-hot encoded; the
-sensitive column is removed from X (it is what must be forgotten), as is the target.
+Numeric columns are kept as floats, text/categorical columns one-hot encoded (each such column's
+indicator columns form one block, `FeatureTable.blocks`, which the quantile projector maps jointly);
+the sensitive column is removed from X (it is what must be forgotten), as is the target.
 Rows with a missing value are dropped (and counted).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ class FeatureTable:
     y: np.ndarray
     n_dropped: int
     source: str
+    blocks: list[list[int]] = field(default_factory=list)
+    """Column indices of X of each one-hot encoded text column with at least two categories."""
 
 
 def diabetes_frame() -> pd.DataFrame:
@@ -103,7 +106,40 @@ def load_feature_table(dataset: str, sensitive: str, target: str) -> FeatureTabl
     for c in categorical:
         if feats[c].nunique() > MAX_CATEGORIES:
             raise ValueError(f"text column {c!r} has {feats[c].nunique()} categories (> {MAX_CATEGORIES}); drop it or encode it numerically")
+    blocks: list[list[int]] = []
     if categorical:
+        start = feats.shape[1] - len(categorical)  # get_dummies appends each column's indicators, in order
+        sizes = [int(feats[c].nunique()) for c in categorical]
         feats = pd.get_dummies(feats, columns=categorical, dtype=float)
+        for size in sizes:
+            if size >= 2:
+                blocks.append(list(range(start, start + size)))
+            start += size
     X = feats.to_numpy(dtype=np.float64)
-    return FeatureTable(X, [str(c) for c in feats.columns], s, y, n0 - len(df), str(dataset))
+    return FeatureTable(X, [str(c) for c in feats.columns], s, y, n0 - len(df), str(dataset), blocks)
+
+
+def synthetic_fairness_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """A synthetic fairness-style table (for tests and demos; no real people): n rows, S = 'afam' (yes/no, 25% yes).
+
+    Columns: gender (female/male, independent of S), afam (yes/no), region (north/south/west) and urban (yes/no) and
+    union (yes/no), whose shares depend on S; educ (integer years 6..20, lower by one on average for afam=yes),
+    exper (integer years 0..50), score (one decimal, lower by 4 for afam=yes); the binary target wage (high/low) from
+    a log-wage model of educ, exper, gender, union and score. Given S the columns are independent, so a projection
+    that equalises each column's (or one-hot block's) law across S leaves nothing of S in any of them.
+    """
+    rng = np.random.default_rng(seed)
+    afam = rng.random(n) < 0.25
+    regions = np.array(["north", "south", "west"])
+    region = np.where(afam, regions[rng.choice(3, n, p=[0.3, 0.6, 0.1])], regions[rng.choice(3, n, p=[0.4, 0.3, 0.3])])
+    urban = np.where(rng.random(n) < np.where(afam, 0.8, 0.5), "yes", "no")
+    gender = np.where(rng.random(n) < 0.5, "male", "female")
+    educ = np.clip(np.round(rng.normal(13.0 - 1.0 * afam, 2.5)), 6, 20).astype(int)
+    exper = np.clip(np.round(rng.normal(18.0, 10.0, n)), 0, 50).astype(int)
+    score = np.round(rng.normal(50.0 - 4.0 * afam, 8.0), 1)
+    union = np.where(rng.random(n) < np.where(afam, 0.3, 0.18), "yes", "no")
+    logw = (0.08 * educ + 0.02 * exper - 0.0003 * exper**2 + 0.1 * (gender == "male") + 0.15 * (union == "yes")
+            + 0.01 * score + rng.normal(0.0, 0.4, n))
+    wage = np.where(logw > np.median(logw), "high", "low")
+    return pd.DataFrame({"gender": gender, "afam": np.where(afam, "yes", "no"), "region": region, "urban": urban,
+                         "union": union, "educ": educ, "exper": exper, "score": score, "wage": wage})

@@ -60,3 +60,38 @@ def gaussian_mi(Z: object, s: object, reg: float = 1e-8, bias_correction: bool =
             term -= _wishart_bias(int(n_g), d)
         within += (n_g / n) * term
     return max(0.0, 0.5 * (total - within))
+
+
+GUARDED = ("Gaussian MI proxy, bias-corrected, on the pooled covariance's non-degenerate subspace with a 1e-3 ridge; "
+           "exact only for Gaussian groups; on discrete columns it measures mean and covariance differences")
+
+
+def gaussian_mi_guarded(Z: object, s: object, ridge: float = 1e-3, rank_tol: float = 1e-8) -> float:
+    """The Gaussian MI proxy, guarded for binary, one-hot and constant columns (docs/method.md §3, "Checking"); nats, ≥ 0.
+
+    Z (n, d), s (n,). The columns are standardised (constant ones dropped) and projected onto the eigenvectors of
+    their pooled covariance with eigenvalue above rank_tol × the largest: a one-hot block's sum, a constant column
+    or any exact linear constraint shared by all rows carries no information and would only add log(0) to both
+    terms. Then `gaussian_mi` with a ridge of `ridge` (relative to the unit variances): a direction singular in one
+    group only (a column constant within a group) contributes at most ½ log(1 / ridge) ≈ 3.5 nats instead of
+    infinity; and the value is capped at the plug-in entropy H(S), which bounds I(Z; S) for a discrete S. Bias: the
+    ridge lowers the estimate (it raises small within-group eigenvalues most); the Wishart
+    correction of `gaussian_mi` removes the small-sample inflation. Exact only for Gaussian groups; on discrete
+    columns it measures differences of means and covariances, not information. A second opinion to `knn_mi`.
+    Raises ValueError for bad shapes or a group with fewer than 2 rows.
+    """
+    Z = check_matrix(Z)
+    s = check_labels(s, Z.shape[0])
+    sd = Z.std(axis=0)
+    keep = sd > 1e-12 * np.maximum(1.0, np.abs(Z).max(axis=0))
+    if not keep.any() or len(np.unique(s)) < 2:
+        return 0.0
+    X = (Z[:, keep] - Z[:, keep].mean(axis=0)) / sd[keep]
+    w, V = np.linalg.eigh(np.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1]))
+    basis = V[:, w > rank_tol * max(float(w.max()), np.finfo(float).tiny)]
+    if basis.shape[1] == 0:
+        return 0.0
+    _, counts = np.unique(s, return_counts=True)
+    p = counts / counts.sum()
+    h_s = float(-(p * np.log(p)).sum())  # I(Z; S) ≤ H(S) for a discrete S: a larger Gaussian value is no information
+    return min(gaussian_mi(X @ basis, s, reg=ridge), h_s)

@@ -226,9 +226,22 @@ def render_html(r: ForgettingReport) -> str:
                                           r.audit.after.reference_cost if r.audit and r.audit.after else None)) else None)]))
     if r.feature:
         f = r.feature
+        if f.disagreement:
+            parts.append("<div class='verdict' id='feature-disagreement' style='border-color:#9a6700'><span style='background:#9a6700'>"
+                         "estimates disagree</span><p>" + html.escape(f.disagreement) + "</p></div>")
         parts.append(_table("Feature unlearning", [("sensitive attribute", f.sensitive), ("method", f.method), ("t", f.t),
-                                                   ("MI before / after (nats)", f"{_fmt(f.mi_before)} / {_fmt(f.mi_after)}"),
+                                                   (f"MI before / after (nats){'' if f.mi_estimator else ', Gaussian'}",
+                                                    f"{_fmt(f.mi_before)} / {_fmt(f.mi_after)}"),
+                                                   ("MI estimator", f.mi_estimator),
+                                                   ("MI chance level (S permuted, nats)", f.mi_chance),
+                                                   ("Gaussian MI proxy before / after (nats)",
+                                                    f"{_fmt(f.mi_gaussian_before)} / {_fmt(f.mi_gaussian_after)}"
+                                                    if f.mi_gaussian_before is not None else None),
                                                    ("S-probe AUC before / after", f"{_fmt(f.s_auc_before)} / {_fmt(f.s_auc_after)}"),
+                                                   ("gradient-boosting S-probe AUC before / after",
+                                                    f"{_fmt(f.s_auc_gbm_before)} / {_fmt(f.s_auc_gbm_after)}"
+                                                    if f.s_auc_gbm_before is not None else None),
+                                                   ("estimates agree", f.estimates_agree),
                                                    ("task accuracy before / after", f"{_fmt(f.utility_before)} / {_fmt(f.utility_after)}")]))
     plots = _plots(r)
     if plots:

@@ -127,10 +127,17 @@ class ParetoPoint(_Block):
     utility: float
     mi: float | None = None
     distortion: float | None = None
+    s_auc_gbm: float | None = Field(None, description="AUC of the gradient-boosting probe behind `mi` (out-of-fold).")
+    mi_gaussian: float | None = Field(None, description="The guarded Gaussian MI proxy, nats.")
 
 
 class FeatureBlock(_Block):
-    """Feature unlearning: dependence of Z on S and task utility, before and after (docs/method.md §3)."""
+    """Feature unlearning: dependence of Z on S and task utility, before and after (docs/method.md §3).
+
+    `mi_*` is the estimator named in `mi_estimator` (reports before it was added: the Gaussian MI). `disagreement`
+    is set whenever an MI estimate moved against every probe's AUC or two probes' AUCs moved apart (docs/method.md
+    §3, "Checking").
+    """
 
     sensitive: str
     method: str
@@ -142,6 +149,16 @@ class FeatureBlock(_Block):
     utility_before: float
     utility_after: float
     pareto: list[ParetoPoint] = Field(default_factory=list)
+    mi_estimator: str | None = Field(None, description="What `mi_before`/`mi_after` are (null: the Gaussian MI of older reports).")
+    mi_chance: float | None = Field(None, description="The MI estimator's chance level (S permuted), nats; estimates "
+                                                      "near it are indistinguishable from 0.")
+    mi_gaussian_before: float | None = Field(None, description="The guarded Gaussian MI proxy before, nats (a second opinion).")
+    mi_gaussian_after: float | None = Field(None, description="The guarded Gaussian MI proxy after, nats.")
+    s_auc_gbm_before: float | None = Field(None, description="A gradient-boosting probe's out-of-fold AUC for S before.")
+    s_auc_gbm_after: float | None = Field(None, description="The gradient-boosting probe's AUC after.")
+    estimates_agree: bool | None = Field(None, description="False when an MI estimate moved against every probe's AUC, "
+                                                           "or two probes' AUCs moved apart.")
+    disagreement: str | None = Field(None, description="Which estimate moved against the probes, and by how much.")
 
 
 class RoundLog(_Block):

@@ -37,6 +37,22 @@ def check_matrix(Z: object, name: str = "Z") -> np.ndarray:
     return arr
 
 
+def check_groups(Z: object, s: object, min_rows: int, what: str, fix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(Z (n, d) float64, group index per row (n,), group labels (k,), rows per group (k,)) for an estimator of S from Z.
+
+    Raises ValueError for bad shapes, fewer than two groups, or a group with fewer than `min_rows` rows
+    (`what` names the estimator, `fix` says what to do).
+    """
+    Z = check_matrix(Z)
+    s = check_labels(s, Z.shape[0])
+    classes, y, counts = np.unique(s, return_inverse=True, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(f"{what} needs at least two groups in s")
+    if counts.min() < min_rows:
+        raise ValueError(f"smallest group has {counts.min()} rows; {what} needs at least {min_rows} per group; {fix}")
+    return Z, y, classes, counts
+
+
 def check_labels(s: object, n: int, name: str = "s") -> np.ndarray:
     """Group labels as a 1-D array of length n (ints or strings); raise ValueError otherwise."""
     arr = np.asarray(s)

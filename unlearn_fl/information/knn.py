@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from unlearn_fl.feature.validation import check_labels, check_matrix
+from unlearn_fl.feature.validation import check_groups
 
 ESTIMATOR = ("k-NN MI (Ross 2014, scikit-learn mutual_info_classif, k={k}) between S and an out-of-fold gradient-"
              "boosting probe's score ({folds}-fold); a lower bound on I(Z;S) in nats up to its sampling error")
@@ -63,15 +63,8 @@ def knn_mi(Z: object, s: object, folds: int = 5, n_neighbors: int = 3, random_st
 
     Raises ValueError for bad shapes, fewer than two groups, or a group with fewer rows than `folds`.
     """
-    Z = check_matrix(Z)
-    s = check_labels(s, Z.shape[0])
-    classes, y, counts = np.unique(s, return_inverse=True, return_counts=True)
+    Z, y, classes, counts = check_groups(Z, s, max(folds, n_neighbors + 1), "the k-NN MI", "pass more rows or lower folds")
     k = len(classes)
-    if k < 2:
-        raise ValueError("MI needs at least two groups in s")
-    if counts.min() < max(folds, n_neighbors + 1):
-        raise ValueError(f"smallest group has {counts.min()} rows; the k-NN MI needs at least {max(folds, n_neighbors + 1)} "
-                         "per group; pass more rows or lower folds")
     with threadpool_limits(limits=1):
         p = _summary(Z, y, k, folds, random_state)
     summary = np.log(p[:, 1] / p[:, 0])[:, None] if k == 2 else np.log(p)

@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from unlearn_fl.feature.validation import check_labels, check_matrix
+from unlearn_fl.feature.validation import check_groups
 
 ProbeKind = Literal["logistic", "quadratic", "gbm"]
 
@@ -75,14 +75,8 @@ def probe_s(
     Z: object, s: object, probe: ProbeKind = "logistic", folds: int = 5, repeats: int = 1, random_state: int = 0
 ) -> ProbeResult:
     """Out-of-fold probe of S from Z: AUC and bits, averaged over `repeats` reshuffled K-fold splits."""
-    Z = check_matrix(Z)
-    s = check_labels(s, Z.shape[0])
-    classes, y, counts = np.unique(s, return_inverse=True, return_counts=True)
+    Z, y, classes, counts = check_groups(Z, s, folds, f"a {folds}-fold probe", "lower folds or pass more rows")
     k = len(classes)
-    if k < 2:
-        raise ValueError("probe needs at least two groups in s")
-    if counts.min() < folds:
-        raise ValueError(f"smallest group has {counts.min()} rows, fewer than folds={folds}; lower folds or pass more rows")
     p_s = counts / counts.sum()
     h_s = float(-(p_s * np.log(p_s)).sum())
     with threadpool_limits(limits=1):  # tiny fits: BLAS/OpenMP threads only add contention on a shared machine

@@ -330,7 +330,8 @@ def summarise(records: list[dict]) -> dict:
 
 def markdown(summary: dict, meta: dict) -> str:
     f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"
-    lines = [f"# Unlearning benchmark: suite `{meta['suite']}`", "",
+    title = f"suite `{meta['suite']}`" if meta.get("whole_suite") else "settings " + ", ".join(f"`{x}`" for x in meta["settings"])
+    lines = [f"# Unlearning benchmark: {title}", "",
              f"Seeds {meta['seeds']}, K = {meta['k']} runs per method and seed; medians over seeds. "
              f"{meta['cores']} cores, torch {meta['torch']}, flwr {meta['flwr']}. Regenerate: `{meta['command']}`.", ""]
     for setting, s in summary.items():
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     suite = SUITES[a.suite]
     settings, seeds = a.settings or suite["settings"], a.seeds or suite["seeds"]
-    k = a.k or suite["k"]
+    k = a.k if a.k is not None else suite["k"]
     methods = a.methods or list(METHODS)
     if "retrain" not in methods:
         methods = ["retrain", *methods]
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     import flwr
     import torch
 
-    meta = {"suite": a.suite, "settings": settings, "seeds": seeds, "k": k, "methods": methods, "cores": os.cpu_count(),
+    meta = {"suite": a.suite, "whole_suite": a.settings is None, "settings": settings, "seeds": seeds, "k": k, "methods": methods, "cores": os.cpu_count(),
             "torch": torch.__version__, "flwr": flwr.__version__, "python": platform.python_version(),
             "seconds": time.perf_counter() - t0,
             "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])}

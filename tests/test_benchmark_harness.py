@@ -31,10 +31,11 @@ def test_harness_runs_every_listed_method_side_by_side(tmp_path):
     assert rows["finetune"]["compute_ratio"] == pytest.approx(
         sum(c["examples"] for c in raw["retrain"]["cost"]) / sum(c["examples"] for c in raw["finetune"]["cost"]))
     md = stem.with_suffix(".md").read_text()
-    assert "| finetune |" in md and "python -m benchmarks.run" in md
+    assert "| finetune |" in md and "python -m benchmarks.run" in md and "settings `smoke`" in md
 
 
-def test_harness_refuses_k_below_two(capsys):
-    assert run.main(["--settings", "smoke", "--k", "1"]) == 2
+@pytest.mark.parametrize("k", ["1", "0"])
+def test_harness_refuses_k_below_two(capsys, k):
+    assert run.main(["--settings", "smoke", "--k", k]) == 2  # 0 once meant "not given" and ran the whole suite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--k" in err[0]

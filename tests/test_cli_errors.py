@@ -37,6 +37,11 @@ CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
         (["--model-name", "a@prod"], "models:/NAME/VERSION and models:/NAME@ALIAS URIs cannot name it"),
         (["--withdraw", "0,1,2", "--forget-fraction", "0.999"], "training rows rounds to all"),
         (["--dataset", "price.csv", "--target", "y"], "looks continuous"),
+        (["--canaries", "2"], "between 0 and 1, e.g. 0.25"),
+        (["--canary-clients", "9"], "no effect without --canaries"),
+        (["--canary-kind", "mislabel"], "no effect without --canaries"),
+        (["--canaries", "0.2", "--canary-clients", "0,,1"], "--canary-clients '0,,1'"),
+        (["--canaries", "0.2", "--canary-clients", "9"], "canary client(s) [9] out of range"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(tmp_cwd, args, needle):

@@ -75,7 +75,8 @@ def _add_simulate(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (dirichlet partition)")
     p.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each client's data kept as never-trained holdout")
     p.add_argument("--canaries", type=float, default=0.0,
-                   help="share of the canary clients' rows given a wrong label (memorised only: makes forgetting measurable)")
+                   help="share of the canary clients' rows turned into canaries (see --canary-kind), which only memorisation "
+                        "fits: makes forgetting measurable; 0 = none")
     p.add_argument("--canary-kind", choices=["ood", "mislabel"], default="ood",
                    help="ood: random-feature rows with random labels; mislabel: real rows with a wrong label")
     p.add_argument("--canary-clients", default="0", metavar="IDS", help="clients holding the canaries, e.g. 0 or 0,2")
@@ -132,9 +133,19 @@ def _add_simulate(sub) -> None:
 
 def _canary_clients(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        ids = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise UsageError(f"--canary-clients {text!r}: give comma-separated client ids, e.g. 0 or 0,2") from None
+    return ids
+
+
+def _check_canary_flags(a) -> None:
+    """Canary flags only act with --canaries > 0: refuse them alone rather than ignore them."""
+    if not 0 <= a.canaries <= 1:
+        raise UsageError(f"--canaries {a.canaries:g}: give the share of the canary clients' rows to turn into canaries, "
+                         "between 0 and 1, e.g. 0.25")
+    if a.canaries == 0 and (a.canary_clients != "0" or a.canary_kind != "ood"):
+        raise UsageError("--canary-clients / --canary-kind have no effect without --canaries SHARE; add e.g. --canaries 0.25")
 
 
 def _simulate_config(a):
@@ -161,6 +172,7 @@ def _simulate_config(a):
     except json.JSONDecodeError as e:
         raise UsageError(f"--method-config is not valid JSON ({e.msg}); e.g. '{{\"gamma\": 4}}'") from None
     files = tuple(f for f in (a.site_files or "").split(";") if f.strip())
+    _check_canary_flags(a)
     try:
         # A CSV path as the ServerApp and the sites will open it: they run in another folder (like --tracking-uri).
         dataset = str(Path(a.dataset).resolve()) if a.dataset.lower().endswith(".csv") else a.dataset
@@ -479,7 +491,7 @@ def _add_feature(sub) -> None:
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
     p.add_argument("--model-name", default=None,
-                   help="registered model of the release (default: feature-SENSITIVE); its parent version is the model "
+                   help="registered model of the release (default: feature-SENSITIVE, feature-SENSITIVE-federated with --clients); its parent version is the model "
                         "before feature unlearning (t = 0), registered once and reused")
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
                    help="when the `production` alias moves to the release (on-pass: its logistic and gradient-boosting "
@@ -556,10 +568,13 @@ def cmd_feature(a) -> int:
     from unlearn_fl.feature import run as feature_run
     from unlearn_fl.report.html import render_html
 
-    model_name = a.model_name if a.model_name is not None else f"feature-{a.sensitive}"
+    # A federated release outputs projected features (no head), a central one the task label: separate defaults, so
+    # one never takes `production` from the other and changes what `predict` returns.
+    model_name = a.model_name if a.model_name is not None else (
+        f"feature-{a.sensitive}-federated" if a.clients else f"feature-{a.sensitive}")
     try:
         if (bad := _bad_model_name(model_name)) is not None:
-            raise UsageError(bad if a.model_name is not None else f"{bad} (the default is feature-<--sensitive>)")
+            raise UsageError(bad if a.model_name is not None else f"{bad} (the default is feature-<--sensitive>, with -federated for --clients)")
         if not math.isfinite(a.t) or not 0 <= a.t <= 1:
             raise UsageError(f"--t {a.t!r}: give a value in [0, 1] (0 = keep the features, 1 = full barycenter projection)")
         if not math.isfinite(a.max_s_auc) or not 0.5 <= a.max_s_auc <= 1:

@@ -307,20 +307,20 @@ def test_federated_release_with_a_text_sensitive_column_is_registered_and_predic
     uri = store["uri"]
     common = ["--dataset", str(csv), "--target", "wage", "--sensitive", "afam", "--method", "gaussian", "--grid", "0,1",
               "--tracking-uri", uri]
-    code, printed, err = _run(["feature", "--clients", "3", *common, "--model-name", "afam-federated", "--out",
-                               str(tmp_path / "fed")], capsys)
+    # Default names: a federated release (projected features out) never takes `production` from a central one (labels out).
+    code, printed, err = _run(["feature", "--clients", "3", *common, "--out", str(tmp_path / "fed")], capsys)
     assert code == 0, err[-2000:]
-    code, printed, err = _run(["feature", *common, "--model-name", "afam-central", "--out", str(tmp_path / "central")],
-                              capsys)
+    code, printed, err = _run(["feature", *common, "--out", str(tmp_path / "central")], capsys)
     assert code == 0, err[-2000:]
     client = MlflowClient(uri)
-    tags = _tags(client, "afam-federated", "2")
+    assert {m.name for m in client.search_registered_models()} >= {"feature-afam-federated", "feature-afam"}
+    tags = _tags(client, "feature-afam-federated", "2")
     assert tags["kind"] == KIND_RELEASED and tags["parent_version"] == "1" and tags["clients"] == "0,1,2"
     assert tags["sensitive"] == "afam" and tags["method"] == "barycenter-gaussian-federated"
 
     mlflow.set_tracking_uri(uri)
-    registered = mlflow.pyfunc.load_model("models:/afam-federated/2")
-    central_run = mlflow.pyfunc.load_model("models:/afam-central/2")
+    registered = mlflow.pyfunc.load_model("models:/feature-afam-federated/2")
+    central_run = mlflow.pyfunc.load_model("models:/feature-afam/2")
     fed_release, central_release = (m.unwrap_python_model().release for m in (registered, central_run))
     for m, rel in ((registered, fed_release), (central_run, central_release)):
         assert rel.groups == ["no", "yes"] and rel.s_type == "string" and "afam" not in rel.inputs

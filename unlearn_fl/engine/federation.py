@@ -597,8 +597,9 @@ class Federation:
                                method=name, **{"method-config": mcfg.model_dump_json(exclude={"seed"}),
                                                "reference-mean": ref_mean or []})
             # Nodes excluded: only clients gone through earlier requests; this request's holders take part.
+            sent = to_arrays(model)
             msgs = [Message(content=m.content, dst_node_id=m.metadata.dst_node_id, message_type=UNLEARN)
-                    for m in strategy.configure_train(self._round, to_arrays(model), cfg, self.grid, exclude=set(self._nodes(gone)))]
+                    for m in strategy.configure_train(self._round, sent, cfg, self.grid, exclude=set(self._nodes(gone)))]
             if teacher is not None:
                 for m in msgs:
                     m.content[REFERENCE_ARRAYS] = teacher
@@ -626,7 +627,7 @@ class Federation:
                 r -= 1
                 continue
             if method.uses_forget and c.forget_weight == "objective" and not c.dp.central:
-                reweight(ok, to_arrays(model), holders)  # the forget term counted once, not by example share
+                reweight(ok, sent, holders)  # the forget term counted once, not by example share
             new, _ = strategy.aggregate_train(self._round, ok)
             if new is None:
                 raise WithdrawalAborted(f"unlearning round {r}: no usable update")

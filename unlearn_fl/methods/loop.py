@@ -61,9 +61,9 @@ def matched_loss_auc(model: torch.nn.Module, forget: Split, holdout: Split) -> f
 
     if len(forget) == 0 or len(holdout) == 0:
         return float("nan")
-    model.eval()
-    lf = F.cross_entropy(model(tensors(forget)[0]), tensors(forget)[1], reduction="none").double().numpy()
-    lh = F.cross_entropy(model(tensors(holdout)[0]), tensors(holdout)[1], reduction="none").double().numpy()
+    from unlearn_fl.models import per_example_loss
+
+    lf, lh = per_example_loss(model, forget), per_example_loss(model, holdout)
     labels, counts = np.unique(forget.y, return_counts=True)
     total = 0.0
     for c, k in zip(labels, counts):

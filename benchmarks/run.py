@@ -220,7 +220,7 @@ class _Oracle:
         for c in range(n_clients):
             tr = data.scaled(data.client_train_idx[c])
             if c in request.client_ids:
-                mask = forget_mask(len(tr), request.fraction, request.request_id)
+                mask = forget_mask(len(tr), request.fraction, request.rows_key or request.request_id)
                 self.forget = tr.subset(np.flatnonzero(mask))
                 keep = tr.subset(np.flatnonzero(~mask))
                 self.holdout = data.scaled(data.client_holdout_idx[c])

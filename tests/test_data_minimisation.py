@@ -245,7 +245,7 @@ def truth(run):
         n = len(site.train)
         mask = np.zeros(n, dtype=bool)
         for w in withdrawals.get(s["k"], []):
-            mask |= forget_mask(n, w.fraction, w.request_id)
+            mask |= forget_mask(n, w.fraction, w.sample_key)
         labels += [site.train.y, site.holdout.y, site.train.y[mask], site.train.y[~mask], np.asarray(
             [CLASSES.split(",").index(v) for v in pd.read_csv(run["files"][s["k"]])["label"]])]
         ids += s["ids"]

@@ -29,6 +29,11 @@ class WithdrawalRequest(BaseModel):
     salt: str = Field("", description="Distinguishes two genuinely different requests with the same content.")
     records: RecordScope | None = Field(
         None, description="Record-level erasure at one site: the count and salted digest of the named ids (the ids stay at the site).")
+    rows_key: str | None = Field(
+        None, max_length=128,
+        description="What draws the rows a fractional withdrawal forgets (None: the request id). A simulation's planned "
+                    "withdrawals derive it from the run's seed, so a seeded run forgets the same rows every time while "
+                    "its request ids stay unique.")
     submitted_at: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     @model_validator(mode="after")

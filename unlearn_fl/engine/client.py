@@ -206,7 +206,7 @@ class UnlearningClient:
                 m = np.zeros(n, dtype=bool)
                 m[self._record_rows(site, w.request_id, withdrawals)] = True
             else:
-                m = forget_mask(n, w.fraction, w.request_id)
+                m = forget_mask(n, w.fraction, w.sample_key)
             if w.request_id == active:
                 now |= m & ~gone
             gone |= m

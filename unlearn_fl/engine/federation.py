@@ -138,7 +138,8 @@ def with_request(withdrawals: Withdrawals, request: WithdrawalRequest) -> Withdr
     """The withdrawals so far plus `request`, per site, oldest first."""
     out = {c: list(v) for c, v in withdrawals.items()}
     for c in request.client_ids:
-        out.setdefault(c, []).append(Withdrawal(request.request_id, request.fraction, request.records is not None))
+        out.setdefault(c, []).append(Withdrawal(request.request_id, request.fraction, request.records is not None,
+                                                  request.rows_key or ""))
     return out
 
 
@@ -264,9 +265,16 @@ class Federation:
 
     def send(self, msgs: list[Message]) -> list[Message]:
         """send_and_receive, counting the bytes of model arrays both ways (every ArrayRecord of a message)
-        and the rows the sites processed (`examples-processed` of train and unlearn replies)."""
+        and the rows the sites processed (`examples-processed` of train and unlearn replies).
+
+        Replies come back in site order (partition id, then node id for sites not yet known), not in
+        arrival order: every sum over replies (FedAvg, statistics, digests) then adds the same floats in
+        the same order, so a seeded run repeats bit for bit whichever site answers first.
+        """
         self._count_bytes(msgs)
-        replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        client_of = {n: c for c, n in self.node_of.items()}
+        replies = sorted(self.grid.send_and_receive(msgs, timeout=self.timeout),
+                         key=lambda r: (client_of.get(r.metadata.src_node_id, float("inf")), r.metadata.src_node_id))
         self._count_bytes(replies)
         for r in replies:
             if not r.has_error() and METRICS in r.content:
@@ -425,7 +433,6 @@ class Federation:
         refused = [f"site {client_of[r.metadata.src_node_id]} refused the request: {_client_error(r)}" for r in replies if r.has_error()]
         if refused:
             raise WithdrawalAborted("; ".join(refused))
-        replies = sorted(replies, key=lambda r: client_of[r.metadata.src_node_id])
         if len(replies) < len(request.client_ids):
             raise WithdrawalAborted("the count query got no answer: " + "; ".join(self.problems(nodes, replies)))
         digest = hashlib.sha256("".join(str(r.content[CONFIG]["forget-digest"]) for r in replies).encode()).hexdigest()

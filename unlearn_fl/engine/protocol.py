@@ -73,12 +73,18 @@ class Withdrawal:
 
     `records=True`: the rows are named by record id in the site's own erasure store
     (`fraction` is then unused); otherwise a `fraction` of the site's training rows,
-    chosen deterministically from the request id (1.0: the whole site).
+    chosen deterministically from `rows_key` (1.0: the whole site).
     """
 
     request_id: str
     fraction: float
     records: bool = False
+    rows_key: str = ""
+    """What draws a fractional withdrawal's rows (`unlearn_fl.data.forget_mask`); empty: the request id."""
+
+    @property
+    def sample_key(self) -> str:
+        return self.rows_key or self.request_id
 
 
 Withdrawals = dict[int, list[Withdrawal]]
@@ -86,7 +92,8 @@ Withdrawals = dict[int, list[Withdrawal]]
 
 
 def encode_withdrawals(w: Withdrawals) -> str:
-    return json.dumps({str(k): [{"request_id": x.request_id, "fraction": x.fraction, "records": x.records} for x in v]
+    return json.dumps({str(k): [{"request_id": x.request_id, "fraction": x.fraction, "records": x.records,
+                                 **({"rows_key": x.rows_key} if x.rows_key else {})} for x in v]
                        for k, v in w.items()})
 
 

@@ -298,7 +298,8 @@ def run_federation(grid: Grid, cfg: UnlearningSettings, recorder: Recorder, mode
         for i, p in enumerate(plans):
             if (p.at_round or cfg.rounds) == r:
                 ledger.receive(WithdrawalRequest(client_ids=p.client_ids, fraction=p.fraction, reason=p.reason,
-                                                 records=p.records, salt=f"run={run_token};plan={i}"),
+                                                 records=p.records, salt=f"run={run_token};plan={i}",
+                                                 rows_key=f"seed={cfg.seed};plan={i}"),
                                cfg.model_name, origin="planned")
         for request in (queue.poll() if queue is not None else []):  # (a malformed file: received and aborted below)
             _, new = ledger.receive(request, cfg.model_name, origin="submitted")

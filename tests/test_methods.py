@@ -83,3 +83,30 @@ def test_federated_only_methods_refuse_central_use_with_the_way_to_run_them(e2, 
     m = get_method(name)
     with pytest.raises(ValueError, match=f"--method {name}"):
         m.unlearn(e2["original"], e2["retain"], e2["forget"], e2["holdout"], m.make_config())
+
+
+def test_accuracy_resolution_closed_form():
+    from unlearn_fl.methods.loop import accuracy_resolution
+
+    assert accuracy_resolution(0.76, 58) == pytest.approx(1.645 * np.sqrt(0.76 * 0.24 / 58))
+    assert accuracy_resolution(1.0, 100) == pytest.approx(1.645 * np.sqrt(0.99 * 0.01 / 100))  # p clipped to 1 - 1/n
+    assert accuracy_resolution(0.9, 0) == float("inf")
+    assert accuracy_resolution(0.9, 10_000) < 0.01 < accuracy_resolution(0.9, 50)
+
+
+def test_guards_fire_only_on_drops_the_holdout_resolves_and_only_the_unseen_rule_reaches_the_target(e2):
+    """Guards set to 0 (the strictest): on a 40-row holdout one flipped row is 2.5 points, below what 40 rows
+    resolve (1.645·√(p(1−p)/40), p clipped to [1/40, 39/40]: 4.1 points at p = 1), so it must not end the run;
+    whatever ends it is either the unseen rule (target reached) or a drop larger than that."""
+    m = get_method("marginal")
+    small = e2["holdout"].subset(np.arange(40))
+    cfg = m.make_config(**{**PAPER_CONFIG, "max_holdout_drop": 0.0, "max_matched_drop": 0.0, "epochs": 3})
+    res = m.unlearn(e2["original"], e2["retain"], e2["forget"], small, cfg)
+    start = evaluate(e2["original"], small)[0]
+    p = min(max(start, 1 / 40), 39 / 40)
+    resolution = 1.645 * np.sqrt(p * (1 - p) / 40)
+    assert res.target_reached == ("looks unseen" in res.stopped_because)
+    if res.stopped_because.startswith("holdout accuracy fell"):
+        assert start - res.history[-1]["holdout_acc"] > resolution, res.stopped_because
+    for h in res.history[:-1]:  # every check it went past was within the resolution
+        assert start - h["holdout_acc"] <= resolution + 1e-9

@@ -89,10 +89,9 @@ def local_unlearn(
         "examples-processed": result.examples_processed,
         "steps": result.steps,
         "forget-n": len(forgotten),
-        # 1 when this client's held-out stopping rule fired (the forget set looks unseen, or
-        # holdout accuracy on its classes started to fall): the server needs no further rounds.
-        "target-reached": int(len(forgotten) > 0 and method.uses_forget
-                              and result.stopped_because not in ("max epochs", "nothing to do")),
+        # 1 when this client's forget set looks unseen by its held-out test (not when a utility guard
+        # ended the local step early: the next round's retained steps may allow more): no further rounds needed.
+        "target-reached": int(len(forgotten) > 0 and method.uses_forget and result.target_reached),
     }
     return result.model, metrics
 

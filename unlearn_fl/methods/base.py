@@ -45,9 +45,11 @@ class MethodConfig(BaseModel):
     # .993 (retrain .899); at 0.10 (two errors), γ 4: forget .973 ± .037, test .968 vs .977
     # (benchmarks/results/e2_digits.md).
     max_matched_drop: float = Field(
-        0.10, ge=0, description="Stop where the holdout accuracy on the forget set's classes starts to fall by more (authors' rule)."
+        0.10, ge=0, description="Stop where the holdout accuracy on the forget set's classes starts to fall by more (authors' rule); "
+                                "never below what the holdout can resolve (methods.loop.accuracy_resolution)."
     )
-    max_holdout_drop: float = Field(0.03, ge=0, description="Roll back one check if overall holdout accuracy falls by more.")
+    max_holdout_drop: float = Field(0.03, ge=0, description="Roll back one check if overall holdout accuracy falls by more; never "
+                                                            "below what the holdout can resolve (methods.loop.accuracy_resolution).")
     seed: Seed = 0
 
 
@@ -75,6 +77,8 @@ class UnlearnResult:
     """Rows passed forward and backward (the compute cost): Σ over optimiser steps of the batch sizes."""
     weight: int | None = None
     """FedAvg weight of this local result when it is not the rows the step used (None: the default count)."""
+    target_reached: bool = False
+    """True when the run ended because the forget set looks unseen (its stopping rule), not at a utility guard or the step limit."""
 
 
 class Method:

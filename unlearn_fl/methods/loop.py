@@ -8,6 +8,11 @@ loss of never-trained holdout data of the same classes), or where that
 holdout accuracy starts to fall (the authors' rule: the retrained model lies where
 test accuracy starts to fall), and roll back one check if overall holdout accuracy
 falls by more than `max_holdout_drop`.
+
+The two accuracy guards compare accuracies on a site's holdout, often a few dozen rows. A drop smaller
+than that holdout can resolve (`accuracy_resolution`) is noise, not harm: with 58 rows one row is 1.7
+points, so a 3-point guard fired on two flipped rows and ended a site's unlearning at its first steps.
+Each guard's threshold is the larger of its setting and that resolution.
 """
 
 from __future__ import annotations
@@ -22,6 +27,22 @@ from torch.nn import functional as F
 from unlearn_fl.data import Split
 from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig, UnlearnResult
 from unlearn_fl.models import Criterion, as_loss_fn, batches, evaluate, reinitialized, tensors, train_epochs
+
+
+RESOLUTION_Z = 1.645
+"""One-sided 95% normal quantile: a drop counts when it exceeds this many binomial standard errors."""
+
+
+def accuracy_resolution(acc: float, n: float) -> float:
+    """Smallest accuracy drop an `n`-row evaluation resolves at accuracy `acc`: z·√(p(1−p)/n), p clipped to
+    [1/n, 1−1/n] so a perfect score does not claim infinite precision. n ≤ 0 (no rows) gives inf.
+
+    Units: accuracy (0..1). Source: the binomial standard error of an accuracy, one-sided z = 1.645.
+    """
+    if n <= 0 or not np.isfinite(acc):
+        return float("inf")
+    p = min(max(acc, 1.0 / n), 1.0 - 1.0 / n) if n > 1 else 0.5
+    return RESOLUTION_Z * float(np.sqrt(p * (1.0 - p) / n))
 
 
 @torch.no_grad()
@@ -123,9 +144,13 @@ def run_unlearning(
     can_stop = cfg.early_stop and uses_forget and len(holdout) > 0
     start_hold = evaluate(model, holdout)[0] if can_stop else float("nan")
     start_matched = matched_holdout_metrics(model, holdout, forget.y)[0] if can_stop else float("nan")
+    # The holdout rows behind the matched accuracy: those of the forget set's classes (all rows for a class it lacks).
+    n_matched = sum(int((holdout.y == c).sum()) or len(holdout) for c in np.unique(forget.y)) if can_stop else 0
+    hold_guard = max(cfg.max_holdout_drop, accuracy_resolution(start_hold, len(holdout))) if can_stop else 0.0
+    matched_guard = max(cfg.max_matched_drop, accuracy_resolution(start_matched, n_matched)) if can_stop else 0.0
     history: list[dict] = []
     best_state = copy.deepcopy(model.state_dict())
-    stopped = "max epochs"
+    stopped, reached = "max epochs", False
     step = processed = 0
     for step in range(1, cfg.epochs * steps_per_epoch + 1):
         model.train()
@@ -155,12 +180,12 @@ def run_unlearning(
             matched, matched_loss = matched_holdout_metrics(model, holdout, forget.y)
             history.append({"step": step, "forget_acc": f_acc, "forget_loss": f_loss, "holdout_acc": h_acc,
                             "matched_holdout_acc": matched, "matched_holdout_loss": matched_loss})
-            if h_acc < start_hold - cfg.max_holdout_drop:
+            if h_acc < start_hold - hold_guard:
                 model.load_state_dict(best_state)
                 stopped = f"holdout accuracy fell from {start_hold:.3f} to {h_acc:.3f}; rolled back to step {step - cfg.check_every}"
                 break
             best_state = copy.deepcopy(model.state_dict())
-            if matched < start_matched - cfg.max_matched_drop:
+            if matched < start_matched - matched_guard:
                 stopped = f"holdout accuracy on the forget set's classes started to fall ({start_matched:.3f} -> {matched:.3f})"
                 break
             if cfg.stop_rule == "loss-auc":
@@ -168,11 +193,13 @@ def run_unlearning(
                 history[-1]["forget_loss_auc"] = auc
                 if auc <= cfg.stop_auc:
                     stopped = f"a loss attack ranks forget rows below holdout rows with AUC {auc:.3f} ≤ {cfg.stop_auc} (looks unseen)"
+                    reached = True
                     break
             elif f_loss >= matched_loss - cfg.stop_margin:
                 stopped = f"forget loss {f_loss:.3f} reached the matched holdout loss {matched_loss:.3f} (looks unseen)"
+                reached = True
                 break
-    return UnlearnResult(model, step, stopped, history, examples_processed=processed)
+    return UnlearnResult(model, step, stopped, history, examples_processed=processed, target_reached=reached)
 
 
 def _ref(mean: np.ndarray | None) -> torch.Tensor | None:

@@ -125,7 +125,8 @@ def projected_ascent(model: torch.nn.Module, reference: torch.nn.Module, forgott
         else:
             continue
         break
-    return UnlearnResult(model, steps, stopped, history, examples_processed=processed, weight=n)
+    return UnlearnResult(model, steps, stopped, history, examples_processed=processed, weight=n,
+                         target_reached=stopped != "max epochs")
 
 
 class ProjectedAscent(Method):

@@ -82,6 +82,9 @@ def test_without_reference_distance_to_chance():
 def test_coarse_resolution_blocks_a_pass():
     v = decide_verdict([loss(0.52, before=0.99, retrain=0.51, n=60)])
     assert v.verdict == "inconclusive" and any("±0.1" in r for r in v.reasons)
+    # One sentence for the attack, naming the gap and why it cannot pass; no separate "within" line beside it.
+    (line,) = [r for r in v.reasons if r.startswith("loss-threshold:")]
+    assert "gap 0.010" in line and "cannot show a pass" in line
     th = AuditThresholds(check_auc_resolution=False)
     assert decide_verdict([loss(0.52, before=0.99, retrain=0.51, n=60)], thresholds=th).verdict == "passed"
 

@@ -991,6 +991,13 @@ def cmd_lineage(a) -> int:
             what = "deleted" if r.get("erasure") == "delete" else "quarantined"
             warn = f" [magenta]{what} {r['erased'][:10]}[/magenta]" + (" (tombstone)" if what == "deleted" else "")
         figs = " ".join(f"{k}={v:g}" for k, v in r.get("figures", {}).items())
+        if str(r.get("kind", "")).startswith("feature-"):  # a feature release: what it removed and how far (#12)
+            s_auc = (f" S-AUC {r['s_auc_before']}→{r['s_auc_after']}" if r.get("s_auc_after") else
+                     f" S-AUC {r['s_auc']}" if r.get("s_auc") else "")
+            gbm = f" (gradient-boosting probe {r['s_auc_gbm_after']})" if r.get("s_auc_gbm_after") not in (None, "", "None") else ""
+            agree = " [yellow]estimates disagree[/yellow]" if r.get("estimates_agree") == "False" else ""
+            return (f"v{r['version']}{al} {r['kind']} method={r.get('method', '?')} S={r.get('sensitive', '?')} "
+                    f"t={r.get('t', '?')}{s_auc}{gbm}{agree}{warn}")
         return (f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}"
                 f"{wd}{verdict}{warn}" + (f" [dim]{figs}[/dim]" if figs else ""))
 

@@ -113,6 +113,9 @@ def test_lineage_and_report_commands_read_the_release(store, capsys):
     assert rows["2"]["sensitive"] == "sex" and rows["3"]["feature_method"] == "gaussian"
     code, out, err = _run(["lineage", "--tracking-uri", store["uri"], "--model-name", NAME], capsys)
     assert code == 0 and "feature-unlearned method=barycenter-gaussian" in out
+    # the tree says what each release removed and how far: the S-probe AUC before → after, from the version's tags
+    g = rows["3"]
+    assert f"S=sex t={g['t']} S-AUC {g['s_auc_before']}→{g['s_auc_after']}" in " ".join(out.split())  # rich wraps lines
     dest = store["dir"] / "fetched"
     code, out, err = _run(["report", "3", "--tracking-uri", store["uri"], "--model-name", NAME, "--dest", str(dest)], capsys)
     assert code == 0, err

@@ -43,6 +43,8 @@ def query(msg: Message, context: Context) -> Message:
         return Message(content=RecordDict({METRICS: MetricRecord(out)}), reply_to=msg)
     if str(cfg.get("task", "")).startswith("representation-"):  # S out of the global model's representation
         return _representation(msg, cfg, spec, cid)
+    if str(cfg.get("task", "")).startswith("regularized-"):  # training with the federation's λ·Î(Z;S)
+        return _regularized(msg, cfg, spec, cid)
     raise ValueError(f"unknown query task {cfg.get('task')!r}")
 
 
@@ -65,4 +67,21 @@ def _representation(msg: Message, cfg: dict, spec, cid: int) -> Message:
     content = {METRICS: MetricRecord(metrics)}
     if train:
         content[ARRAYS] = ArrayRecord({k: Array(v) for k, v in fx.heads_to_flat(out).items()})
+    return Message(content=RecordDict(content), reply_to=msg)
+
+
+def _regularized(msg: Message, cfg: dict, spec, cid: int) -> Message:
+    """regularized-sums: per-group sums of the model's soft outcome and counts; regularized-train: one round's local
+    steps on utility + λ·Î_fed (model arrays back); regularized-eval: holdout counts (unlearn_fl.feature.federated_regularized)."""
+    from flwr.app import Array, ArrayRecord
+
+    from unlearn_fl.engine import feature_exchange as fx
+
+    out = fx.local_regularized(spec, cid, str(cfg["sensitive"]), [str(g) for g in cfg["groups"]], str(cfg["task"]),
+                               str(cfg["regularized-config"]), {k: a.numpy() for k, a in msg.content["model"].items()},
+                               {k: a.numpy() for k, a in msg.content["totals"].items()} if "totals" in msg.content else None)
+    arrays, metrics = out
+    content = {METRICS: MetricRecord(metrics)}
+    if arrays:
+        content[ARRAYS] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     return Message(content=RecordDict(content), reply_to=msg)

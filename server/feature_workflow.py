@@ -151,3 +151,57 @@ def run_representation_federation(grid: Grid, spec: DataSpec, sensitive: str, mo
     torch_heads = {t: {k: torch.as_tensor(v) for k, v in st.items()} for t, st in heads.items()}
     return {"projector": proj, "heads": torch_heads, "summaries": summaries, "accuracy": acc, "holdout_n": int(n),
             "clients": sorted(fed.node_of)}
+
+
+def run_regularized_federation(grid: Grid, spec: DataSpec, sensitive: str, groups: list[str], model, config,
+                               rounds: int = 10) -> dict:
+    """Federated training of `model` on utility + λ·Î(Z; S) (unlearn_fl.feature.federated_regularized; issue #12 4b).
+
+    Each round: every site sends its per-group sums of the model's soft outcome and its counts (task
+    regularized-sums); the server adds them up and sends the totals with the model (regularized-train); each site
+    takes its local steps with the federation's Î and sends its model back; the server averages them weighted by
+    rows (FedAvg). Then every site counts its holdout rows the model classifies correctly (regularized-eval).
+    groups: the attribute's values (as str), the same list at every site. config: a FederatedRegularizedConfig.
+    Returns {"model", "history" [{round, penalty (Î_fed of the round's start, nats), utility-loss}], "accuracy"
+    (pooled holdout), "holdout_n", "clients"}. Only sums, counts, models and holdout counts leave a site.
+    """
+    import copy
+
+    import torch
+
+    from unlearn_fl.feature.federated_regularized import FederatedRegularizedConfig
+    from unlearn_fl.information.plugin import plugin_mi_from_means
+
+    cfg = FederatedRegularizedConfig.model_validate(config)
+    fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=cfg.seed))
+    fed.discover()
+    nodes = list(fed.node_of.values())
+    model = copy.deepcopy(model)
+    base = {**encode_spec(spec), "sensitive": sensitive, "groups": [str(g) for g in groups],
+            "regularized-config": cfg.model_dump_json()}
+
+    def ask(task: str, extra: dict | None = None, what: str = ""):
+        content = {CONFIG: ConfigRecord({**base, "task": task}),
+                   "model": _arrays({k: v.detach().numpy() for k, v in model.state_dict().items()}), **(extra or {})}
+        return fed.exchange(nodes, "query", RecordDict(content), strict=True, what=what)
+
+    history = []
+    for r in range(1, rounds + 1):
+        sums = ask("regularized-sums", what="the federation's Î(Z;S) needs every site's group sums")
+        T = sum(np.asarray(x.content[ARRAYS]["sums"].numpy(), dtype=np.float64) for x in sums)
+        Tn = sum(np.asarray(x.content[ARRAYS]["counts"].numpy(), dtype=np.int64) for x in sums)
+        present = Tn > 0
+        means = torch.as_tensor(T[present] / Tn[present][:, None, None])
+        mi = float(torch.stack([plugin_mi_from_means(means[:, k, :], torch.as_tensor(Tn[present], dtype=torch.float64))
+                                for k in range(means.shape[1])]).mean()) if present.sum() >= 2 else float("nan")
+        replies = ask("regularized-train", {"totals": _arrays({"sums": T, "counts": Tn})}, what="a round of regularised training")
+        w = np.array([float(x.content[METRICS]["num-examples"]) for x in replies])
+        states = [{k: a.numpy() for k, a in x.content[ARRAYS].items()} for x in replies]
+        model.load_state_dict({k: torch.as_tensor(sum(wi * st[k] for wi, st in zip(w, states)) / w.sum())
+                               for k in states[0]})
+        history.append({"round": r, "penalty": mi,
+                        "utility-loss": float(np.average([float(x.content[METRICS]["utility-loss"]) for x in replies], weights=w))})
+    ev = ask("regularized-eval", what="the holdout counts")
+    n = sum(int(x.content[METRICS]["n"]) for x in ev)
+    return {"model": model, "history": history, "accuracy": sum(int(x.content[METRICS]["correct"]) for x in ev) / max(n, 1),
+            "holdout_n": n, "clients": sorted(fed.node_of)}

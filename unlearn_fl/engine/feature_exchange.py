@@ -209,3 +209,48 @@ def heads_from_flat(flat: dict[str, np.ndarray]) -> dict[float, dict]:
         t, k = key[len("head@"):].rsplit(".", 1)
         out.setdefault(float(t), {})[k] = np.asarray(v)
     return out
+
+
+def group_key(v) -> str:
+    """A value of S as the exchange names it: integral numbers without a decimal part (1.0, "1", 1 -> "1"), else str."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
+def local_regularized(spec: DataSpec, client_id: int, sensitive: str, groups: list[str], task: str, config_json: str,
+                      state: dict, totals: dict | None) -> tuple[dict[str, np.ndarray], dict]:
+    """A site's part of regularised federated training (unlearn_fl.feature.federated_regularized). Returns
+    (arrays, metrics): regularized-sums: {"sums", "counts"} of its train rows, {}; regularized-train: the trained
+    model's state, {num-examples, utility-loss, penalty}; regularized-eval: {}, {n, correct} on its holdout rows.
+    ValueError for a value of S outside `groups` (the server's list of the attribute's values)."""
+    from unlearn_fl.feature.federated_regularized import FederatedRegularizedConfig, group_sums, local_regularized_steps
+    from unlearn_fl.feature.representation import mlp_from_state
+
+    cfg = FederatedRegularizedConfig.model_validate_json(config_json)
+    X, s, y = representation_rows(spec, client_id, sensitive, "holdout" if task == "regularized-eval" else "train")
+    index = {group_key(g): i for i, g in enumerate(groups)}
+    keys = [group_key(v) for v in s]
+    unknown = sorted(set(keys) - set(index))
+    if unknown:
+        raise ValueError(f"site {client_id}: values of {sensitive!r} not in the server's groups {groups}: {unknown[:5]}")
+    s_idx = np.array([index[k] for k in keys], dtype=np.int64)
+    model = mlp_from_state(state)
+    if task == "regularized-sums":
+        sums, counts = group_sums(model, X, s_idx, len(groups), cfg.penalty, cfg.n_bins)
+        return {"sums": sums, "counts": counts}, {}
+    if task == "regularized-train":
+        if totals is None:
+            raise ValueError("regularized-train needs the federation's totals (arrays 'sums' and 'counts')")
+        trained, metrics = local_regularized_steps(model, X, y, s_idx, totals["sums"], totals["counts"],
+                                                   cfg.model_copy(update={"seed": cfg.seed + 7919 * client_id}))
+        return {k: v.detach().numpy() for k, v in trained.state_dict().items()}, metrics
+    if task == "regularized-eval":
+        import torch
+
+        with torch.no_grad():
+            pred = model(torch.as_tensor(X)).argmax(1).numpy()
+        return {}, {"n": len(y), "correct": int((pred == y).sum())}
+    raise ValueError(f"unknown task {task!r}")

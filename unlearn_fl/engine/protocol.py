@@ -221,15 +221,26 @@ FEATURE_REPLIES: dict[str, DeclaredReply] = {
     FEATURE_QUERY: DeclaredReply(
         "per-group summaries out (task feature-summary), utility counts back (task feature-apply); for a learned "
         "representation (unlearn_fl.feature.representation): the same summary of Z (representation-summary), the "
-        "refit heads' weights (representation-heads), holdout counts (representation-eval)",
+        "refit heads' weights (representation-heads), holdout counts (representation-eval); for regularised training "
+        "(unlearn_fl.feature.federated_regularized): per-group sums and counts (regularized-sums), the locally trained "
+        "model (regularized-train), holdout counts (regularized-eval)",
         arrays={f"head@{PER_T}.weight": "weight of the Linear head refit for this t after the local epochs "
                                         "(representation-heads; the shape the server sent)",
-                f"head@{PER_T}.bias": "its bias (representation-heads)"},
+                f"head@{PER_T}.bias": "its bias (representation-heads)",
+                "sums": "per value of S, the sum over the site's train rows of the model's soft outcome (soft histograms "
+                        "of each output coordinate, or the softmax rows): shape (groups, coordinates, bins) "
+                        "(regularized-sums, unlearn_fl.feature.federated_regularized)",
+                "counts": "per value of S, the count of the site's train rows (regularized-sums)",
+                "<model parameter>": "the site's model after its local steps of regularised training, one array per "
+                                     "parameter (regularized-train; FedAvg's input)"},
         metrics={"n": "count of holdout rows the utility was measured on (feature-apply, representation-eval)",
                  f"correct@{PER_T}": "count of holdout rows a probe trained on the transformed train rows classifies "
                                      "correctly, per t (feature-apply), or the refit head for t (representation-eval)",
                  "num-examples": "count of train rows the heads were trained on (FedAvg weight; at least 1; "
-                                 "representation-heads)"},
+                                 "representation-heads), or the model (regularized-train)",
+                 "utility-loss": "the utility loss of the site's last local batch (regularized-train)",
+                 "penalty": "the federation's Î(Z;S) at the site's last local batch, nats (regularized-train)",
+                 "correct": "count of holdout rows the model classifies correctly (regularized-eval)"},
         config={"summary": "JSON of the site's per-group summary of its features without S (feature-summary): group "
                            "labels (the values of S: numbers, or the categories of a text column) and counts, plus Σz "
                            "and Σzzᵀ per group (gaussian) or each coordinate's quantile function at 201 levels per "

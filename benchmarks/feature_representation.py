@@ -7,6 +7,10 @@ accuracy. Central: `unlearn_representation` on the pooled rows. Federated: a Flo
 cli.py's `_federated_feature`): sites send per-group summaries of their own Z, the server merges them into the maps
 and runs FedAvg rounds of the heads (server/feature_workflow.py `run_representation_federation`).
 
+In training (issue #12 4b), on the first table: the same MLP trained federated from scratch on utility + λ·Î(Z; S) for
+a grid of λ, all in one Flower simulation (server/feature_workflow.py `run_regularized_federation`); S-AUC of the
+probe on its softmax scores and its accuracy, on the same held-out rows.
+
 Tables: `gaussian_shift_frame` (groups differ in location; S is a model input) and `synthetic_fairness_frame` (S =
 afam, one-hot/discrete columns; S not in the model's input). Writes benchmarks/results/feature_representation.{json,md}.
 
@@ -46,34 +50,48 @@ def server_test(spec: DataSpec, sensitive: str):
 
 def federated(spec: DataSpec, sensitive: str, model, grid_t, method="gaussian", rounds=10, epochs=2, seed=0) -> dict:
     """`run_representation_federation` in a Flower simulation with `spec.num_clients` supernodes."""
-    from flwr.app import Context
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation import run_simulation
+    import logging
 
     from client.client_app import app as client_app
     from server.feature_workflow import run_representation_federation
-
-    result: dict = {}
-    server = ServerApp()
-
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        try:
-            result["out"] = run_representation_federation(grid, spec, sensitive, model, method, tuple(grid_t),
-                                                          rounds=rounds, epochs=epochs, seed=seed)
-        except BaseException as e:
-            result["error"] = e
-            raise
-
-    import logging
+    from unlearn_fl.engine.launch import run_in_simulation
 
     for name in ("flwr", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    run_simulation(server_app=server, client_app=client_app, num_supernodes=spec.num_clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-    if "error" in result:
-        raise result["error"]
-    return result["out"]
+    return run_in_simulation(lambda grid: run_representation_federation(grid, spec, sensitive, model, method, tuple(grid_t),
+                                                                         rounds=rounds, epochs=epochs, seed=seed),
+                             client_app, spec.num_clients)
+
+
+def in_training(spec: DataSpec, sensitive: str, lams, n_features: int, Xte, ste, yte, rounds=10, epochs=2, seed=0) -> list[dict]:
+    """`run_regularized_federation` for each λ in one Flower simulation, from the same initial model."""
+    import torch
+
+    from client.client_app import app as client_app
+    from server.feature_workflow import run_regularized_federation
+    from unlearn_fl.engine.feature_exchange import group_key
+    from unlearn_fl.engine.launch import run_in_simulation
+
+    groups = sorted({group_key(v) for v in pooled(spec, sensitive)[1]})
+    init = make_model(n_features, 2, (16,), seed=seed)
+
+    def sweep(grid) -> dict:
+        out = {}
+        for lam in lams:
+            t0 = time.perf_counter()
+            out[lam] = run_regularized_federation(grid, spec, sensitive, groups, init,
+                                                  {"lam": lam, "epochs": epochs, "lr": 0.01, "seed": seed}, rounds=rounds)
+            out[lam]["seconds"] = time.perf_counter() - t0
+        return out
+
+    result = run_in_simulation(sweep, client_app, spec.num_clients)
+    points = []
+    for lam in lams:
+        with torch.no_grad():
+            P = torch.softmax(result[lam]["model"](torch.as_tensor(Xte)), dim=1).numpy()
+        points.append({"lam": lam, "s_auc_gbm": gbm_probe_auc(P, ste, seed=seed), "accuracy": float((P.argmax(1) == yte).mean()),
+                       "site_holdout_accuracy": result[lam]["accuracy"], "seconds": result[lam]["seconds"]})
+    return points
 
 
 def one_table(name: str, spec: DataSpec, sensitive: str, drop_s: bool, grid_t, federate: bool, seed: int = 0) -> dict:
@@ -115,6 +133,8 @@ def one_table(name: str, spec: DataSpec, sensitive: str, drop_s: bool, grid_t, f
                             "max_abs_map_difference_vs_central": float(np.max(np.abs(
                                 fed["projector"].transform(Zte, ste) - proj_c.transform(Zte, ste)))),
                             "seconds": time.perf_counter() - t0}
+        out["in_training"] = {"rounds": 10, "local_epochs": 2, "objective": "conditional_entropy",
+                              "points": in_training(spec, sensitive, [0.0, 1.0, 3.0, 10.0, 30.0], X.shape[1], Xte, ste, yte, seed=seed)}
     return out
 
 
@@ -151,6 +171,12 @@ def main(argv=None) -> int:
             lines += ["", f"federated: {r['federated']['clients']} Flower clients, {r['federated']['rounds']} FedAvg rounds "
                       f"of the heads; max |federated − central map| on the test rows "
                       f"{r['federated']['max_abs_map_difference_vs_central']:.1e}"]
+        if "in_training" in r:
+            it = r["in_training"]
+            lines += ["", f"In training, federated (λ·Î(Z;S), Z = softmax scores, {it['rounds']} FedAvg rounds × "
+                      f"{it['local_epochs']} local epochs, objective {it['objective']}, from scratch):", "",
+                      "| λ | S-AUC (GBM, scores) | accuracy |", "|---|---|---|"]
+            lines += [f"| {p['lam']:g} | {p['s_auc_gbm']:.3f} | {p['accuracy']:.3f} |" for p in it["points"]]
         lines.append("")
     (OUT / "feature_representation.md").write_text("\n".join(lines))
     print("\n".join(lines))

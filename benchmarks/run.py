@@ -95,32 +95,13 @@ SUITES = {
 
 def run_setting(name: str, seed: int, k: int, methods: list[str]) -> dict:
     """Everything for one (setting, seed) in one Flower simulation; returns the raw per-run records."""
-    from flwr.app import Context
-    from flwr.clientapp import ClientApp
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation import run_simulation
-
     from unlearn_fl.data import DataSpec
+    from unlearn_fl.engine.launch import run_in_simulation
 
     s = SETTINGS[name]
     spec = DataSpec(**s["data"], seed=seed)
     client_app = _client_app(spec.model_dump_json(), s["model"], tuple(s["hidden"]))
-    result: dict = {}
-    server = ServerApp()
-
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        try:
-            result["runs"] = _server_main(grid, name, spec, seed, k, methods)
-        except BaseException as e:  # re-raised in the caller, with its traceback
-            result["error"] = e
-            raise
-
-    run_simulation(server_app=server, client_app=client_app, num_supernodes=spec.num_clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-    if "error" in result:
-        raise result["error"]
-    return result["runs"]
+    return run_in_simulation(lambda grid: _server_main(grid, name, spec, seed, k, methods), client_app, spec.num_clients)
 
 
 def _client_app(spec_json: str, model_kind: str, hidden: tuple[int, ...]):

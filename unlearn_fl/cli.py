@@ -502,13 +502,10 @@ def _add_feature(sub) -> None:
 
 
 def _federated_feature(a):
-    from flwr.app import Context
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation import run_simulation
-
     from client.client_app import app as client_app
     from server.feature_workflow import run_feature_federation
     from unlearn_fl.data import DataSpec
+    from unlearn_fl.engine.launch import run_in_simulation
 
     if a.clients < 2:
         raise UsageError(f"--clients {a.clients}: a federation needs at least two clients")
@@ -522,24 +519,11 @@ def _federated_feature(a):
 
     sensitive_columns(spec, a.sensitive)  # a clear error before the engine starts (a numeric or a text column)
     t_grid = _t_grid(a.grid)
-    result: dict = {}
-    server = ServerApp()
-
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        try:
-            result["report"] = run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid), a.seed,
-                                                      fitted=result.setdefault("fitted", {}))
-        except BaseException as e:
-            result["error"] = e
-            raise
-
+    fitted: dict = {}
     _quiet_logs()
-    run_simulation(server_app=server, client_app=client_app, num_supernodes=a.clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-    if "error" in result:
-        raise result["error"]
-    return result["report"], result["fitted"]
+    report = run_in_simulation(lambda grid: run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid),
+                                                                   a.seed, fitted=fitted), client_app, a.clients)
+    return report, fitted
 
 
 def _t_grid(text: str) -> list[float]:

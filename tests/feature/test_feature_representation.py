@@ -104,29 +104,14 @@ def test_a_real_flower_run_projects_the_embedding_and_refits_the_heads(setting):
     head per t, and the sites count their holdout rows. On held-out rows an independent gradient-boosting probe reads
     S from the embedding (AUC > 0.9) and not from the federated t = 1 embedding (≤ 0.6); the t = 0 head keeps the
     model's accuracy; the t = 1 head stays within 0.12 of it (the location shift carries label information)."""
-    from flwr.app import Context
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation import run_simulation
-
     from client.client_app import app as client_app
     from server.feature_workflow import run_representation_federation
+    from unlearn_fl.engine.launch import run_in_simulation
 
     spec, model, (X, s, y), (Xh, sh, yh) = setting
-    result: dict = {}
-    server = ServerApp()
-
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        try:
-            result["out"] = run_representation_federation(grid, spec, "s", model, "gaussian", (0.0, 1.0), rounds=5,
-                                                          epochs=2, lr=0.01, seed=0)
-        except BaseException as e:  # surfaced below: the simulation itself only logs it
-            result["error"] = e
-
-    run_simulation(server_app=server, client_app=client_app, num_supernodes=3,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-    assert "error" not in result, result.get("error")
-    out = result["out"]
+    out = run_in_simulation(lambda grid: run_representation_federation(grid, spec, "s", model, "gaussian", (0.0, 1.0),
+                                                                        rounds=5, epochs=2, lr=0.01, seed=0),
+                            client_app, 3)
     assert len(out["clients"]) == 3 and len(out["summaries"]) == 3
     Z = representation(model, X)
     central = BarycenterProjector(method="gaussian").fit(Z, s)

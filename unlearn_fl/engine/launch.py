@@ -75,3 +75,30 @@ def flwr_run(app_dir: str | Path, run_config: dict, num_supernodes: int,
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode, tail
+
+
+def run_in_simulation(server_main: Callable, client_app, num_supernodes: int):
+    """Run `server_main(grid)` as the ServerApp of an in-process Flower simulation with `num_supernodes` copies of
+    `client_app` (one CPU each); return what it returned, or re-raise what it raised (the simulation itself only
+    logs a ServerApp's exception). For workflows driven from Python (benchmarks, tests, `unlearn-fl feature
+    --clients`); a whole app runs with `flwr_run`."""
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    result: dict = {}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            result["out"] = server_main(grid)
+        except BaseException as e:
+            result["error"] = e
+            raise
+
+    run_simulation(server_app=server, client_app=client_app, num_supernodes=num_supernodes,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    if "error" in result:
+        raise result["error"]
+    return result["out"]

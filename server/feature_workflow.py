@@ -161,9 +161,15 @@ def run_regularized_federation(grid: Grid, spec: DataSpec, sensitive: str, group
     regularized-sums); the server adds them up and sends the totals with the model (regularized-train); each site
     takes its local steps with the federation's Î and sends its model back; the server averages them weighted by
     rows (FedAvg). Then every site counts its holdout rows the model classifies correctly (regularized-eval).
-    groups: the attribute's values (as str), the same list at every site. config: a FederatedRegularizedConfig.
-    Returns {"model", "history" [{round, penalty (Î_fed of the round's start, nats), utility-loss}], "accuracy"
-    (pooled holdout), "holdout_n", "clients"}. Only sums, counts, models and holdout counts leave a site.
+    model: an `unlearn_fl.models.MLP` whose input width is every column of the sites' rows, S included (the sites
+    rebuild it from its weights; `engine.feature_exchange.representation_rows` gives a site's rows). groups: the
+    attribute's values, the same list at every site, compared as `feature_exchange.group_key` names them (1, 1.0
+    and "1" are one group). config: a FederatedRegularizedConfig or its dict; round r uses seed + r for the local
+    batches. Returns {"model", "history" [{round, penalty (Î_fed of the round's start, nats), utility-loss}],
+    "accuracy" (pooled holdout), "holdout_n", "clients"}. Only sums, counts, models and holdout counts leave a site.
+    ValueError before anything is sent for an invalid config, a model that is not an MLP or fewer than two
+    groups; a site's own problem (its rows' width, a value of S outside `groups`) fails the round with that
+    site's one-line reason (FederationError).
     """
     import copy
 
@@ -172,7 +178,22 @@ def run_regularized_federation(grid: Grid, spec: DataSpec, sensitive: str, group
     from unlearn_fl.feature.federated_regularized import FederatedRegularizedConfig
     from unlearn_fl.information.plugin import plugin_mi_from_means
 
-    cfg = FederatedRegularizedConfig.model_validate(config)
+    from pydantic import ValidationError
+
+    from unlearn_fl.models import MLP
+
+    try:
+        cfg = FederatedRegularizedConfig.model_validate(config)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        raise ValueError(f"regularised training config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if not isinstance(model, MLP):
+        raise ValueError(f"the model must be an unlearn_fl.models.MLP (the sites rebuild it from its weights), got "
+                         f"{type(model).__name__}")
+    from unlearn_fl.engine.feature_exchange import group_key
+
+    if len({group_key(g) for g in groups}) < 2:
+        raise ValueError(f"groups {list(groups)}: give at least two distinct values of {sensitive!r}")
     fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=cfg.seed))
     fed.discover()
     nodes = list(fed.node_of.values())
@@ -194,6 +215,7 @@ def run_regularized_federation(grid: Grid, spec: DataSpec, sensitive: str, group
         means = torch.as_tensor(T[present] / Tn[present][:, None, None])
         mi = float(torch.stack([plugin_mi_from_means(means[:, k, :], torch.as_tensor(Tn[present], dtype=torch.float64))
                                 for k in range(means.shape[1])]).mean()) if present.sum() >= 2 else float("nan")
+        base["regularized-config"] = cfg.model_copy(update={"seed": cfg.seed + r}).model_dump_json()  # fresh batches each round
         replies = ask("regularized-train", {"totals": _arrays({"sums": T, "counts": Tn})}, what="a round of regularised training")
         w = np.array([float(x.content[METRICS]["num-examples"]) for x in replies])
         states = [{k: a.numpy() for k, a in x.content[ARRAYS].items()} for x in replies]

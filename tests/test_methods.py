@@ -110,3 +110,14 @@ def test_guards_fire_only_on_drops_the_holdout_resolves_and_only_the_unseen_rule
         assert start - res.history[-1]["holdout_acc"] > resolution, res.stopped_because
     for h in res.history[:-1]:  # every check it went past was within the resolution
         assert start - h["holdout_acc"] <= resolution + 1e-9
+
+
+def test_matched_effective_rows_closed_form():
+    from unlearn_fl.methods.loop import matched_effective_rows
+
+    # the forget set's class mix equals the holdout's: n_eff = n
+    assert matched_effective_rows(np.array([0, 0, 1, 1]), np.array([0, 1])) == pytest.approx(4.0)
+    # one class of 10 forget rows measured on 5 holdout rows of that class: n_eff = 100 / (100 / 5) = 5
+    assert matched_effective_rows(np.array([0] * 5 + [1] * 50), np.full(10, 0)) == pytest.approx(5.0)
+    # k = (3, 1) on n = (1, 9): (4)² / (9/1 + 1/9) = 16 / 9.111...
+    assert matched_effective_rows(np.array([0] + [1] * 9), np.array([0, 0, 0, 1])) == pytest.approx(16 / (9 + 1 / 9))

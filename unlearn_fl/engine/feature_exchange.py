@@ -238,6 +238,9 @@ def local_regularized(spec: DataSpec, client_id: int, sensitive: str, groups: li
         raise ValueError(f"site {client_id}: values of {sensitive!r} not in the server's groups {groups}: {unknown[:5]}")
     s_idx = np.array([index[k] for k in keys], dtype=np.int64)
     model = mlp_from_state(state)
+    if model.n_features != X.shape[1]:
+        raise ValueError(f"site {client_id}: the model takes {model.n_features} inputs but the site's rows have "
+                         f"{X.shape[1]} columns; build it with every column, {sensitive!r} included")
     if task == "regularized-sums":
         sums, counts = group_sums(model, X, s_idx, len(groups), cfg.penalty, cfg.n_bins)
         return {"sums": sums, "counts": counts}, {}

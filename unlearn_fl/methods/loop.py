@@ -3,7 +3,7 @@
 Each step takes a retain batch (cross-entropy: keep utility) and a forget batch
 (the method's forget term), as in the authors' code (docs/method.md §2: B_r = 64,
 B_f = 16, Adam). Early stopping on a held-out signal avoids the over-forgetting trap
-of §3.2: stop as soon as the forget set "looks unseen" (its mean loss has risen to the
+of docs/method.md §2: stop as soon as the forget set "looks unseen" (its mean loss has risen to the
 loss of never-trained holdout data of the same classes), or where that
 holdout accuracy starts to fall (the authors' rule: the retrained model lies where
 test accuracy starts to fall), and roll back one check if overall holdout accuracy
@@ -43,6 +43,17 @@ def accuracy_resolution(acc: float, n: float) -> float:
         return float("inf")
     p = min(max(acc, 1.0 / n), 1.0 - 1.0 / n) if n > 1 else 0.5
     return RESOLUTION_Z * float(np.sqrt(p * (1.0 - p) / n))
+
+
+def matched_effective_rows(holdout_y: np.ndarray, forget_y: np.ndarray) -> float:
+    """Kish's effective sample size (Σw)²/Σw² of the matched holdout accuracy (`matched_holdout_metrics`): class c of
+    the forget set (k_c rows) is measured on the n_c holdout rows of c (all n rows when c has none), each weighted
+    k_c/n_c, so n_eff = (Σ_c k_c)² / Σ_c k_c²/n_c. Equal to n when the holdout has the forget set's class mix."""
+    labels, counts = np.unique(forget_y, return_counts=True)
+    if len(holdout_y) == 0 or len(labels) == 0:
+        return 0.0
+    n_c = np.array([int((holdout_y == c).sum()) or len(holdout_y) for c in labels], dtype=np.float64)
+    return float(counts.sum()) ** 2 / float((counts.astype(np.float64) ** 2 / n_c).sum())
 
 
 @torch.no_grad()
@@ -144,8 +155,7 @@ def run_unlearning(
     can_stop = cfg.early_stop and uses_forget and len(holdout) > 0
     start_hold = evaluate(model, holdout)[0] if can_stop else float("nan")
     start_matched = matched_holdout_metrics(model, holdout, forget.y)[0] if can_stop else float("nan")
-    # The holdout rows behind the matched accuracy: those of the forget set's classes (all rows for a class it lacks).
-    n_matched = sum(int((holdout.y == c).sum()) or len(holdout) for c in np.unique(forget.y)) if can_stop else 0
+    n_matched = matched_effective_rows(holdout.y, forget.y) if can_stop else 0.0
     hold_guard = max(cfg.max_holdout_drop, accuracy_resolution(start_hold, len(holdout))) if can_stop else 0.0
     matched_guard = max(cfg.max_matched_drop, accuracy_resolution(start_matched, n_matched)) if can_stop else 0.0
     history: list[dict] = []

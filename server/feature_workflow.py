@@ -227,3 +227,118 @@ def run_regularized_federation(grid: Grid, spec: DataSpec, sensitive: str, group
     n = sum(int(x.content[METRICS]["n"]) for x in ev)
     return {"model": model, "history": history, "accuracy": sum(int(x.content[METRICS]["correct"]) for x in ev) / max(n, 1),
             "holdout_n": n, "clients": sorted(fed.node_of)}
+
+
+def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, outcome: str = "embedding",
+                                 method: str = "gaussian", t: float = 1.0,
+                                 grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), lam: float | None = None,
+                                 objective: str = "conditional_entropy", hidden: tuple[int, ...] = (16,), rounds: int = 10,
+                                 epochs: int = 2, lr: float = 0.01, head_rounds: int = 5, seed: int = 0,
+                                 fitted: dict | None = None) -> ForgettingReport:
+    """S out of what the federation's model computes, as a release (docs/method.md §3; issue #12 item 4).
+
+    1. The base: an `MLP(hidden)` trained from seed by `rounds` FedAvg rounds of `epochs` local epochs on every
+       column of the sites' rows (`run_regularized_federation` with λ = 0, cross-entropy). It is the model before
+       feature unlearning.
+    2. lam None, post hoc (4a): the barycenter maps of the base's `outcome` ("embedding" or "scores") by S, merged
+       from the sites' summaries, and `head_rounds` FedAvg rounds of a refit head for each t of the grid
+       (`run_representation_federation`). lam given, in training (4b): the same MLP from the same initial weights,
+       trained with `objective` + λ·Î(scores; S) (`run_regularized_federation`); t is then 0.
+    3. Measured on the server's own test rows: every dependence estimate (unlearn_fl.information.dependence) of the
+       S-probe on the model's class probabilities (its scores), before and after, and per t of the grid; utility is
+       the sites' pooled holdout accuracy.
+    The groups of S are the values the server's table holds. `fitted`, when given, receives the base's and the
+    release's parts (network_state, head weights, projector, t, clients) for `release.network_release`.
+    Only summaries, group sums and counts, model weights and holdout counts leave a site.
+    """
+    import torch
+
+    from unlearn_fl.engine.feature_exchange import group_key
+    from unlearn_fl.feature.representation import activate, initial_head, representation
+    from unlearn_fl.models import make_model
+
+    if outcome not in ("embedding", "scores"):
+        raise ValueError(f"outcome {outcome!r}: give 'embedding' or 'scores'")
+    f = federation(spec)
+    n_all = len(f.table.y)
+    groups = sorted({group_key(v) for v in sensitive_values(spec, sensitive, np.arange(n_all)).tolist()})
+    init = make_model(len(f.table.feature_names), f.table.n_classes, tuple(hidden), seed=seed)
+    train = {"lam": 0.0, "epochs": epochs, "lr": lr, "seed": seed, "objective": "conditional_entropy"}
+    base = run_regularized_federation(grid, spec, sensitive, groups, init, train, rounds=rounds)
+
+    test = f.scaled(f.test_idx)
+    s_te = sensitive_values(spec, sensitive, f.test_idx)
+
+    def scores_of(model) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(model(torch.as_tensor(test.X)), dim=1).double().numpy()
+
+    def dependence(P: np.ndarray):
+        with threadpool_limits(limits=1):
+            return measure_dependence(P, s_te, "logistic", 5, 3, seed)
+
+    dep_before = dependence(scores_of(base["model"]))
+    points: list[ParetoPoint] = []
+    if lam is None:
+        rep = run_representation_federation(grid, spec, sensitive, base["model"], method, tuple(sorted(set(grid_t) | {0.0, t})),
+                                            kind=outcome, rounds=head_rounds, epochs=epochs, lr=lr, seed=seed)
+        Zte = representation(base["model"], test.X, outcome)
+        deps = {}
+        for x in sorted(rep["heads"]):
+            head = initial_head(base["model"], outcome)
+            head.load_state_dict(rep["heads"][x])
+            with torch.no_grad():
+                H = activate(base["model"], rep["projector"].transform(Zte, s_te, t=x), outcome)
+                P = torch.softmax(head(torch.as_tensor(H, dtype=torch.float32)), dim=1).double().numpy()
+            d = deps[x] = dependence(P)
+            points.append(ParetoPoint(t=x, s_auc=d.s_auc, utility=rep["accuracy"][x], mi=d.mi, s_auc_gbm=d.s_auc_gbm,
+                                      mi_gaussian=d.mi_gaussian))
+        dep_after, utility_after = deps[t], rep["accuracy"][t]
+        state = {k: v.detach().numpy() for k, v in base["model"].state_dict().items()}
+        head_t = {k: v.numpy() for k, v in rep["heads"][t].items()}
+        release = dict(network_state=state, outcome=outcome, head_weight=head_t["weight"], head_bias=head_t["bias"],
+                       projector=rep["projector"], t=t)
+        name = f"representation-{outcome}-barycenter-{method}-federated"
+        config = {"outcome": outcome, "t": t, "method": method, "grid": sorted(rep["heads"]), "head_rounds": head_rounds,
+                  "head": "the base's last Linear (embedding) or an identity Linear C -> C (scores), refit by FedAvg "
+                          "on each site's projected representation"}
+    else:
+        reg = run_regularized_federation(grid, spec, sensitive, groups, init, {**train, "lam": lam, "objective": objective},
+                                         rounds=rounds)
+        dep_after, utility_after, t = dependence(scores_of(reg["model"])), reg["accuracy"], 0.0
+        points = [ParetoPoint(t=0.0, lam=x, s_auc=d.s_auc, utility=u, mi=d.mi, s_auc_gbm=d.s_auc_gbm, mi_gaussian=d.mi_gaussian)
+                  for x, d, u in ((0.0, dep_before, base["accuracy"]), (float(lam), dep_after, reg["accuracy"]))]
+        state = {k: v.detach().numpy() for k, v in reg["model"].state_dict().items()}
+        release = dict(network_state=state, outcome="embedding", projector=None, t=0.0)
+        name = f"regularized-{objective}-federated"
+        config = {"lam": lam, "objective": objective, "penalty": "plug-in Î of soft histograms of the scores (10 bins)",
+                  "history": reg["history"]}
+    base_state = {k: v.detach().numpy() for k, v in base["model"].state_dict().items()}
+    if fitted is not None:
+        fitted.update(base_state=base_state, release=release, spec=spec, sensitive=sensitive, clients=base["clients"])
+    key = json.dumps([spec.model_dump_json(), sensitive, outcome, method, t, lam, objective, list(hidden), rounds, epochs,
+                      lr, head_rounds, seed])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    labels, group_n = np.unique(s_te, return_counts=True)
+    return ForgettingReport(
+        request=RequestBlock(request_id=f"feature-{sensitive}-{digest}", kind="feature", client_ids=base["clients"],
+                             n_forget=int(sum(len(x) for x in f.client_train_idx)),
+                             reason=f"remove the dependence of the model's {'scores' if lam is not None else outcome} on {sensitive!r}"),
+        method=name,
+        method_config={**config, "seed": seed, "model": f"MLP{tuple(hidden)} on every column (S included)",
+                       "training": f"{rounds} FedAvg rounds x {epochs} local epochs, lr {lr}",
+                       "s_auc": "logistic probe, 5-fold x 3 CV, on the model's class probabilities for the server's test split",
+                       "mi": "k-NN MI (nats) on an out-of-fold gradient-boosting probe's score, same rows",
+                       "utility": "pooled accuracy on the sites' holdout rows",
+                       "exchanged": "per-group summaries of Z, per-group sums of soft outcomes with counts, model and head "
+                                    "weights, holdout counts"},
+        dataset={"dataset": spec.dataset, "clients": spec.num_clients,
+                 "rows_per_client": [int(len(x)) for x in f.client_train_idx],
+                 "test_groups": {str(k): int(v) for k, v in zip(labels, group_n)}},
+        model=ModelBlock(name=f"feature-{sensitive}"),
+        feature=FeatureBlock(sensitive=sensitive, method=method if lam is None else "regularized", t=t,
+                             outcome=outcome if lam is None else "scores", lam=lam,
+                             **report_fields(dep_before, dep_after), utility_before=base["accuracy"],
+                             utility_after=utility_after, pareto=points),
+        seed=seed,
+    )

@@ -486,7 +486,7 @@ def _add_feature(sub) -> None:
     p.add_argument("--grid", default="0,0.25,0.5,0.75,1", help="t values of the Pareto curve")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
-    p.add_argument("--clients", type=int, default=0,
+    p.add_argument("--clients", type=int, default=None,
                    help="run federated over this many simulated Flower clients (only per-group summaries leave a client)")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
@@ -499,16 +499,29 @@ def _add_feature(sub) -> None:
     p.add_argument("--max-s-auc", type=float, default=0.6,
                    help="largest held-out S-probe AUC (logistic and gradient-boosting) after unlearning for `production` "
                         "under --promote on-pass, in [0.5, 1]")
+    m = p.add_argument_group("S out of a federated model (--clients N): its embedding, its scores, or in training")
+    m.add_argument("--outcome", choices=["features", "embedding", "scores"], default=None,
+                   help="what S is removed from: the input columns (features, the default), or a model the federation "
+                        "trains on every column: its last hidden layer (embedding) or its outputs (scores), projected "
+                        "after training with a refit head; with --lam: scores, in training")
+    m.add_argument("--lam", type=float, default=None,
+                   help="remove S in training instead: the sites train on the objective + λ·Î(scores; S) (λ >= 0)")
+    m.add_argument("--objective", choices=["entropy", "conditional_entropy", "kl", "energy"], default="conditional_entropy",
+                   help="the utility objective of --lam training (docs/method.md §3)")
+    m.add_argument("--hidden", default="16", help="hidden layer sizes of the model, e.g. 16 or 32,16")
+    m.add_argument("--rounds", type=int, default=10, help="FedAvg training rounds of the model")
+    m.add_argument("--local-epochs", type=int, default=2)
+    m.add_argument("--lr", type=float, default=0.01)
+    m.add_argument("--head-rounds", type=int, default=5, help="FedAvg rounds of the refit head (embedding, scores)")
 
 
-def _federated_feature(a):
-    from client.client_app import app as client_app
-    from server.feature_workflow import run_feature_federation
+def _feature_spec(a):
+    """The federation's DataSpec of `feature --clients N`; UsageError before anything starts for a bad one."""
     from unlearn_fl.data import DataSpec
-    from unlearn_fl.engine.launch import run_in_simulation
 
     if a.clients < 2:
-        raise UsageError(f"--clients {a.clients}: a federation needs at least two clients")
+        raise UsageError(f"--clients {a.clients}: a federation needs at least two clients (leave --clients out for a "
+                         "central run)")
     dataset = a.dataset
     if dataset == "diabetes":
         from unlearn_fl.feature.tabular import write_diabetes_csv
@@ -518,12 +531,85 @@ def _federated_feature(a):
     from unlearn_fl.engine.feature_exchange import sensitive_columns
 
     sensitive_columns(spec, a.sensitive)  # a clear error before the engine starts (a numeric or a text column)
+    return spec
+
+
+def _federated_feature(a):
+    from client.client_app import app as client_app
+    from server.feature_workflow import run_feature_federation
+    from unlearn_fl.engine.launch import run_in_simulation
+
+    spec = _feature_spec(a)
     t_grid = _t_grid(a.grid)
     fitted: dict = {}
     _quiet_logs()
     report = run_in_simulation(lambda grid: run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid),
                                                                    a.seed, fitted=fitted), client_app, a.clients)
     return report, fitted
+
+
+def _model_outcome(a) -> str:
+    """features | embedding | scores from --outcome and --lam; UsageError for a combination that cannot run."""
+    outcome = a.outcome or ("scores" if a.lam is not None else "features")
+    if a.lam is not None:
+        import math
+
+        if outcome != "scores":
+            raise UsageError("--lam trains with Î on the model's scores: use --outcome scores, or leave --outcome out")
+        if not math.isfinite(a.lam) or a.lam < 0:
+            raise UsageError(f"--lam {a.lam!r}: give a weight >= 0, e.g. 10")
+    if outcome != "features":
+        if a.clients is None or a.clients < 2:
+            raise UsageError(f"--outcome {outcome}{' --lam' if a.lam is not None else ''} needs a federation: add "
+                             "--clients N (N >= 2)")
+        for flag, v, lo in (("--rounds", a.rounds, 1), ("--local-epochs", a.local_epochs, 1), ("--head-rounds", a.head_rounds, 1)):
+            if v < lo:
+                raise UsageError(f"{flag} {v}: give at least {lo}")
+        if not a.lr > 0:
+            raise UsageError(f"--lr {a.lr!r}: give a learning rate > 0, e.g. 0.01")
+        _hidden(a.hidden)
+    return outcome
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(h < 1 for h in sizes):
+        raise UsageError(f"--hidden {text!r}: give hidden layer sizes >= 1, comma-separated, e.g. 16 or 32,16")
+    return sizes
+
+
+def _model_feature(a, outcome: str):
+    """The federated run of `run_model_feature_federation`; (report, fitted)."""
+    from client.client_app import app as client_app
+    from server.feature_workflow import run_model_feature_federation
+    from unlearn_fl.engine.launch import run_in_simulation
+
+    spec = _feature_spec(a)
+    fitted: dict = {}
+    _quiet_logs()
+    report = run_in_simulation(lambda grid: run_model_feature_federation(
+        grid, spec, a.sensitive, outcome, a.method, a.t, tuple(_t_grid(a.grid)), a.lam, a.objective, _hidden(a.hidden),
+        a.rounds, a.local_epochs, a.lr, a.head_rounds, a.seed, fitted=fitted), client_app, a.clients)
+    return report, fitted
+
+
+def _model_releases(fitted: dict):
+    """(before, after) FeatureReleases of a model run: the base network and the released one."""
+    from unlearn_fl.feature.network import Network
+    from unlearn_fl.feature.release import network_release
+
+    spec, s = fitted["spec"], fitted["sensitive"]
+    net, w, b = Network.from_state(fitted["base_state"], "embedding")
+    before = network_release(spec, s, net, w, b, meta={"model": "the federation's base model (before feature unlearning)"})
+    r = fitted["release"]
+    net, w, b = Network.from_state(r["network_state"], r["outcome"])
+    if r["projector"] is not None:
+        w, b = r["head_weight"], r["head_bias"]
+    after = network_release(spec, s, net, w, b, projector=r["projector"], t=r["t"])
+    return before, after
 
 
 def _t_grid(text: str) -> list[float]:
@@ -554,11 +640,20 @@ def cmd_feature(a) -> int:
 
     # A federated release outputs projected features (no head), a central one the task label: separate defaults, so
     # one never takes `production` from the other and changes what `predict` returns.
+    # A model release (--outcome embedding|scores, --lam) returns the model's labels from rows with S as an input:
+    # a third default name, so that no release takes `production` from another kind.
+    try:
+        outcome = _model_outcome(a)
+    except UsageError as e:
+        return _fail(str(e))
+    federated = a.clients is not None
     model_name = a.model_name if a.model_name is not None else (
-        f"feature-{a.sensitive}-federated" if a.clients else f"feature-{a.sensitive}")
+        f"feature-{a.sensitive}-model" if outcome != "features" else
+        f"feature-{a.sensitive}-federated" if federated else f"feature-{a.sensitive}")
     try:
         if (bad := _bad_model_name(model_name)) is not None:
-            raise UsageError(bad if a.model_name is not None else f"{bad} (the default is feature-<--sensitive>, with -federated for --clients)")
+            raise UsageError(bad if a.model_name is not None else f"{bad} (the default is feature-<--sensitive>, with "
+                             "-federated for --clients and -model for --outcome embedding|scores)")
         if not math.isfinite(a.t) or not 0 <= a.t <= 1:
             raise UsageError(f"--t {a.t!r}: give a value in [0, 1] (0 = keep the features, 1 = full barycenter projection)")
         if not math.isfinite(a.max_s_auc) or not 0.5 <= a.max_s_auc <= 1:
@@ -573,7 +668,9 @@ def cmd_feature(a) -> int:
             check_feature_store(uri, model_name)
         except TrackingError as e:
             raise UsageError(str(e)) from None
-        if a.clients:
+        if outcome != "features":
+            report, fitted = _model_feature(a, outcome)
+        elif federated:
             report, fitted = _federated_feature(a)
         else:
             cfg = feature_run.FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t,
@@ -589,7 +686,12 @@ def cmd_feature(a) -> int:
     from unlearn_fl.feature.release import central_releases, federated_releases
 
     try:
-        if a.clients:
+        if outcome != "features":
+            from unlearn_fl.data import dataset_info
+
+            before, after = _model_releases(fitted)
+            clients, data_digest = fitted["clients"], dataset_info(fitted["spec"])["digest"]
+        elif federated:
             from unlearn_fl.data import dataset_info
 
             before, after = federated_releases(fitted["spec"], fitted["sensitive"], fitted["projector"], fitted["t"])
@@ -612,7 +714,9 @@ def cmd_feature(a) -> int:
     (out / "forgetting_report.json").write_text(report.to_json())
     (out / "forgetting_report.html").write_text(render_html(report))
     f = report.feature
-    print(f"feature unlearning of {f.sensitive!r} ({f.method}, t={f.t:g}) on {report.dataset.get('dataset', a.dataset)}")
+    knob = f"t={f.t:g}" if f.lam is None else f"λ={f.lam:g}, {report.method_config.get('objective')}"
+    where = "" if f.outcome in (None, "features") else f" from the model's {f.outcome}" + (" in training" if f.lam is not None else "")
+    print(f"feature unlearning of {f.sensitive!r}{where} ({f.method}, {knob}) on {report.dataset.get('dataset', a.dataset)}")
     print(f"  S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}   (0.5 = nothing left to predict S from)")
     print(f"  MI (k-NN)     {f.mi_before:.3f} -> {f.mi_after:.3f} nats   (chance level {f.mi_chance or 0:.3f}; "
           "on a gradient-boosting probe's score)")
@@ -622,12 +726,17 @@ def cmd_feature(a) -> int:
     if f.disagreement:
         print(f"  warning: the estimates disagree: {f.disagreement}")
     print(f"  task accuracy {f.utility_before:.3f} -> {f.utility_after:.3f}")
-    print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
+    if f.lam is None:
+        print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
+    else:
+        print("  Pareto (λ: S-AUC / accuracy): " + ", ".join(f"{p.lam:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
     why = reg.reason if a.promote == "on-pass" else f"--promote {a.promote}"
-    print(f"model {model_name} v{reg.version} (parent v{reg.parent_version}, the model before feature unlearning"
+    reads_s = after.needs_sensitive or after.sensitive in after.inputs
+    print(f"model {model_name} v{reg.version}{' (an identical release was registered already: reused)' if reg.reused else ''} "
+          f"(parent v{reg.parent_version}, the model before feature unlearning"
           f"{', reused' if reg.parent_reused else ''}) @{reg.alias} ({why}); "
           f"mlflow.pyfunc.load_model('models:/{model_name}/{reg.version}').predict(rows) returns "
-          f"{', '.join(after.outputs)} (params output=...)" + (f", rows need {f.sensitive!r}" if after.needs_sensitive else ""))
+          f"{', '.join(after.outputs)} (params output=...)" + (f", rows need {f.sensitive!r}" if reads_s else ""))
     print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html (attached to v{reg.version})")
     return 0
 
@@ -980,8 +1089,10 @@ def cmd_lineage(a) -> int:
                      f" S-AUC {r['s_auc']}" if r.get("s_auc") else "")
             gbm = f" (gradient-boosting probe {r['s_auc_gbm_after']})" if r.get("s_auc_gbm_after") not in (None, "", "None") else ""
             agree = " [yellow]estimates disagree[/yellow]" if r.get("estimates_agree") == "False" else ""
-            return (f"v{r['version']}{al} {r['kind']} method={r.get('method', '?')} S={r.get('sensitive', '?')} "
-                    f"t={r.get('t', '?')}{s_auc}{gbm}{agree}{warn}")
+            knob = f"λ={r['lam']}" if r.get("lam") else f"t={r.get('t', '?')}"
+            z = f" Z={r['outcome']}" if r.get("outcome") not in (None, "", "features") else ""
+            return (f"v{r['version']}{al} {r['kind']} method={r.get('method', '?')} S={r.get('sensitive', '?')}{z} "
+                    f"{knob}{s_auc}{gbm}{agree}{warn}")
         return (f"v{r['version']}{al} {r.get('kind', '?')} method={r.get('method', '?')} clients={r.get('clients', '?')}"
                 f"{wd}{verdict}{warn}" + (f" [dim]{figs}[/dim]" if figs else ""))
 

@@ -244,7 +244,9 @@ def test_a_failure_after_the_version_exists_leaves_nothing(store, tmp_path, caps
     assert client.search_model_versions("name='feature-rollback'") == []
     code, out, err = _run(["lineage", "--tracking-uri", store["uri"], "--model-name", "feature-rollback"], capsys)
     assert code == 2 and "no registered model 'feature-rollback'" in err
-    # an existing model: the reused parent stays, the half-made version goes, with its artefacts
+    # an existing model: the reused parent stays, the half-made version goes, with its artefacts (a new request id:
+    # the same request's identical release is registered in the store already, and would be reused, not created)
+    report.request.request_id += "-rollback"
     models = len(list((store["dir"] / "mlruns").rglob("MLmodel")))
     with pytest.raises(RuntimeError, match="injected failure"):
         register_feature(store["uri"], NAME, report, before, after, fail_after_version=True)

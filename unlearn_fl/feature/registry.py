@@ -16,7 +16,7 @@ Tags (under `unlearn_fl.`) besides tracking.py's kind, parent_version, clients, 
 method, method_config_digest, data_digest, run_id, federation_run_id, contains_withdrawn, classes, report_digest:
   sensitive, feature_method (quantile | gaussian | identity), t, s_auc_before, s_auc_after, mi_before, mi_after,
   utility_before, utility_after, s_auc_gbm_after, estimates_agree, outputs, default_output, release_digest, release
-  (the alias it got), max_s_auc
+  (the alias it got), max_s_auc, and for a model's release outcome (embedding | scores) and lam (in training)
   (the base version: sensitive, feature_method=identity, t=0, s_auc, utility, outputs, release_digest).
 A version is complete once `kind` is set, which is done last (after its report and `report_digest`), and its alias
 moves after that. A failure at any step deletes every version the call created (with its model artefacts), so the
@@ -101,8 +101,9 @@ def _signature(release: FeatureRelease):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    cols = [ColSpec(kind, name) for name, kind in release.inputs.items()]
-    if release.needs_sensitive:
+    # S, also when the model reads it as an input, is optional for MLflow's own check (see below).
+    cols = [ColSpec(kind, name, required=name != release.sensitive) for name, kind in release.inputs.items()]
+    if release.needs_sensitive and release.sensitive not in release.inputs:
         # Listed, but optional for MLflow's own check: the model itself refuses rows without S, with a one-line
         # message naming the column and why it is needed (MLflow's generic error would print the whole input).
         cols.append(ColSpec(release.s_type, release.sensitive, required=False))
@@ -147,6 +148,8 @@ class FeatureRegistration:
     report_digest: str
     reason: str = ""
     """`promotion_gate`'s one line: why the release passed, or why it was not promoted."""
+    reused: bool = False
+    """True when an identical release (same content, parent and request) was registered already: no new version."""
 
 
 def _experiment(mlflow, client, uri: str, model_name: str) -> None:
@@ -246,6 +249,33 @@ def promotion_gate(f, max_s_auc: float = DEFAULT_MAX_S_AUC) -> tuple[bool, str]:
                   f"{f.s_auc_gbm_after:.3f} <= {max_s_auc:g}, the estimates agree")
 
 
+def _reuse(mlflow, client, uri: str, model_name: str, mv, report, promote: str, max_s_auc: float, parent: str,
+           parent_reused: bool) -> FeatureRegistration:
+    """Point at an identical registered release: `report` becomes the attached one (the earlier run's, which differs
+    from this run's in its creation time only), the alias moves by this run's rule and the version's `release` and
+    `max_s_auc` tags record it."""
+    import mlflow.artifacts
+
+    from unlearn_fl.report.schema import ForgettingReport
+
+    tags = mv.tags or {}
+    run_id = tags.get(TAG + "run_id", "")
+    with tempfile.TemporaryDirectory() as d:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report/forgetting_report.json",
+                                                   dst_path=d, tracking_uri=uri)
+        attached = ForgettingReport.model_validate_json(Path(path).read_text())
+    for name in type(report).model_fields:
+        setattr(report, name, getattr(attached, name))
+    passed, why = promotion_gate(report.feature, max_s_auc)
+    alias = "production" if promote == "always" or (promote == "on-pass" and passed) else "candidate"
+    version = str(mv.version)
+    client.set_model_version_tag(model_name, version, TAG + "release", alias)
+    client.set_model_version_tag(model_name, version, TAG + "max_s_auc", f"{max_s_auc:g}")
+    client.set_registered_model_alias(model_name, alias, version)
+    return FeatureRegistration(model_name, version, parent, parent_reused, alias, run_id,
+                               tags.get(TAG + "report_digest", report.digest()), why, reused=True)
+
+
 def register_feature(uri: str, model_name: str, report, before: FeatureRelease, after: FeatureRelease, *,
                      clients: list[int] | None = None, data_digest: str = "", promote: str = "on-pass",
                      max_s_auc: float = DEFAULT_MAX_S_AUC, fail_after_version: bool = False) -> FeatureRegistration:
@@ -255,6 +285,9 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
     run id) before it is attached, so the attached file, its `report_digest` tag and the caller's copy agree.
     clients: the federation's site ids (None or []: a central run). promote: on-pass | always | never.
     fail_after_version: raise right after the released version is created (tests of the rollback).
+    A release identical to a registered one (same `release_digest`, parent and request id: a re-run of the same
+    command) is not registered again: the registration points at that version (`reused`), and `report` becomes the
+    attached report.
     Raises whatever MLflow raised after deleting every version it created (nothing half-written stays visible).
     """
     if promote not in ("on-pass", "always", "never"):
@@ -298,7 +331,14 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
                   "The parent of this model's feature-unlearned versions; do not serve it where "
                   f"{f.sensitive!r} must not be used.")
 
-        # ---- the released model
+        # ---- the released model: an identical one (same content, parent and request) is reused, not registered twice
+        release_digest = after.digest()
+        for mv in sorted(client.search_model_versions(name_filter(model_name)), key=lambda m: int(m.version)):
+            t = mv.tags or {}
+            if (t.get(TAG + "kind") == KIND_RELEASED and t.get(TAG + "release_digest") == release_digest
+                    and t.get(TAG + "parent_version") == parent and t.get(TAG + "request_id") == report.request.request_id):
+                return _reuse(mlflow, client, uri, model_name, mv, report, promote, max_s_auc, parent, reused)
+
         with mlflow.start_run(run_name=report.request.request_id) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in report.method_config.items()})
             mlflow.log_metrics({"t": f.t, "s_auc_before": f.s_auc_before, "s_auc_after": f.s_auc_after,
@@ -333,8 +373,12 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
             "estimates_agree": "" if f.estimates_agree is None else str(bool(f.estimates_agree)).lower(),
             "release_digest": after.digest(), "outputs": ",".join(after.outputs), "default_output": after.default_output,
             "classes": json.dumps([str(c) for c in after.head.classes]) if after.head is not None else "",
-            "release": alias, "max_s_auc": f"{max_s_auc:g}", "report_digest": digest},
-            f"Feature-unlearned: {f.sensitive!r} removed by {report.method} at t={f.t:g} from v{parent}; held-out S-probe "
+            "release": alias, "max_s_auc": f"{max_s_auc:g}", "report_digest": digest,
+            **({"outcome": f.outcome} if f.outcome else {}), **({"lam": f"{f.lam:g}"} if f.lam is not None else {})},
+            f"Feature-unlearned: {f.sensitive!r} removed"
+            + (f" from the model's {f.outcome}" if f.outcome not in (None, "features") else "")
+            + f" by {report.method} " + (f"at t={f.t:g}" if f.lam is None else f"in training with λ={f.lam:g}")
+            + f" from v{parent}; held-out S-probe "
             f"AUC {f.s_auc_before:.3f} -> {f.s_auc_after:.3f} ({'within' if f.s_auc_after <= max_s_auc else 'above'} "
             f"{max_s_auc:g}), task utility {f.utility_before:.3f} -> {f.utility_after:.3f}; @{alias} "
             f"({why if promote == 'on-pass' else f'promote={promote}'}); predict "

@@ -12,6 +12,9 @@ A `FeatureRelease` holds every number a prediction needs and no training row. It
 4. the task head, when the release has one: the logistic regression that `run_feature` trained on the projected train
    rows to measure utility, applied as z ↦ sigmoid(w·z + b) (two classes) or softmax(W z + b) (more).
 
+With a `network` (unlearn_fl.feature.network; issue #12 item 4), a trained MLP sits between steps 2 and 3: the
+projection applies to its embedding or scores Z, and the head reads act(Z_t) (`network_release`).
+
 A release with t = 0 and no projector is the model *before* feature unlearning (the parent version in the registry):
 the same encoding, standardisation and a head trained on the unprojected features; it does not read S.
 
@@ -39,8 +42,10 @@ import pandas as pd
 
 from unlearn_fl.feature import quantile
 from unlearn_fl.feature.barycenter import BarycenterProjector
+from unlearn_fl.feature.network import Network
 
-__all__ = ["FORMAT", "Head", "FeatureRelease", "ReleaseInputError", "OUTPUTS", "central_releases", "federated_releases"]
+__all__ = ["FORMAT", "Head", "FeatureRelease", "ReleaseInputError", "OUTPUTS", "central_releases", "federated_releases",
+           "network_release"]
 
 FORMAT = "unlearn-fl-feature-release/1"
 OUTPUTS = ("label", "proba", "features")
@@ -85,6 +90,19 @@ class Head:
         return cls([_plain(c) for c in clf.classes_], np.asarray(clf.coef_, dtype=np.float64),
                    np.asarray(clf.intercept_, dtype=np.float64))
 
+    @classmethod
+    def from_linear(cls, classes: Sequence[Any], weight: np.ndarray, bias: np.ndarray) -> Head:
+        """The head of a Linear layer with softmax outputs: weight (k, d), bias (k,), `classes` (k,) in output order.
+
+        Two classes become one row, coef = w1 − w0 and intercept = b1 − b0: softmax over two logits is the sigmoid
+        of their difference, so the probabilities are the layer's."""
+        w, b = np.asarray(weight, dtype=np.float64), np.asarray(bias, dtype=np.float64)
+        if w.ndim != 2 or b.shape != (w.shape[0],) or w.shape[0] != len(classes):
+            raise ValueError(f"a head of {len(classes)} classes needs weight (k, d) and bias (k,), got {w.shape} and {b.shape}")
+        if len(classes) == 2:
+            return cls([_plain(c) for c in classes], (w[1] - w[0])[None, :], np.array([b[1] - b[0]]))
+        return cls([_plain(c) for c in classes], w, b)
+
     def decision(self, Z: np.ndarray) -> np.ndarray:
         """(n, 1) or (n, k) decision values W z + b of rows Z (n, d)."""
         return Z @ self.coef.T + self.intercept
@@ -108,12 +126,16 @@ class Head:
 
 @dataclass
 class FeatureRelease:
-    """Everything `predict` needs: encoding, scaler, fitted projector (None: t = 0) and task head (None: features only).
+    """Everything `predict` needs: encoding, scaler, model network (None: Z is the features), fitted projector
+    (None: t = 0) and task head (None: features only).
 
     inputs: raw input columns {name: MLflow type} in signature order (S excluded); encoded: (column, category) per
     standardised feature, category None for a numeric column; mean, scale: (d,) the standardisation in `arithmetic`
     precision; missing_category: what a missing text value encodes as (None: a missing value is an error).
     sensitive, s_type: the column of S and its MLflow type (its values pick each row's map); target: the task column.
+    network: a trained model's layers (unlearn_fl.feature.network): Z is then its embedding or scores, projected by
+    S and read by `head` through the network's activation; S may then be one of the inputs (a model input).
+    feature_names: the columns of `predict(output="features")`: the standardised features, or the representation's.
     """
 
     sensitive: str
@@ -130,6 +152,7 @@ class FeatureRelease:
     projector: BarycenterProjector | None = None
     head: Head | None = None
     meta: dict = field(default_factory=dict)
+    network: Network | None = None
 
     # ------------------------------------------------------------ properties
     @property
@@ -190,6 +213,10 @@ class FeatureRelease:
         """(n, d) float64 encoded features of raw rows (before standardisation); ReleaseInputError for bad input."""
         df = _frame(rows)
         missing = [c for c in self.inputs if c not in df.columns]
+        if self.sensitive in missing:  # a model reading S as an input: the same one line as a projection's
+            self.sensitive_values(df) if self.needs_sensitive else None
+            raise ReleaseInputError(f"the input has no column {self.sensitive!r}: the model reads it as an input, so pass "
+                                    f"{self.sensitive!r} with every row")
         if missing:
             raise ReleaseInputError(f"the input lacks column(s) {_show(missing)} the model was fitted on; pass every column "
                                     "of its signature (mlflow.models.get_model_info(uri).signature)")
@@ -244,16 +271,19 @@ class FeatureRelease:
         return np.asarray(vals)
 
     def transform(self, rows: pd.DataFrame, ties: str | None = None) -> np.ndarray:
-        """(n, d) projected features Z_t of raw rows (docs/method.md §3); `ties` overrides the projector's tie rule."""
+        """(n, d) projected features Z_t of raw rows (docs/method.md §3), or with a network the head's input
+        act(Z_t) of its projected representation; `ties` overrides the projector's tie rule."""
         Z = self.standardise(self.encode(rows))
-        if not self.needs_sensitive:
-            return Z
-        s = self.sensitive_values(rows)
-        proj = self.projector
-        if ties is not None and ties != proj.ties:
-            proj = copy.copy(proj)
-            proj.ties = ties
-        return proj.transform(Z, s, t=self.t)
+        if self.network is not None:
+            Z = self.network.represent(Z)
+        if self.needs_sensitive:
+            s = self.sensitive_values(rows)
+            proj = self.projector
+            if ties is not None and ties != proj.ties:
+                proj = copy.copy(proj)
+                proj.ties = ties
+            Z = proj.transform(Z, s, t=self.t)
+        return Z if self.network is None else self.network.activate(Z)
 
     def predict(self, rows: pd.DataFrame, output: str | None = None, ties: str | None = None) -> pd.DataFrame:
         """Predictions for raw rows, indexed like them.
@@ -311,16 +341,22 @@ class FeatureRelease:
             arr["head_coef"], arr["head_intercept"] = self.head.coef, self.head.intercept
         if self.projector is not None:
             _encode_state(vars(self.projector), arr, "projector")
+        if self.network is not None:
+            for i, (w, b) in enumerate(zip(self.network.weights, self.network.biases)):
+                arr[f"net.w{i}"], arr[f"net.b{i}"] = w, b
         return arr
 
     def _spec(self) -> dict:
         proj = None if self.projector is None else _encode_state(vars(self.projector), {}, "projector")
         head = None if self.head is None else {"classes": [_plain(c) for c in self.head.classes]}
-        return {"format": FORMAT, "sensitive": self.sensitive, "s_type": self.s_type, "target": self.target, "t": self.t,
+        spec = {"format": FORMAT, "sensitive": self.sensitive, "s_type": self.s_type, "target": self.target, "t": self.t,
                 "method": self.method, "inputs": self.inputs, "encoded": [list(e) for e in self.encoded],
                 "feature_names": self.feature_names, "arithmetic": self.arithmetic,
                 "missing_category": self.missing_category, "projector": proj, "head": head,
                 "outputs": list(self.outputs), "meta": self.meta}
+        if self.network is not None:  # absent otherwise, so releases without one keep their digests
+            spec["network"] = {"outcome": self.network.outcome, "layers": len(self.network.weights)}
+        return spec
 
     def save(self, folder: str | Path) -> Path:
         """Write release.json and arrays.npz into `folder` (created); returns it."""
@@ -355,11 +391,16 @@ class FeatureRelease:
         if spec["projector"] is not None:
             proj = BarycenterProjector.__new__(BarycenterProjector)
             proj.__dict__.update(_decode_state(spec["projector"], arr))
+        net = None
+        if spec.get("network") is not None:
+            k = int(spec["network"]["layers"])
+            net = Network([arr[f"net.w{i}"] for i in range(k)], [arr[f"net.b{i}"] for i in range(k)],
+                          spec["network"]["outcome"])
         return cls(sensitive=spec["sensitive"], s_type=spec["s_type"], target=spec["target"], t=float(spec["t"]),
                    inputs=dict(spec["inputs"]), encoded=[(c, k) for c, k in spec["encoded"]],
                    feature_names=list(spec["feature_names"]), mean=arr["mean"], scale=arr["scale"],
                    arithmetic=spec["arithmetic"], missing_category=spec["missing_category"], projector=proj, head=head,
-                   meta=spec.get("meta", {}))
+                   meta=spec.get("meta", {}), network=net)
 
 
 _DATACLASSES = {"Knots": quantile.Knots}
@@ -517,3 +558,50 @@ def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector
                            "nothing is registered (report this as a bug)")
     return before, after
 
+
+
+def network_release(spec: Any, sensitive: str, network: Network, head_weight: np.ndarray, head_bias: np.ndarray,
+                    projector: BarycenterProjector | None = None, t: float = 0.0, meta: dict | None = None) -> FeatureRelease:
+    """A federated model's release: the federation's input pipeline (every column, S included: the model reads
+    what the sites trained it on, `engine.feature_exchange.representation_rows`), its network, the projection of
+    its representation at t (None, t = 0: none) and the task head (a Linear (C, h), `Head.from_linear`).
+
+    Checked to reproduce site 0's representation and S from its raw rows (to 1e-5, the float32 of the sites'
+    torch forward); RuntimeError if it does not. ValueError when the network's input width is not the table's.
+    """
+    from unlearn_fl.data import BUILTIN_DATASETS, federation
+    from unlearn_fl.engine.feature_exchange import representation_rows, sensitive_columns
+
+    fed = federation(spec)
+    table = fed.table
+    if network.n_inputs != len(table.feature_names):
+        raise ValueError(f"the model reads {network.n_inputs} inputs, the table has {len(table.feature_names)} columns")
+    _, s_cats = sensitive_columns(spec, sensitive)
+    if spec.dataset in BUILTIN_DATASETS:
+        raw = pd.DataFrame(table.X.astype(np.float64), columns=list(table.feature_names))
+    else:
+        raw = pd.read_csv(spec.dataset).drop(columns=[spec.target])
+    encoded = _encoded_columns(raw, list(table.feature_names), "=")
+    release = FeatureRelease(
+        sensitive=sensitive, s_type="string" if s_cats is not None else _column_type(raw[sensitive]),
+        target=str(spec.target), t=float(t), inputs=_inputs(raw, encoded), encoded=encoded,
+        feature_names=network.names(), mean=np.asarray(fed.mean, np.float64), scale=np.asarray(fed.scale, np.float64),
+        arithmetic="float32", missing_category="<missing>", projector=projector if t > 0 else None,
+        head=Head.from_linear(list(table.class_names), head_weight, head_bias),
+        meta={"clients": spec.num_clients, "scaler": "the federation's (unlearn_fl.data.Federation)",
+              "outcome": network.outcome, **(meta or {})},
+        network=network)
+    X0, s0, _ = representation_rows(spec, 0, sensitive)
+    rows = raw.iloc[fed.client_train_idx[0]]
+    ok = np.allclose(network.represent(release.standardise(release.encode(rows))), network.represent(X0), rtol=0, atol=1e-5)
+    if ok and release.needs_sensitive:
+        try:
+            s_rel = release.sensitive_values(rows)
+            ok = (np.array_equal(np.asarray(s_rel, dtype=np.float64), s0) if s_cats is None
+                  else np.array_equal(np.asarray(s_rel, dtype=str), np.asarray(s0, dtype=str)))
+        except ReleaseInputError:
+            ok = False
+    if not ok:
+        raise RuntimeError("the release's input pipeline does not reproduce the sites' representation from the raw rows; "
+                           "nothing is registered (report this as a bug)")
+    return release

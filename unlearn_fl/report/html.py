@@ -127,7 +127,7 @@ def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
         ys = [p.utility for p in f.pareto]
         ax.plot(xs, ys, marker="o", color=_COLORS["after"])
         for p in f.pareto:
-            ax.annotate(f"t={p.t:g}", (p.s_auc, p.utility), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(f"t={p.t:g}" if p.lam is None else f"λ={p.lam:g}", (p.s_auc, p.utility), fontsize=8, xytext=(4, 4), textcoords="offset points")
         ax.axvline(0.5, color="#999", ls=":")
         ax.set_xlabel(f"AUC of a probe predicting {f.sensitive} (0.5 = forgotten)")
         ax.set_ylabel("task accuracy")
@@ -229,7 +229,11 @@ def render_html(r: ForgettingReport) -> str:
         if f.disagreement:
             parts.append("<div class='verdict' id='feature-disagreement' style='border-color:#9a6700'><span style='background:#9a6700'>"
                          "estimates disagree</span><p>" + html.escape(f.disagreement) + "</p></div>")
-        parts.append(_table("Feature unlearning", [("sensitive attribute", f.sensitive), ("method", f.method), ("t", f.t),
+        parts.append(_table("Feature unlearning", [("sensitive attribute", f.sensitive), ("method", f.method),
+                                                   ("removed from", {"embedding": "the model's last hidden layer",
+                                                                     "scores": "the model's outputs"}.get(f.outcome or "",
+                                                                                                         "the input features")),
+                                                   ("λ (in training)", f.lam) if f.lam is not None else ("t", f.t),
                                                    (f"MI before / after (nats){'' if f.mi_estimator else ', Gaussian'}",
                                                     f"{_fmt(f.mi_before)} / {_fmt(f.mi_after)}"),
                                                    ("MI estimator", f.mi_estimator),

@@ -129,6 +129,7 @@ class ParetoPoint(_Block):
     distortion: float | None = None
     s_auc_gbm: float | None = Field(None, description="AUC of the gradient-boosting probe behind `mi` (out-of-fold).")
     mi_gaussian: float | None = Field(None, description="The guarded Gaussian MI proxy, nats.")
+    lam: float | None = Field(None, description="Weight λ of Î(Z; S) in training (regularised training; null: a projection at t).")
 
 
 class FeatureBlock(_Block):
@@ -159,6 +160,9 @@ class FeatureBlock(_Block):
     estimates_agree: bool | None = Field(None, description="False when an MI estimate moved against every probe's AUC, "
                                                            "or two probes' AUCs moved apart.")
     disagreement: str | None = Field(None, description="Which estimate moved against the probes, and by how much.")
+    outcome: str | None = Field(None, description="What Z is: null or 'features' (input columns), 'embedding' (a "
+                                                 "model's last hidden layer) or 'scores' (its outputs).")
+    lam: float | None = Field(None, description="Weight λ of Î(Z; S) when S was removed in training (t is then 0).")
 
 
 class RoundLog(_Block):

@@ -82,6 +82,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "ours: joint vs holdout": ("marginal", {"statistic": "joint", "reference": "holdout"}),
     "ours: default (loss law vs holdout)": ("marginal", {}),
     "ours: default, 3 local epochs": ("marginal", {"epochs": 3}),
+    "ours: default, 4 local epochs": ("marginal", {"epochs": 4}),
 }
 
 SUITES = {

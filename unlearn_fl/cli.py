@@ -481,9 +481,9 @@ def _add_feature(sub) -> None:
     p.add_argument("--dataset", default="diabetes", help="PATH.csv, or 'diabetes' (scikit-learn's, sensitive attribute: sex)")
     p.add_argument("--sensitive", default="sex", help="column of the attribute to forget")
     p.add_argument("--target", default="progression_high", help="column of the task label (for utility)")
-    p.add_argument("--t", type=float, default=1.0, help="0 = keep the features, 1 = full barycenter projection")
-    p.add_argument("--method", choices=["quantile", "gaussian"], default="quantile")
-    p.add_argument("--grid", default="0,0.25,0.5,0.75,1", help="t values of the Pareto curve")
+    p.add_argument("--t", type=float, default=None, help="0 = keep the features, 1 = full barycenter projection (default 1)")
+    p.add_argument("--method", choices=["quantile", "gaussian"], default=None, help="the maps (default quantile)")
+    p.add_argument("--grid", default=None, help="t values of the Pareto curve (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
     p.add_argument("--clients", type=int, default=None,
@@ -491,7 +491,8 @@ def _add_feature(sub) -> None:
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
     p.add_argument("--model-name", default=None,
-                   help="registered model of the release (default: feature-SENSITIVE, feature-SENSITIVE-federated with --clients); its parent version is the model "
+                   help="registered model of the release (default: feature-SENSITIVE, feature-SENSITIVE-federated with --clients, "
+                        "feature-SENSITIVE-model with --outcome embedding|scores or --lam); its parent version is the model "
                         "before feature unlearning (t = 0), registered once and reused")
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
                    help="when the `production` alias moves to the release (on-pass: its logistic and gradient-boosting "
@@ -506,13 +507,14 @@ def _add_feature(sub) -> None:
                         "after training with a refit head; with --lam: scores, in training")
     m.add_argument("--lam", type=float, default=None,
                    help="remove S in training instead: the sites train on the objective + λ·Î(scores; S) (λ >= 0)")
-    m.add_argument("--objective", choices=["entropy", "conditional_entropy", "kl", "energy"], default="conditional_entropy",
-                   help="the utility objective of --lam training (docs/method.md §3)")
-    m.add_argument("--hidden", default="16", help="hidden layer sizes of the model, e.g. 16 or 32,16")
-    m.add_argument("--rounds", type=int, default=10, help="FedAvg training rounds of the model")
-    m.add_argument("--local-epochs", type=int, default=2)
-    m.add_argument("--lr", type=float, default=0.01)
-    m.add_argument("--head-rounds", type=int, default=5, help="FedAvg rounds of the refit head (embedding, scores)")
+    m.add_argument("--objective", choices=["entropy", "conditional_entropy", "kl", "energy"], default=None,
+                   help="the utility objective of --lam training (default conditional_entropy; docs/method.md §3)")
+    m.add_argument("--hidden", default=None, help="hidden layer sizes of the model (default 16), e.g. 16 or 32,16")
+    m.add_argument("--rounds", type=int, default=None, help="FedAvg training rounds of the model (default 10)")
+    m.add_argument("--local-epochs", type=int, default=None, help="(default 2)")
+    m.add_argument("--lr", type=float, default=None, help="(default 0.01)")
+    m.add_argument("--head-rounds", type=int, default=None,
+                   help="FedAvg rounds of the refit head, --outcome embedding|scores without --lam (default 5)")
 
 
 def _feature_spec(a):
@@ -548,9 +550,34 @@ def _federated_feature(a):
     return report, fitted
 
 
+_FEATURE_DEFAULTS = {"t": 1.0, "method": "quantile", "grid": "0,0.25,0.5,0.75,1", "objective": "conditional_entropy",
+                     "hidden": "16", "rounds": 10, "local_epochs": 2, "lr": 0.01, "head_rounds": 5}
+_MODEL_ONLY = ("hidden", "rounds", "local_epochs", "lr")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _model_outcome(a) -> str:
-    """features | embedding | scores from --outcome and --lam; UsageError for a combination that cannot run."""
+    """features | embedding | scores from --outcome and --lam; UsageError for a combination that cannot run, or for
+    a flag the chosen path would ignore. Fills in the defaults of the flags left out."""
     outcome = a.outcome or ("scores" if a.lam is not None else "features")
+    if a.sensitive == a.target:
+        raise UsageError(f"--sensitive {a.sensitive!r} is also the --target: pick a sensitive attribute other than the "
+                         "task label")
+    unused = {"features": ("objective", "head_rounds", *_MODEL_ONLY),
+              "posthoc": ("objective",), "lam": ("t", "grid", "method", "head_rounds")}
+    path = "features" if outcome == "features" else ("lam" if a.lam is not None else "posthoc")
+    why = {"features": "they set the model of --outcome embedding|scores or --lam",
+           "posthoc": "it sets --lam training", "lam": "--lam trains; t, its grid, the maps and the head refit are post hoc"}
+    given = [_flag(k) for k in unused[path] if getattr(a, k) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} would be ignored here ({why[path]}): drop "
+                         f"{'it' if len(given) == 1 else 'them'}")
+    for k, v in _FEATURE_DEFAULTS.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
     if a.lam is not None:
         import math
 
@@ -730,11 +757,12 @@ def cmd_feature(a) -> int:
         print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
     else:
         print("  Pareto (λ: S-AUC / accuracy): " + ", ".join(f"{p.lam:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
-    why = reg.reason if a.promote == "on-pass" else f"--promote {a.promote}"
+    why = ("an identical release: nothing changed" if reg.reused else
+           reg.reason if a.promote == "on-pass" else f"--promote {a.promote}")
     reads_s = after.needs_sensitive or after.sensitive in after.inputs
     print(f"model {model_name} v{reg.version}{' (an identical release was registered already: reused)' if reg.reused else ''} "
           f"(parent v{reg.parent_version}, the model before feature unlearning"
-          f"{', reused' if reg.parent_reused else ''}) @{reg.alias} ({why}); "
+          f"{', reused' if reg.parent_reused else ''}) {'@' + reg.alias if reg.alias else 'with no alias'} ({why}); "
           f"mlflow.pyfunc.load_model('models:/{model_name}/{reg.version}').predict(rows) returns "
           f"{', '.join(after.outputs)} (params output=...)" + (f", rows need {f.sensitive!r}" if reads_s else ""))
     print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html (attached to v{reg.version})")

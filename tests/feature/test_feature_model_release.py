@@ -26,7 +26,8 @@ from unlearn_fl.report.schema import ForgettingReport
 from unlearn_fl.tracking import TAG
 
 NAME = "feature-s-model"
-FLOWER = ["--clients", "3", "--rounds", "10", "--head-rounds", "3", "--grid", "0,0.5,1", "--method", "gaussian"]
+FLOWER = ["--clients", "3", "--rounds", "10"]
+POST_HOC = ["--head-rounds", "3", "--grid", "0,0.5,1", "--method", "gaussian"]
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -108,16 +109,16 @@ def test_a_projected_embedding_release_predicts_as_the_central_unlearning_and_ro
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One store, three runs on one table: post hoc on the embedding (v2), the same again (no new version), and in
-    training with λ = 10 (v3); v1 is the federation's base model, shared."""
+    """One store, three runs on one table: post hoc on the embedding (v2), in training with λ = 10 (v3, which takes
+    `production`), and the first command again (no new version, no alias moved); v1 is the federation's base."""
     d = tmp_path_factory.mktemp("model-release")
     path = d / "shift.csv"
     gaussian_shift_frame(1500, seed=0).to_csv(path, index=False)
     uri = f"sqlite:///{d / 'mlflow.db'}"
     common = ["feature", "--dataset", str(path), "--sensitive", "s", "--target", "y", "--tracking-uri", uri, *FLOWER]
     out = {}
-    for key, extra in (("embedding", ["--outcome", "embedding"]), ("again", ["--outcome", "embedding"]),
-                       ("lam", ["--lam", "10"])):
+    for key, extra in (("embedding", ["--outcome", "embedding", *POST_HOC]), ("lam", ["--lam", "10"]),
+                       ("again", ["--outcome", "embedding", *POST_HOC])):
         code = cli.main([*common, *extra, "--out", str(d / key)])
         assert code == 0
         out[key] = ForgettingReport.model_validate_json((d / key / "forgetting_report.json").read_text())
@@ -135,6 +136,7 @@ def test_the_release_and_its_base_are_registered_once_with_lineage_tags(runs):
     assert post["outcome"] == "embedding" and post["t"] == "1" and "lam" not in post
     assert lam["lam"] == "10" and lam["method"] == "regularized-conditional_entropy-federated"
     r = runs["reports"]
+    assert str(client.get_model_version_by_alias(NAME, "production").version) == "3"  # the re-run took nothing back
     assert r["again"].model.version == "2" and r["again"].digest() == r["embedding"].digest() == post["report_digest"]
     assert r["lam"].feature.lam == 10 and r["lam"].feature.outcome == "scores"
 
@@ -157,14 +159,20 @@ def test_the_registered_models_are_the_measured_ones(runs):
     assert list(labels.columns) == ["y"] and set(labels["y"]) <= {"high", "low"}
 
 
-def test_a_projected_release_needs_s_and_says_so(runs):
+def test_rows_the_model_cannot_read_are_refused_in_one_line_by_the_model_itself(runs):
+    """Not by MLflow's schema check, which prints the whole input and refuses 0.0 for a whole-number column."""
     mlflow.set_tracking_uri(runs["uri"])
     rows = pd.read_csv(runs["path"]).head(5).drop(columns=["y"])
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/2")
-    with pytest.raises(MlflowException, match="no column 's'"):
-        model.predict(rows.drop(columns=["s"]))
-    with pytest.raises(MlflowException, match="never seen"):
-        model.predict(rows.assign(s=7))
+    want = model.predict(rows, params={"output": "proba"}).to_numpy()
+    assert np.array_equal(model.predict(rows.assign(s=rows["s"].astype(float)), params={"output": "proba"}).to_numpy(), want)
+    for bad, match in ((rows.drop(columns=["s"]), "no column 's'"), (rows.assign(s=7), "never seen"),
+                       (rows.assign(s=0.5), "never seen"), (rows.assign(s=[0, None, 1, 0, 1]), "column 's' is missing"),
+                       (rows.drop(columns=["x3"]), "lacks column"), (rows.assign(x1="a"), "not a number"),
+                       (rows.head(0), "no rows")):
+        with pytest.raises(MlflowException, match=match) as e:
+            model.predict(bad)
+        assert len(str(e.value).strip().splitlines()) == 1, str(e.value)
 
 
 def test_lineage_shows_what_each_release_removed(runs, capsys):
@@ -180,6 +188,10 @@ def test_lineage_shows_what_each_release_removed(runs, capsys):
     (["--clients", "0"], ("--clients 0", "central")),
     (["--clients", "3", "--outcome", "scores", "--hidden", "0"], ("--hidden",)),
     (["--clients", "3", "--outcome", "scores", "--rounds", "0"], ("--rounds",)),
+    (["--clients", "3", "--outcome", "scores", "--objective", "energy"], ("--objective", "ignored")),
+    (["--clients", "3", "--lam", "3", "--method", "gaussian", "--grid", "0,1"], ("--grid", "--method", "ignored")),
+    (["--rounds", "4"], ("--rounds", "ignored")),
+    (["--sensitive", "sex", "--target", "sex"], ("--sensitive 'sex'", "--target")),
 ])
 def test_bad_model_flags_exit_2_in_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, names):
     monkeypatch.chdir(tmp_path)

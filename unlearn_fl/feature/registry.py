@@ -101,12 +101,14 @@ def _signature(release: FeatureRelease):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    # S, also when the model reads it as an input, is optional for MLflow's own check (see below).
-    cols = [ColSpec(kind, name, required=name != release.sensitive) for name, kind in release.inputs.items()]
+    from mlflow.types.schema import AnyType
+
+    # Every column is listed, untyped and optional for MLflow's own check: the model checks presence, types and
+    # values itself and refuses bad rows in one line naming the column and the fix (MLflow's check prints the
+    # whole input, and refuses 0.0 for a whole-number column). The types are the release's `inputs`.
+    cols = [ColSpec(AnyType(), name, required=False) for name in release.inputs]
     if release.needs_sensitive and release.sensitive not in release.inputs:
-        # Listed, but optional for MLflow's own check: the model itself refuses rows without S, with a one-line
-        # message naming the column and why it is needed (MLflow's generic error would print the whole input).
-        cols.append(ColSpec(release.s_type, release.sensitive, required=False))
+        cols.append(ColSpec(AnyType(), release.sensitive, required=False))
     params = [ParamSpec("output", "string", release.default_output)]
     if release.method == "quantile":
         params.append(ParamSpec("ties", "string", ""))
@@ -251,15 +253,16 @@ def promotion_gate(f, max_s_auc: float = DEFAULT_MAX_S_AUC) -> tuple[bool, str]:
 
 def _reuse(mlflow, client, uri: str, model_name: str, mv, report, promote: str, max_s_auc: float, parent: str,
            parent_reused: bool) -> FeatureRegistration:
-    """Point at an identical registered release: `report` becomes the attached one (the earlier run's, which differs
-    from this run's in its creation time only), the alias moves by this run's rule and the version's `release` and
-    `max_s_auc` tags record it."""
+    """Point at an identical registered release and change nothing: `report` becomes the attached one (the earlier
+    run's, which differs from this run's in its creation time only); the registration's alias is the one pointing at
+    that version now ("" for none), so a re-run of an older command does not take `production` back."""
     import mlflow.artifacts
 
     from unlearn_fl.report.schema import ForgettingReport
 
     tags = mv.tags or {}
     run_id = tags.get(TAG + "run_id", "")
+    aliases = list(getattr(mv, "aliases", None) or client.get_model_version(model_name, str(mv.version)).aliases or [])
     with tempfile.TemporaryDirectory() as d:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="report/forgetting_report.json",
                                                    dst_path=d, tracking_uri=uri)
@@ -267,12 +270,8 @@ def _reuse(mlflow, client, uri: str, model_name: str, mv, report, promote: str, 
     for name in type(report).model_fields:
         setattr(report, name, getattr(attached, name))
     passed, why = promotion_gate(report.feature, max_s_auc)
-    alias = "production" if promote == "always" or (promote == "on-pass" and passed) else "candidate"
-    version = str(mv.version)
-    client.set_model_version_tag(model_name, version, TAG + "release", alias)
-    client.set_model_version_tag(model_name, version, TAG + "max_s_auc", f"{max_s_auc:g}")
-    client.set_registered_model_alias(model_name, alias, version)
-    return FeatureRegistration(model_name, version, parent, parent_reused, alias, run_id,
+    alias = "production" if "production" in aliases else (aliases[0] if aliases else "")
+    return FeatureRegistration(model_name, str(mv.version), parent, parent_reused, alias, run_id,
                                tags.get(TAG + "report_digest", report.digest()), why, reused=True)
 
 
@@ -286,8 +285,8 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
     clients: the federation's site ids (None or []: a central run). promote: on-pass | always | never.
     fail_after_version: raise right after the released version is created (tests of the rollback).
     A release identical to a registered one (same `release_digest`, parent and request id: a re-run of the same
-    command) is not registered again: the registration points at that version (`reused`), and `report` becomes the
-    attached report.
+    command) is not registered again and nothing in the registry changes: the registration points at that version
+    (`reused`, with the alias it has now), and `report` becomes the attached report.
     Raises whatever MLflow raised after deleting every version it created (nothing half-written stays visible).
     """
     if promote not in ("on-pass", "always", "never"):

@@ -301,6 +301,8 @@ class FeatureRelease:
         if ties is not None and ties not in ("random", "mid"):
             raise ReleaseInputError(f"ties {ties!r} is not 'random' or 'mid': pass one of them, or leave it out")
         df = _frame(rows)
+        if len(df) == 0:
+            raise ReleaseInputError("the input has no rows: pass at least one row with every column of the signature")
         Z = self.transform(df, ties)
         if output == "features":
             return pd.DataFrame(Z, columns=self.feature_names, index=df.index)
@@ -513,6 +515,17 @@ def central_releases(fit: Any) -> tuple[FeatureRelease, FeatureRelease]:
     return before, after
 
 
+def _reads_s_as_sites(release: FeatureRelease, rows: pd.DataFrame, s0: np.ndarray, s_cats: list[str] | None) -> bool:
+    """Whether the release reads from raw `rows` the values of S site 0 holds (`s0`): numbers, or text categories."""
+    try:
+        s_rel = release.sensitive_values(rows)
+    except ReleaseInputError:
+        return False
+    if s_cats is None:
+        return np.array_equal(np.asarray(s_rel, dtype=np.float64), s0)
+    return np.array_equal(np.asarray(s_rel, dtype=str), np.asarray(s0, dtype=str))
+
+
 def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector, t: float) -> tuple[FeatureRelease, FeatureRelease]:
     """(before, after) releases of a federated run: the federation's scaler (float32) and the server's merged maps.
 
@@ -546,13 +559,7 @@ def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector
     after = FeatureRelease(t=float(t), projector=projector, **common)
     Z0, s0, _ = local_rows(spec, 0, sensitive, "train")
     rows = raw.iloc[fed.client_train_idx[0]]
-    ok = np.allclose(before.transform(rows), Z0, rtol=0, atol=1e-6)
-    try:
-        s_rel = after.sensitive_values(rows)
-        ok = ok and (np.array_equal(np.asarray(s_rel, dtype=np.float64), s0) if s_cats is None
-                     else np.array_equal(np.asarray(s_rel, dtype=str), np.asarray(s0, dtype=str)))
-    except ReleaseInputError:
-        ok = False
+    ok = np.allclose(before.transform(rows), Z0, rtol=0, atol=1e-6) and _reads_s_as_sites(after, rows, s0, s_cats)
     if not ok:
         raise RuntimeError("the release's input pipeline does not reproduce the sites' features from the raw rows; "
                            "nothing is registered (report this as a bug)")
@@ -595,12 +602,7 @@ def network_release(spec: Any, sensitive: str, network: Network, head_weight: np
     rows = raw.iloc[fed.client_train_idx[0]]
     ok = np.allclose(network.represent(release.standardise(release.encode(rows))), network.represent(X0), rtol=0, atol=1e-5)
     if ok and release.needs_sensitive:
-        try:
-            s_rel = release.sensitive_values(rows)
-            ok = (np.array_equal(np.asarray(s_rel, dtype=np.float64), s0) if s_cats is None
-                  else np.array_equal(np.asarray(s_rel, dtype=str), np.asarray(s0, dtype=str)))
-        except ReleaseInputError:
-            ok = False
+        ok = _reads_s_as_sites(release, rows, s0, s_cats)
     if not ok:
         raise RuntimeError("the release's input pipeline does not reproduce the sites' representation from the raw rows; "
                            "nothing is registered (report this as a bug)")

@@ -148,7 +148,11 @@ def _server_main(grid, name: str, spec, seed: int, k: int, methods: list[str]) -
     s = SETTINGS[name]
     data = federation(spec)
     test = data.scaled(data.test_idx)
-    needs_history = any(METHODS[m][0] == "federaser" for m in methods)
+    # Stored whenever a listed method reads it (FedEraser: every round; Halimi et al.: the last one), so that a
+    # method's result does not depend on which other methods share the run.
+    from unlearn_fl.methods import get_method
+
+    needs_history = any(get_method(METHODS[m][0]).needs_history != "none" for m in methods)
     cfg = UnlearningSettings(num_clients=spec.num_clients, rounds=s["rounds"], local_epochs=s["local_epochs"], lr=s["lr"],
                              seed=seed, unlearn_rounds=2, store_history=needs_history)
     template = make_model(s["model"], tuple(data.table.X.shape[1:]), data.table.n_classes, tuple(s["hidden"]))

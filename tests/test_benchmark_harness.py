@@ -39,3 +39,15 @@ def test_harness_refuses_k_below_two(capsys, k):
     assert run.main(["--settings", "smoke", "--k", k]) == 2  # 0 once meant "not given" and ran the whole suite
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--k" in err[0]
+
+
+def test_a_methods_result_does_not_depend_on_the_other_methods_listed():
+    """Halimi et al.'s reference model comes from the stored last training round; the history was once stored only
+    when FedEraser was listed, so pga alone asked the sites for an extra round and measured differently."""
+    alone = run.run_setting("smoke", 0, 2, ["retrain", "halimi-pga"])
+    beside = run.run_setting("smoke", 0, 2, ["retrain", "finetune", "federaser", "halimi-pga"])
+    a, b = alone["methods"]["halimi-pga"], beside["methods"]["halimi-pga"]
+    assert a["rounds"] == b["rounds"] and a["notes"] == b["notes"]
+    for key in ("test_acc", "forget_acc", "loss_auc", "rmia_auc"):
+        assert a[key] == b[key], key
+    assert [c["examples"] for c in a["cost"]] == [c["examples"] for c in b["cost"]]

@@ -139,6 +139,9 @@ def test_the_release_and_its_base_are_registered_once_with_lineage_tags(runs):
     assert str(client.get_model_version_by_alias(NAME, "production").version) == "3"  # the re-run took nothing back
     assert r["again"].model.version == "2" and r["again"].digest() == r["embedding"].digest() == post["report_digest"]
     assert r["lam"].feature.lam == 10 and r["lam"].feature.outcome == "scores"
+    html = {k: (runs["dir"] / k / "forgetting_report.html").read_text() for k in ("embedding", "lam")}
+    assert "the model&#x27;s last hidden layer" in html["embedding"] or "the model's last hidden layer" in html["embedding"]
+    assert "λ (in training)" in html["lam"] and "λ (in training)" not in html["embedding"]
 
 
 def test_the_registered_models_are_the_measured_ones(runs):

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path

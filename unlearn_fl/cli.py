@@ -497,9 +497,9 @@ def _add_feature(sub) -> None:
     p.add_argument("--promote", choices=["on-pass", "always", "never"], default="on-pass",
                    help="when the `production` alias moves to the release (on-pass: its logistic and gradient-boosting "
                         "S-probe AUCs after are at most --max-s-auc and the estimates agree; otherwise it gets `candidate`)")
-    p.add_argument("--max-s-auc", type=float, default=0.6,
+    p.add_argument("--max-s-auc", type=float, default=None,
                    help="largest held-out S-probe AUC (logistic and gradient-boosting) after unlearning for `production` "
-                        "under --promote on-pass, in [0.5, 1]")
+                        "under --promote on-pass, in [0.5, 1] (default 0.6)")
     m = p.add_argument_group("S out of a federated model (--clients N): its embedding, its scores, or in training")
     m.add_argument("--outcome", choices=["features", "embedding", "scores"], default=None,
                    help="what S is removed from: the input columns (features, the default), or a model the federation "
@@ -569,12 +569,24 @@ def _model_outcome(a) -> str:
     unused = {"features": ("objective", "head_rounds", *_MODEL_ONLY),
               "posthoc": ("objective",), "lam": ("t", "grid", "method", "head_rounds")}
     path = "features" if outcome == "features" else ("lam" if a.lam is not None else "posthoc")
-    why = {"features": "they set the model of --outcome embedding|scores or --lam",
-           "posthoc": "it sets --lam training", "lam": "--lam trains; t, its grid, the maps and the head refit are post hoc"}
-    given = [_flag(k) for k in unused[path] if getattr(a, k) is not None]
+    applies = {"objective": "--lam training", "head_rounds": "--outcome embedding|scores without --lam",
+               **{k: "the model of --outcome embedding|scores or --lam" for k in _MODEL_ONLY},
+               **{k: "a projection (not --lam)" for k in ("t", "grid", "method")}}
+    given = [k for k in unused[path] if getattr(a, k) is not None]
+    if a.max_s_auc is not None and a.promote != "on-pass":
+        applies["max_s_auc"] = "--promote on-pass"
+        given.append("max_s_auc")
     if given:
-        raise UsageError(f"{', '.join(given)} would be ignored here ({why[path]}): drop "
-                         f"{'it' if len(given) == 1 else 'them'}")
+        raise UsageError("; ".join(f"{_flag(k)} applies to {applies[k]} only" for k in given)
+                         + f": drop {'it' if len(given) == 1 else 'them'}")
+    if a.lam is not None and a.lam == 0:
+        raise UsageError("--lam 0 trains the base model again: give a weight λ > 0, e.g. 10")
+    if a.objective in ("kl", "entropy"):
+        raise UsageError(f"--objective {a.objective} cannot train this classifier from scratch ("
+                         + ("its teacher would be an untrained model" if a.objective == "kl" else "it does not read the labels")
+                         + "): use conditional_entropy or energy")
+    if a.max_s_auc is None:
+        a.max_s_auc = 0.6
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
@@ -587,8 +599,8 @@ def _model_outcome(a) -> str:
             raise UsageError(f"--lam {a.lam!r}: give a weight >= 0, e.g. 10")
     if outcome != "features":
         if a.clients is None or a.clients < 2:
-            raise UsageError(f"--outcome {outcome}{' --lam' if a.lam is not None else ''} needs a federation: add "
-                             "--clients N (N >= 2)")
+            given = " ".join(x for x in (f"--outcome {a.outcome}" if a.outcome else "", "--lam" if a.lam is not None else "") if x)
+            raise UsageError(f"{given} needs a federation: add --clients N (N >= 2)")
         for flag, v, lo in (("--rounds", a.rounds, 1), ("--local-epochs", a.local_epochs, 1), ("--head-rounds", a.head_rounds, 1)):
             if v < lo:
                 raise UsageError(f"{flag} {v}: give at least {lo}")

@@ -278,6 +278,7 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
             return measure_dependence(P, s_te, "logistic", 5, 3, seed)
 
     dep_before = dependence(scores_of(base["model"]))
+    base_state = {k: v.detach().numpy() for k, v in base["model"].state_dict().items()}
     points: list[ParetoPoint] = []
     if lam is None:
         rep = run_representation_federation(grid, spec, sensitive, base["model"], method, tuple(sorted(set(grid_t) | {0.0, t})),
@@ -294,9 +295,8 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
             points.append(ParetoPoint(t=x, s_auc=d.s_auc, utility=rep["accuracy"][x], mi=d.mi, s_auc_gbm=d.s_auc_gbm,
                                       mi_gaussian=d.mi_gaussian))
         dep_after, utility_after = deps[t], rep["accuracy"][t]
-        state = {k: v.detach().numpy() for k, v in base["model"].state_dict().items()}
         head_t = {k: v.numpy() for k, v in rep["heads"][t].items()}
-        release = dict(network_state=state, outcome=outcome, head_weight=head_t["weight"], head_bias=head_t["bias"],
+        release = dict(network_state=base_state, outcome=outcome, head_weight=head_t["weight"], head_bias=head_t["bias"],
                        projector=rep["projector"], t=t)
         name = f"representation-{outcome}-barycenter-{method}-federated"
         config = {"outcome": outcome, "t": t, "method": method, "grid": sorted(rep["heads"]), "head_rounds": head_rounds,
@@ -308,12 +308,11 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
         dep_after, utility_after, t = dependence(scores_of(reg["model"])), reg["accuracy"], 0.0
         points = [ParetoPoint(t=0.0, lam=x, s_auc=d.s_auc, utility=u, mi=d.mi, s_auc_gbm=d.s_auc_gbm, mi_gaussian=d.mi_gaussian)
                   for x, d, u in ((0.0, dep_before, base["accuracy"]), (float(lam), dep_after, reg["accuracy"]))]
-        state = {k: v.detach().numpy() for k, v in reg["model"].state_dict().items()}
-        release = dict(network_state=state, outcome="embedding", projector=None, t=0.0)
+        release = dict(network_state={k: v.detach().numpy() for k, v in reg["model"].state_dict().items()},
+                       outcome="embedding", projector=None, t=0.0)
         name = f"regularized-{objective}-federated"
         config = {"lam": lam, "objective": objective, "penalty": "plug-in Î of soft histograms of the scores (10 bins)",
                   "history": reg["history"]}
-    base_state = {k: v.detach().numpy() for k, v in base["model"].state_dict().items()}
     if fitted is not None:
         fitted.update(base_state=base_state, release=release, spec=spec, sensitive=sensitive, clients=base["clients"])
     key = json.dumps([spec.model_dump_json(), sensitive, outcome, method, t, lam, objective, list(hidden), rounds, epochs,

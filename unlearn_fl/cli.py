@@ -559,7 +559,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _model_outcome(a) -> str:
+def _resolve_feature_flags(a) -> str:
     """features | embedding | scores from --outcome and --lam; UsageError for a combination that cannot run, or for
     a flag the chosen path would ignore. Fills in the defaults of the flags left out."""
     outcome = a.outcome or ("scores" if a.lam is not None else "features")
@@ -682,7 +682,7 @@ def cmd_feature(a) -> int:
     # A model release (--outcome embedding|scores, --lam) returns the model's labels from rows with S as an input:
     # a third default name, so that no release takes `production` from another kind.
     try:
-        outcome = _model_outcome(a)
+        outcome = _resolve_feature_flags(a)
     except UsageError as e:
         return _fail(str(e))
     federated = a.clients is not None
@@ -725,15 +725,11 @@ def cmd_feature(a) -> int:
     from unlearn_fl.feature.release import central_releases, federated_releases
 
     try:
-        if outcome != "features":
+        if federated:  # every model run is federated
             from unlearn_fl.data import dataset_info
 
-            before, after = _model_releases(fitted)
-            clients, data_digest = fitted["clients"], dataset_info(fitted["spec"])["digest"]
-        elif federated:
-            from unlearn_fl.data import dataset_info
-
-            before, after = federated_releases(fitted["spec"], fitted["sensitive"], fitted["projector"], fitted["t"])
+            before, after = (_model_releases(fitted) if outcome != "features" else
+                             federated_releases(fitted["spec"], fitted["sensitive"], fitted["projector"], fitted["t"]))
             clients, data_digest = fitted["clients"], dataset_info(fitted["spec"])["digest"]
         else:
             before, after = central_releases(fitted)

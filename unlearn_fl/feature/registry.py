@@ -251,7 +251,7 @@ def promotion_gate(f, max_s_auc: float = DEFAULT_MAX_S_AUC) -> tuple[bool, str]:
                   f"{f.s_auc_gbm_after:.3f} <= {max_s_auc:g}, the estimates agree")
 
 
-def _reuse(mlflow, client, uri: str, model_name: str, mv, report, promote: str, max_s_auc: float, parent: str,
+def _reuse(client, uri: str, model_name: str, mv, report, max_s_auc: float, parent: str,
            parent_reused: bool) -> FeatureRegistration:
     """Point at an identical registered release and change nothing: `report` becomes the attached one (the earlier
     run's, which differs from this run's in its creation time only); the registration's alias is the one pointing at
@@ -269,7 +269,7 @@ def _reuse(mlflow, client, uri: str, model_name: str, mv, report, promote: str, 
         attached = ForgettingReport.model_validate_json(Path(path).read_text())
     for name in type(report).model_fields:
         setattr(report, name, getattr(attached, name))
-    passed, why = promotion_gate(report.feature, max_s_auc)
+    _, why = promotion_gate(report.feature, max_s_auc)
     alias = "production" if "production" in aliases else (aliases[0] if aliases else "")
     return FeatureRegistration(model_name, str(mv.version), parent, parent_reused, alias, run_id,
                                tags.get(TAG + "report_digest", report.digest()), why, reused=True)
@@ -308,7 +308,8 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
         # ---- the model before feature unlearning: reused when an identical one is registered
         base_digest = before.digest()
         parent, reused = None, False
-        for mv in sorted(client.search_model_versions(name_filter(model_name)), key=lambda m: int(m.version)):
+        versions = sorted(client.search_model_versions(name_filter(model_name)), key=lambda m: int(m.version))
+        for mv in versions:
             t = mv.tags or {}
             if t.get(TAG + "kind") == KIND_BASE and t.get(TAG + "release_digest") == base_digest:
                 parent, reused = str(mv.version), True
@@ -332,11 +333,11 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
 
         # ---- the released model: an identical one (same content, parent and request) is reused, not registered twice
         release_digest = after.digest()
-        for mv in sorted(client.search_model_versions(name_filter(model_name)), key=lambda m: int(m.version)):
+        for mv in versions:  # a parent created just now has no children yet
             t = mv.tags or {}
             if (t.get(TAG + "kind") == KIND_RELEASED and t.get(TAG + "release_digest") == release_digest
                     and t.get(TAG + "parent_version") == parent and t.get(TAG + "request_id") == report.request.request_id):
-                return _reuse(mlflow, client, uri, model_name, mv, report, promote, max_s_auc, parent, reused)
+                return _reuse(client, uri, model_name, mv, report, max_s_auc, parent, reused)
 
         with mlflow.start_run(run_name=report.request.request_id) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in report.method_config.items()})
@@ -370,7 +371,7 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
             "utility_before": _f(f.utility_before), "utility_after": _f(f.utility_after),
             "s_auc_gbm_after": "" if f.s_auc_gbm_after is None else _f(f.s_auc_gbm_after),
             "estimates_agree": "" if f.estimates_agree is None else str(bool(f.estimates_agree)).lower(),
-            "release_digest": after.digest(), "outputs": ",".join(after.outputs), "default_output": after.default_output,
+            "release_digest": release_digest, "outputs": ",".join(after.outputs), "default_output": after.default_output,
             "classes": json.dumps([str(c) for c in after.head.classes]) if after.head is not None else "",
             "release": alias, "max_s_auc": f"{max_s_auc:g}", "report_digest": digest,
             **({"outcome": f.outcome} if f.outcome else {}), **({"lam": f"{f.lam:g}"} if f.lam is not None else {})},

@@ -213,8 +213,9 @@ class FeatureRelease:
         """(n, d) float64 encoded features of raw rows (before standardisation); ReleaseInputError for bad input."""
         df = _frame(rows)
         missing = [c for c in self.inputs if c not in df.columns]
-        if self.sensitive in missing:  # a model reading S as an input: the same one line as a projection's
-            self.sensitive_values(df) if self.needs_sensitive else None
+        if self.sensitive in missing:  # a model reading S as an input
+            if self.needs_sensitive:
+                self.sensitive_values(df)  # raises the projection's one line, which also lists S's known values
             raise ReleaseInputError(f"the input has no column {self.sensitive!r}: the model reads it as an input, so pass "
                                     f"{self.sensitive!r} with every row")
         if missing:
@@ -526,6 +527,16 @@ def _reads_s_as_sites(release: FeatureRelease, rows: pd.DataFrame, s0: np.ndarra
     return np.array_equal(np.asarray(s_rel, dtype=str), np.asarray(s0, dtype=str))
 
 
+def _raw_inputs(spec: Any, table: Any) -> pd.DataFrame:
+    """The federation's table as raw input rows (the target dropped), in the loader's row order: a bundled
+    dataset's numeric columns, or the CSV file itself."""
+    from unlearn_fl.data import BUILTIN_DATASETS
+
+    if spec.dataset in BUILTIN_DATASETS:
+        return pd.DataFrame(table.X.astype(np.float64), columns=list(table.feature_names))
+    return pd.read_csv(spec.dataset).drop(columns=[spec.target])
+
+
 def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector, t: float) -> tuple[FeatureRelease, FeatureRelease]:
     """(before, after) releases of a federated run: the federation's scaler (float32) and the server's merged maps.
 
@@ -536,16 +547,13 @@ def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector
     (server/feature_workflow.py). Both are checked to reproduce site 0's features and S
     (`engine.feature_exchange.local_rows`) from its raw rows; RuntimeError if they do not.
     """
-    from unlearn_fl.data import BUILTIN_DATASETS, federation
+    from unlearn_fl.data import federation
     from unlearn_fl.engine.feature_exchange import local_rows, sensitive_columns
 
     fed = federation(spec)
     table = fed.table
     s_cols, s_cats = sensitive_columns(spec, sensitive)
-    if spec.dataset in BUILTIN_DATASETS:
-        raw = pd.DataFrame(table.X.astype(np.float64), columns=list(table.feature_names))
-    else:
-        raw = pd.read_csv(spec.dataset).drop(columns=[spec.target])
+    raw = _raw_inputs(spec, table)
     names = [n for k, n in enumerate(table.feature_names) if k not in set(s_cols)]
     encoded = _encoded_columns(raw.drop(columns=[sensitive]), names, "=")
     keep = np.array([k for k in range(len(table.feature_names)) if k not in set(s_cols)])
@@ -566,7 +574,6 @@ def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector
     return before, after
 
 
-
 def network_release(spec: Any, sensitive: str, network: Network, head_weight: np.ndarray, head_bias: np.ndarray,
                     projector: BarycenterProjector | None = None, t: float = 0.0, meta: dict | None = None) -> FeatureRelease:
     """A federated model's release: the federation's input pipeline (every column, S included: the model reads
@@ -576,7 +583,7 @@ def network_release(spec: Any, sensitive: str, network: Network, head_weight: np
     Checked to reproduce site 0's representation and S from its raw rows (to 1e-5, the float32 of the sites'
     torch forward); RuntimeError if it does not. ValueError when the network's input width is not the table's.
     """
-    from unlearn_fl.data import BUILTIN_DATASETS, federation
+    from unlearn_fl.data import federation
     from unlearn_fl.engine.feature_exchange import representation_rows, sensitive_columns
 
     fed = federation(spec)
@@ -584,10 +591,7 @@ def network_release(spec: Any, sensitive: str, network: Network, head_weight: np
     if network.n_inputs != len(table.feature_names):
         raise ValueError(f"the model reads {network.n_inputs} inputs, the table has {len(table.feature_names)} columns")
     _, s_cats = sensitive_columns(spec, sensitive)
-    if spec.dataset in BUILTIN_DATASETS:
-        raw = pd.DataFrame(table.X.astype(np.float64), columns=list(table.feature_names))
-    else:
-        raw = pd.read_csv(spec.dataset).drop(columns=[spec.target])
+    raw = _raw_inputs(spec, table)
     encoded = _encoded_columns(raw, list(table.feature_names), "=")
     release = FeatureRelease(
         sensitive=sensitive, s_type="string" if s_cats is not None else _column_type(raw[sensitive]),

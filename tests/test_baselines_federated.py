@@ -278,6 +278,43 @@ def test_every_train_and_unlearn_reply_counts_the_rows_it_processed(trained):
     assert fed.examples_processed >= ROUNDS * sum(s["n_train"] for s in fed.sites.values())
 
 
+def test_a_whole_client_withdrawal_asks_the_retained_sites_for_their_mean_only_when_it_is_read(trained):
+    """The paper's objective compares the forget set with the holder's holdout (reference "auto") or with the retained
+    rows' mean statistic (reference "retain", or "auto" at a holder without a holdout). The retained sites' mean is
+    an extra round trip with the model to every site each round: asked for only when the holder reads it."""
+    from unlearn_fl.engine import protocol
+
+    fed, model, _ = trained
+    sent: list[str] = []
+    send = fed.grid.send_and_receive
+
+    def counting(messages, **kw):
+        sent.extend(m.metadata.message_type for m in messages)
+        return send(messages, **kw)
+
+    fed.grid.send_and_receive = counting
+    n_holdout = fed.sites[0]["n_holdout"]
+    try:
+        assert fed.sites[0]["n_holdout"] > 0
+        a, n, _, _ = _unlearn(fed, model, "marginal", isolated=True)
+        assert n >= 1 and protocol.STATS not in sent and protocol.UNLEARN in sent
+        bytes_skipped = fed.last_unlearning.bytes
+        sent.clear()
+        retain, _, _, _ = _unlearn(fed, model, "marginal", method_config={"reference": "retain"}, isolated=True)
+        assert sent.count(protocol.STATS) == (CLIENTS - 1) * sent.count(protocol.UNLEARN) // CLIENTS
+        assert _changed(retain, a)  # the retained mean is what "retain" compares with
+        # As if the holder had no holdout: the mean is sent, and the holder (which does have one) ignores it.
+        sent.clear()
+        fed.sites[0]["n_holdout"] = 0
+        b, _, _, _ = _unlearn(fed, model, "marginal", isolated=True)
+        assert protocol.STATS in sent
+        assert torch.allclose(flat_params(a), flat_params(b), atol=1e-6)
+        assert fed.last_unlearning.bytes > bytes_skipped
+    finally:
+        fed.grid.send_and_receive = send
+        fed.sites[0]["n_holdout"] = n_holdout
+
+
 # ------------------------------------------------------------------ the product, end to end
 
 

@@ -588,7 +588,11 @@ class Federation:
         statistic = method.statistic(mcfg)
         # A holder that keeps none of its rows needs the retained sites' mean statistic from the server; so does
         # one under DP-SGD, whose own retained rows sit the unlearning step out (`UnlearningClient.unlearn`).
-        needs_stats = (statistic is not None and getattr(mcfg, "reference", None) in ("retain", "auto")
+        # With reference "auto" a holder that has holdout rows compares with them and never reads the mean, so the
+        # exchange (a round trip to every retaining site, with the model) is skipped when every holder has some.
+        reference = getattr(mcfg, "reference", None)
+        holders_have_holdout = all(self.sites.get(k, {}).get("n_holdout", 0) > 0 for k in request.client_ids)
+        needs_stats = (statistic is not None and (reference == "retain" or (reference == "auto" and not holders_have_holdout))
                        and (request.scope == "client" or c.dp.local))
         holders = set(self._nodes(request.client_ids))
         client_of = {n: k for k, n in self.node_of.items()}

@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
+from sklearn.metrics import roc_auc_score
 
 from unlearn_fl.data import DataSpec, federation
 from unlearn_fl.methods import METHODS, get_method, marginal_criterion
+from unlearn_fl.methods.loop import SplitOutputs, matched_holdout_metrics, matched_loss_auc, split_outputs
 from unlearn_fl.methods.marginal import PAPER_CONFIG
 from unlearn_fl.models import evaluate, make_model, per_example_loss, train_epochs
 
@@ -121,3 +124,48 @@ def test_matched_effective_rows_closed_form():
     assert matched_effective_rows(np.array([0] * 5 + [1] * 50), np.full(10, 0)) == pytest.approx(5.0)
     # k = (3, 1) on n = (1, 9): (4)² / (9/1 + 1/9) = 16 / 9.111...
     assert matched_effective_rows(np.array([0] + [1] * 9), np.array([0, 0, 0, 1])) == pytest.approx(16 / (9 + 1 / 9))
+
+
+# ------------------------------------------------------------------ the stopping rule's statistics, closed form
+
+def _outputs(loss, correct=None):
+    loss = np.asarray(loss, dtype=np.float64)
+    correct = np.ones(len(loss), dtype=bool) if correct is None else np.asarray(correct)
+    return SplitOutputs(correct, loss, float(correct.mean()) if len(loss) else float("nan"), float(loss.mean()) if len(loss) else float("nan"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6)), min_size=1, max_size=30),
+       st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), min_size=1, max_size=30))
+def test_matched_loss_auc_is_the_class_weighted_mann_whitney_auc(forget, holdout):
+    """Per class c of the forget set (k_c rows), P(forget loss < holdout loss) + ½ P(tie) over the holdout rows of c
+    (all holdout rows when c has none), averaged with weights k_c: sklearn's ROC AUC of −loss, class by class."""
+    fy, fl = (np.array(v) for v in zip(*forget))
+    hy, hl = (np.array(v) for v in zip(*holdout))
+    fl, hl = fl / 2.0, hl / 2.0  # few distinct values: many ties
+    expected = 0.0
+    for c in np.unique(fy):
+        h = hl[hy == c] if (hy == c).any() else hl
+        f = fl[fy == c]
+        scores, members = np.concatenate([-f, -h]), np.r_[np.ones(len(f)), np.zeros(len(h))]
+        auc = roc_auc_score(members, scores) if len(set(scores)) > 1 else 0.5
+        expected += (fy == c).sum() * auc
+    assert matched_loss_auc(_outputs(fl), fy, _outputs(hl), hy) == pytest.approx(expected / len(fy), abs=1e-12)
+
+
+def test_matched_holdout_metrics_reweight_the_holdout_to_the_forget_label_mix():
+    hy = np.array([0, 0, 0, 1, 1, 2])
+    h = _outputs([1.0, 2.0, 3.0, 10.0, 20.0, 7.0], [True, True, False, False, True, True])
+    # Forget labels: three 0s, one 1, one 5 (absent from the holdout: every holdout row stands for it).
+    acc, loss = matched_holdout_metrics(h, hy, np.array([0, 0, 0, 1, 5]))
+    assert acc == pytest.approx((3 * (2 / 3) + 1 * 0.5 + 1 * (4 / 6)) / 5)
+    assert loss == pytest.approx((3 * 2.0 + 1 * 15.0 + 1 * (43.0 / 6)) / 5)
+    assert np.isnan(matched_holdout_metrics(_outputs([]), np.zeros(0), np.array([0]))[0])
+    assert np.isnan(matched_loss_auc(_outputs([]), np.zeros(0), h, hy))
+
+
+def test_split_outputs_agree_with_evaluate_and_per_example_loss(e2):
+    out = split_outputs(e2["original"], e2["holdout"])
+    assert (out.acc, out.mean_loss) == evaluate(e2["original"], e2["holdout"])
+    assert np.array_equal(out.loss, per_example_loss(e2["original"], e2["holdout"]))
+    assert out.acc == pytest.approx(out.correct.mean())

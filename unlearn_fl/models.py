@@ -162,7 +162,11 @@ def evaluate(model: nn.Module, data: Split) -> tuple[float, float]:
         return float("nan"), float("nan")
     model.eval()
     X, y = tensors(data)
-    logits = model(X)
+    return accuracy_and_loss(model(X), y)
+
+
+def accuracy_and_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of logits (n, C) for labels y (n,), n ≥ 1."""
     return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from torch.nn import functional as F
 
 from unlearn_fl.data import Split
 from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig, UnlearnResult
-from unlearn_fl.models import Criterion, as_loss_fn, batches, evaluate, reinitialized, tensors, train_epochs
+from unlearn_fl.models import Criterion, accuracy_and_loss, as_loss_fn, batches, reinitialized, tensors, train_epochs
 
 
 RESOLUTION_Z = 1.645
@@ -56,56 +57,75 @@ def matched_effective_rows(holdout_y: np.ndarray, forget_y: np.ndarray) -> float
     return float(counts.sum()) ** 2 / float((counts.astype(np.float64) ** 2 / n_c).sum())
 
 
+@dataclass(frozen=True)
+class SplitOutputs:
+    """One split's results under a model, from one forward pass in eval mode.
+
+    correct: (n,) bool, the argmax is the label; loss: (n,) float64 per-row cross-entropy (as
+    `models.per_example_loss`); acc, mean_loss: the split's accuracy and mean cross-entropy (as `models.evaluate`).
+    """
+
+    correct: np.ndarray
+    loss: np.ndarray
+    acc: float
+    mean_loss: float
+
+
 @torch.no_grad()
-def matched_holdout_metrics(model: torch.nn.Module, holdout: Split, forget_labels: np.ndarray) -> tuple[float, float]:
-    """(accuracy, mean loss) on the holdout re-weighted to the forget set's label mix.
+def split_outputs(model: torch.nn.Module, split: Split) -> SplitOutputs:
+    """`SplitOutputs` of `split` under `model`; nan accuracy and mean loss on an empty split."""
+    if len(split) == 0:
+        return SplitOutputs(np.zeros(0, dtype=bool), np.zeros(0), float("nan"), float("nan"))
+    model.eval()
+    X, y = tensors(split)
+    logits = model(X)
+    acc, mean_loss = accuracy_and_loss(logits, y)
+    return SplitOutputs((logits.argmax(1) == y).numpy(), F.cross_entropy(logits, y, reduction="none").double().numpy(),
+                        acc, mean_loss)
+
+
+def _matched(holdout_y: np.ndarray, forget_y: np.ndarray):
+    """(class, forget count, holdout rows standing for it) per class of the forget set; a class absent from the
+    holdout is stood for by every holdout row."""
+    labels, counts = np.unique(forget_y, return_counts=True)
+    for c, k in zip(labels, counts):
+        sel = holdout_y == c
+        yield c, k, sel if sel.any() else np.ones(len(holdout_y), dtype=bool)
+
+
+def matched_holdout_metrics(holdout: SplitOutputs, holdout_y: np.ndarray, forget_y: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean loss) on the holdout re-weighted to the forget set's label mix (nan without holdout rows).
 
     This is what 'unseen' looks like for D_f. Classes of D_f absent from the holdout fall
     back to the overall holdout figures.
     """
-    if len(holdout) == 0:
+    if len(holdout_y) == 0:
         return float("nan"), float("nan")
-    model.eval()
-    X, y = tensors(holdout)
-    logits = model(X)
-    correct = (logits.argmax(1) == y).double().numpy()
-    losses = F.cross_entropy(logits, y, reduction="none").double().numpy()
-    labels, counts = np.unique(forget_labels, return_counts=True)
     acc = loss = 0.0
-    for c, k in zip(labels, counts):
-        sel = holdout.y == c
-        if not sel.any():
-            sel = np.ones(len(holdout), dtype=bool)
-        acc += k * float(correct[sel].mean())
-        loss += k * float(losses[sel].mean())
-    return acc / counts.sum(), loss / counts.sum()
+    total = 0
+    for _, k, sel in _matched(holdout_y, forget_y):
+        acc += k * float(holdout.correct[sel].mean())
+        loss += k * float(holdout.loss[sel].mean())
+        total += k
+    return acc / total, loss / total
 
 
-@torch.no_grad()
-def matched_loss_auc(model: torch.nn.Module, forget: Split, holdout: Split) -> float:
+def matched_loss_auc(forget: SplitOutputs, forget_y: np.ndarray, holdout: SplitOutputs, holdout_y: np.ndarray) -> float:
     """P(loss of a forget row < loss of a holdout row of the same class), ties ½: the loss-threshold attack's AUC.
 
     Holdout rows count with weights that give them the forget set's class mix (classes absent from the holdout
     fall back to all holdout rows), as `matched_holdout_metrics`. 0.5: the forget set looks unseen.
-    Returns nan without rows on either side.
+    Returns nan without rows on either side. Per class, the Mann-Whitney count Σ_h #{f < h} + ½ #{f = h}.
     """
-    from scipy.stats import rankdata
-
-    if len(forget) == 0 or len(holdout) == 0:
+    if len(forget_y) == 0 or len(holdout_y) == 0:
         return float("nan")
-    from unlearn_fl.models import per_example_loss
-
-    lf, lh = per_example_loss(model, forget), per_example_loss(model, holdout)
-    labels, counts = np.unique(forget.y, return_counts=True)
     total = 0.0
-    for c, k in zip(labels, counts):
-        sel = holdout.y == c
-        h = lh[sel] if sel.any() else lh
-        f = lf[forget.y == c]
-        r = rankdata(np.concatenate([f, h]))  # Mann-Whitney: P(f < h) from the ranks of the holdout side
-        u = r[len(f):].sum() - len(h) * (len(h) + 1) / 2
-        total += k * float(u / (len(f) * len(h)))
-    return total / counts.sum()
+    for c, k, sel in _matched(holdout_y, forget_y):
+        f, h = np.sort(forget.loss[forget_y == c]), holdout.loss[sel]
+        below, upto = np.searchsorted(f, h, side="left"), np.searchsorted(f, h, side="right")
+        u = float(below.sum()) + 0.5 * float((upto - below).sum())
+        total += k * (u / (len(f) * len(h)))
+    return total / len(forget_y)
 
 
 def _cycle_batches(n: int, size: int, gen: torch.Generator):
@@ -153,13 +173,14 @@ def run_unlearning(
     h_idx = torch.arange(len(holdout))
 
     can_stop = cfg.early_stop and uses_forget and len(holdout) > 0
-    start_hold = evaluate(model, holdout)[0] if can_stop else float("nan")
-    start_matched = matched_holdout_metrics(model, holdout, forget.y)[0] if can_stop else float("nan")
+    start = split_outputs(model, holdout) if can_stop else None
+    start_hold = start.acc if start is not None else float("nan")
+    start_matched = matched_holdout_metrics(start, holdout.y, forget.y)[0] if start is not None else float("nan")
     n_matched = matched_effective_rows(holdout.y, forget.y) if can_stop else 0.0
     hold_guard = max(cfg.max_holdout_drop, accuracy_resolution(start_hold, len(holdout))) if can_stop else 0.0
     matched_guard = max(cfg.max_matched_drop, accuracy_resolution(start_matched, n_matched)) if can_stop else 0.0
     history: list[dict] = []
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = _snapshot(model)
     stopped, reached = "max epochs", False
     step = processed = 0
     for step in range(1, cfg.epochs * steps_per_epoch + 1):
@@ -185,21 +206,21 @@ def run_unlearning(
         loss.backward()
         opt.step()
         if can_stop and step % cfg.check_every == 0:
-            f_acc, f_loss = evaluate(model, forget)
-            h_acc = evaluate(model, holdout)[0]
-            matched, matched_loss = matched_holdout_metrics(model, holdout, forget.y)
+            fo, ho = split_outputs(model, forget), split_outputs(model, holdout)  # one forward pass each per check
+            f_acc, f_loss, h_acc = fo.acc, fo.mean_loss, ho.acc
+            matched, matched_loss = matched_holdout_metrics(ho, holdout.y, forget.y)
             history.append({"step": step, "forget_acc": f_acc, "forget_loss": f_loss, "holdout_acc": h_acc,
                             "matched_holdout_acc": matched, "matched_holdout_loss": matched_loss})
             if h_acc < start_hold - hold_guard:
                 model.load_state_dict(best_state)
                 stopped = f"holdout accuracy fell from {start_hold:.3f} to {h_acc:.3f}; rolled back to step {step - cfg.check_every}"
                 break
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _snapshot(model)
             if matched < start_matched - matched_guard:
                 stopped = f"holdout accuracy on the forget set's classes started to fall ({start_matched:.3f} -> {matched:.3f})"
                 break
             if cfg.stop_rule == "loss-auc":
-                auc = matched_loss_auc(model, forget, holdout)
+                auc = matched_loss_auc(fo, forget.y, ho, holdout.y)
                 history[-1]["forget_loss_auc"] = auc
                 if auc <= cfg.stop_auc:
                     stopped = f"a loss attack ranks forget rows below holdout rows with AUC {auc:.3f} ≤ {cfg.stop_auc} (looks unseen)"
@@ -210,6 +231,11 @@ def run_unlearning(
                 reached = True
                 break
     return UnlearnResult(model, step, stopped, history, examples_processed=processed, target_reached=reached)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state to roll back to."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _ref(mean: np.ndarray | None) -> torch.Tensor | None:

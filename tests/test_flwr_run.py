@@ -44,3 +44,28 @@ def test_flwr_run_local_simulation(tmp_path):
     assert (tmp_path / "out" / "forgetting_report.json").exists(), (p.stdout + p.stderr)[-3000:]
     vs = {str(v.version): v for v in MlflowClient(f"sqlite:///{db}").search_model_versions("name='flwr-run'")}
     assert sorted(vs) == ["1", "2"] and vs["2"].tags["unlearn_fl.withdrawn_clients"] == "1"
+
+
+def test_the_staged_app_builds_the_fab_of_the_app_folder(tmp_path):
+    """`flwr_run` hands Flower a copy of the app's files (`stage_app`): the FAB built from it is byte for byte the
+    one the folder gives, and folders .gitignore ignores are neither walked nor copied."""
+    from flwr.cli.build import build_fab_from_disk
+
+    from unlearn_fl.engine.launch import stage_app
+
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "examples" / "quickstart-unlearning", app)
+    (app / ".gitignore").write_text("venv/\nlocal-data/\n*.log\n")
+    (app / "venv" / "lib").mkdir(parents=True)
+    (app / "venv" / "lib" / "site.py").write_text("x = 1\n")  # would be bundled were it not ignored
+    (app / "local-data").mkdir()
+    (app / "local-data" / "rows.md").write_text("secret\n")
+    (app / "notes.log").write_text("log\n")
+    (app / "extra").mkdir()
+    (app / "extra" / "helper.py").write_text("y = 2\n")
+    for folder in (app, ROOT):
+        staged = stage_app(folder, tmp_path / f"staged-{folder.name}")
+        assert build_fab_from_disk(staged) == build_fab_from_disk(folder)
+    copied = {p.relative_to(tmp_path / "staged-app").as_posix() for p in (tmp_path / "staged-app").rglob("*") if p.is_file()}
+    assert "extra/helper.py" in copied and "pyproject.toml" in copied
+    assert not any(c.startswith(("venv/", "local-data/")) or c.endswith(".log") for c in copied)

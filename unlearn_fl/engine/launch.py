@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,46 @@ def _toml_value(v) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def stage_app(app_dir: str | Path, dest: str | Path) -> Path:
+    """Copy into `dest` the files of the Flower app `app_dir` that `flwr build` bundles; return `dest`.
+
+    `flwr run` walks every file under the app folder (resolving each path) before it applies `.gitignore` and
+    its include rules, so a virtualenv inside the folder (the `.venv` that `make` creates) costs seconds per run.
+    Here the walk skips the folders `.gitignore` ignores and `.git`, then Flower's own rules (the
+    `flwr.cli.build` helpers) pick the files, so the FAB built from `dest` is the one `app_dir` gives.
+    Returns `app_dir` itself, with nothing copied, when those helpers are not importable (another Flower).
+    """
+    root = Path(app_dir).resolve()
+    try:
+        import tomllib
+
+        from flwr.cli.build import filter_paths_for_publish, get_filtered_fab_paths
+        from flwr.cli.utils import build_pathspec, load_gitignore_patterns
+    except ImportError:
+        return root
+    ignore_file = root / ".gitignore"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ignored = build_pathspec(tuple(load_gitignore_patterns(ignore_file.read_bytes() if ignore_file.is_file() else b"")))
+    files: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if d != ".git" and not ignored.match_file((rel / d).as_posix() + "/")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                files[(rel / name).as_posix()] = path
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    with warnings.catch_warnings():  # Flower's pathspec patterns are deprecated there, not here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        keep = get_filtered_fab_paths(filter_paths_for_publish(files), config)
+    dest = Path(dest)
+    for rel in {"pyproject.toml", *keep, *([".gitignore"] if ignore_file.is_file() else [])}:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, dest / rel)
+    return dest
 
 
 def flwr_run(app_dir: str | Path, run_config: dict, num_supernodes: int,
@@ -53,7 +94,8 @@ def flwr_run(app_dir: str | Path, run_config: dict, num_supernodes: int,
                "PATH": path, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore", "GIT_PYTHON_REFRESH": "quiet",
                # A SuperLink of this run's own: flwr's local one listens on fixed ports otherwise.
                "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()), "FLWR_LOCAL_CONTROL_API_PORT": str(free_port())}
-        cmd = [flwr, "run", str(Path(app_dir).resolve()), "--run-config", str(overrides),
+        app = stage_app(app_dir, Path(tmp) / "app")
+        cmd = [flwr, "run", str(app), "--run-config", str(overrides),
                "--federation-config", f"num-supernodes={num_supernodes}", "--stream"]
         tail: list[str] = []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp,

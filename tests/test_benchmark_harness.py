@@ -26,10 +26,17 @@ def test_harness_runs_every_listed_method_side_by_side(tmp_path):
         assert r["rmia_auc"] is not None and 0 <= r["forgetting_quality"] <= 1
         if label != "retrain":
             assert r["rounds"] <= 2 and "forget_acc_gap" in r
-    # the same run's retraining is the yardstick: examples it processed over the method's
+    # the same run's retraining is the yardstick: its compute over the method's, where a row passed forward only
+    # (no gradient) costs a third of a row passed forward and backward
     raw = out["runs"][0]["methods"]
-    assert rows["finetune"]["compute_ratio"] == pytest.approx(
+    work = lambda label: sum(c["examples"] + c["forward"] / 3 for c in raw[label]["cost"])
+    assert all(c["forward"] == 0 for label in ("retrain", "finetune") for c in raw[label]["cost"])
+    assert rows["finetune"]["compute_ratio"] == pytest.approx(work("retrain") / work("finetune")) == pytest.approx(
         sum(c["examples"] for c in raw["retrain"]["cost"]) / sum(c["examples"] for c in raw["finetune"]["cost"]))
+    ours = "ours: default (loss law vs holdout)"
+    assert all(c["forward"] > 0 for c in raw[ours]["cost"])  # its holdout statistic and stopping checks
+    assert rows[ours]["compute_ratio"] == pytest.approx(work("retrain") / work(ours))
+    assert rows[ours]["compute_ratio"] < rows[ours]["rows_ratio"]
     md = stem.with_suffix(".md").read_text()
     assert "| finetune |" in md and "python -m benchmarks.run" in md and "settings `smoke`" in md
 

@@ -169,3 +169,23 @@ def test_split_outputs_agree_with_evaluate_and_per_example_loss(e2):
     assert (out.acc, out.mean_loss) == evaluate(e2["original"], e2["holdout"])
     assert np.array_equal(out.loss, per_example_loss(e2["original"], e2["holdout"]))
     assert out.acc == pytest.approx(out.correct.mean())
+
+
+def test_forward_only_rows_are_counted_once_per_row_and_pass(e2):
+    """`examples-forward` of a site's unlearning step: with the paper's objective against the holdout, every step
+    passes the holdout forward once for its statistic; every early-stopping check passes the forget set and the
+    holdout once; the start passes the holdout once. Nested layers are not counted again; finetune has none."""
+    from unlearn_fl.engine.client_logic import local_unlearn
+
+    forget, holdout = e2["forget"].subset(np.arange(40)), e2["holdout"].subset(np.arange(30))
+    empty = forget.subset(np.zeros(0, dtype=np.int64))
+    free = {"epochs": 2, "max_holdout_drop": 1.0, "max_matched_drop": 1.0, "stop_auc": 0.0, "reference": "holdout"}
+    nf, nh = len(forget), len(holdout)
+    _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", free, None, seed=0)
+    steps = m["steps"]
+    assert steps == 2 * -(-nf // 16) and m["examples-processed"] == 2 * nf
+    assert m["examples-forward"] == nh + steps * (nh + nf + nh)
+    _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", {**free, "early_stop": False}, None, seed=0)
+    assert m["examples-forward"] == steps * nh
+    _, m = local_unlearn(e2["original"], holdout, e2["retain"].subset(np.arange(64)), empty, "finetune", {"epochs": 1}, None, seed=0)
+    assert m["examples-forward"] == 0 and m["examples-processed"] == 64

@@ -7,7 +7,9 @@ logits (N, C). The project's own architectures are `MLP` (tables) and `cnn.Small
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -163,6 +165,40 @@ def evaluate(model: nn.Module, data: Split) -> tuple[float, float]:
     model.eval()
     X, y = tensors(data)
     return accuracy_and_loss(model(X), y)
+
+
+@dataclass
+class ForwardRows:
+    """Rows passed forward without gradient inside a `count_forward_rows` block (`rows`)."""
+
+    rows: int = 0
+
+
+@contextlib.contextmanager
+def count_forward_rows() -> Iterator[ForwardRows]:
+    """Count the rows of every outermost module call made with gradients off inside the block (any model: the
+    one being unlearned, a teacher, a reference). These forward-only passes (reference statistics, stopping
+    checks, a teacher's outputs) cost about a third of a forward-and-backward row each (backward ≈ 2 forwards)
+    and are not in a step's batch sizes. Calls nested in an outer module's forward are not counted again.
+    Uses torch's global module hooks, removed on exit; single-threaded use.
+    """
+    counted, depth = ForwardRows(), [0]
+
+    def pre(module, args):
+        if depth[0] == 0 and not torch.is_grad_enabled() and args and hasattr(args[0], "shape") and len(args[0].shape):
+            counted.rows += int(args[0].shape[0])
+        depth[0] += 1
+
+    def post(module, args, output):
+        depth[0] -= 1
+
+    handles = [torch.nn.modules.module.register_module_forward_pre_hook(pre),
+               torch.nn.modules.module.register_module_forward_hook(post)]
+    try:
+        yield counted
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def accuracy_and_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

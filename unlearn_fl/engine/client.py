@@ -296,9 +296,9 @@ class UnlearningClient:
             metrics = local.local_train(model, retained, int(cfg.get("local-epochs", 1)), float(cfg.get("lr", 1e-3)),
                                         int(cfg.get("batch-size", 32)), seed, dp_noise=dp_noise,
                                         dp_clip=float(cfg.get("dp-clip", 1.0)), criterion=self.criterion)
-            metrics.update({"steps": 0, "forget-n": 0, "target-reached": 0})
+            metrics.update({"steps": 0, "forget-n": 0, "target-reached": 0, "examples-forward": 0})
         metrics["num-examples"] = max(1, int(metrics["num-examples"]))
-        keys = (("num-examples", "examples-processed", "steps", "forget-n", "target-reached")
+        keys = (("num-examples", "examples-processed", "examples-forward", "steps", "forget-n", "target-reached")
                 + (("dp-steps", "dp-sample-rate") if dp_noise > 0 else ()))
         return self._reply(msg, model, {k: metrics.get(k, 0) for k in keys})
 

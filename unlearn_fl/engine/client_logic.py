@@ -15,7 +15,7 @@ from torch import nn
 from unlearn_fl.data import Split
 from unlearn_fl.methods import get_method
 from unlearn_fl.methods.criterion import mean_statistic
-from unlearn_fl.models import Criterion, LossFn, as_loss_fn, evaluate, per_example_loss, train_epochs
+from unlearn_fl.models import Criterion, LossFn, as_loss_fn, count_forward_rows, evaluate, per_example_loss, train_epochs
 
 torch.set_num_threads(1)
 
@@ -75,18 +75,21 @@ def local_unlearn(
     it keeps); a retainer runs the retain term (cross-entropy) only; methods with their own local
     step (SCRUB, FedEraser's calibration, Halimi's ascent) run it, with the server's `reference_model`
     (teacher, or w_ref) and `step`. The example count sent for weighting is the rows the step used
-    (or the method's own weight); `examples-processed` the rows passed forward and backward.
+    (or the method's own weight); `examples-processed` the rows passed forward and backward; `examples-forward` the
+    rows passed forward only (`models.count_forward_rows`: reference statistics, stopping checks, a teacher).
     """
     method = get_method(method_name)
     cfg = method.make_config(**{**method_config, "seed": seed})
     ref = None if reference_mean is None else np.asarray(reference_mean, dtype=np.float32)
-    result = method.run_local(model, retained, forgotten, holdout, cfg, reference_mean=ref, criterion=criterion,
-                              reference_model=reference_model, step=step)
+    with count_forward_rows() as forward:
+        result = method.run_local(model, retained, forgotten, holdout, cfg, reference_mean=ref, criterion=criterion,
+                                  reference_model=reference_model, step=step)
     weight = result.weight if result.weight is not None else len(retained) + (len(forgotten) if method.uses_forget else 0)
     # Same keys from every client: Flower's aggregation requires it.
     metrics = {
         "num-examples": max(1, weight),
         "examples-processed": result.examples_processed,
+        "examples-forward": forward.rows,
         "steps": result.steps,
         "forget-n": len(forgotten),
         # 1 when this client's forget set looks unseen by its held-out test (not when a utility guard

@@ -121,13 +121,15 @@ class UnlearningCost:
     """What one `Federation.unlearn` call cost (monitoring of the forget set per round excluded).
 
     rounds: the unlearning rounds it returned; examples_processed: rows the clients passed forward and
-    backward; bytes: model arrays exchanged, both ways; history_bytes: bytes of training history the method
+    backward; examples_forward: rows they passed forward only (no gradient: a third of a forward-and-backward
+    row's compute each); bytes: model arrays exchanged, both ways; history_bytes: bytes of training history the method
     relied on at the server (0 when it stores nothing); stores: that storage in words; seconds: wall clock.
     """
 
     method: str
     rounds: int
     examples_processed: int
+    examples_forward: int
     bytes: int
     history_bytes: int
     stores: str
@@ -175,6 +177,7 @@ class Federation:
         self.bytes_sent = 0
         """Bytes of model arrays sent to and received from sites (a cost measure)."""
         self.examples_processed = 0
+        self.examples_forward = 0
         """Rows the sites passed forward and backward, summed over every train and unlearn reply (a compute cost)."""
         self.initial: nn.Module | None = None
         """The model the first training round started from (what a retrain from scratch starts from)."""
@@ -265,7 +268,7 @@ class Federation:
 
     def send(self, msgs: list[Message]) -> list[Message]:
         """send_and_receive, counting the bytes of model arrays both ways (every ArrayRecord of a message)
-        and the rows the sites processed (`examples-processed` of train and unlearn replies).
+        and the rows the sites processed (`examples-processed` and `examples-forward` of train and unlearn replies).
 
         Replies come back in site order (partition id, then node id for sites not yet known), not in
         arrival order: every sum over replies (FedAvg, statistics, digests) then adds the same floats in
@@ -279,6 +282,7 @@ class Federation:
         for r in replies:
             if not r.has_error() and METRICS in r.content:
                 self.examples_processed += int(r.content[METRICS].get("examples-processed", 0))
+                self.examples_forward += int(r.content[METRICS].get("examples-forward", 0))
         return replies
 
     def exchange_all(self, node_ids: Iterable[int], message_type: str, content: RecordDict) -> list[Message]:
@@ -525,7 +529,8 @@ class Federation:
         if m.server_side and self.cfg.dp.central:
             raise WithdrawalAborted(f"{name} combines client models itself, outside the server-side DP wrapper: "
                                     "the accountant's ε would not hold for its release")
-        t0, ex0, b0, mon_s0, mon_b0 = time.perf_counter(), self.examples_processed, self.bytes_sent, self.monitor_seconds, self.monitor_bytes
+        t0, ex0, fw0, b0 = time.perf_counter(), self.examples_processed, self.examples_forward, self.bytes_sent
+        mon_s0, mon_b0 = self.monitor_seconds, self.monitor_bytes
         saved = (self._round, self.central_rounds, {k: list(v) for k, v in self.dp_phases.items()})
         try:
             after, n = self._unlearn(m, name, mcfg, model, withdrawals, request, logs, notes, initial, trained_rounds)
@@ -536,7 +541,7 @@ class Federation:
         history_bytes = hist.bytes_for(m.needs_history) if hist is not None else 0
         stores = hist.describe(m.needs_history) if hist is not None and m.needs_history != "none" else "nothing"
         self.last_unlearning = UnlearningCost(
-            method=name, rounds=n, examples_processed=self.examples_processed - ex0,
+            method=name, rounds=n, examples_processed=self.examples_processed - ex0, examples_forward=self.examples_forward - fw0,
             bytes=self.bytes_sent - b0 - (self.monitor_bytes - mon_b0), history_bytes=history_bytes, stores=stores,
             seconds=time.perf_counter() - t0 - (self.monitor_seconds - mon_s0))
         return after, n

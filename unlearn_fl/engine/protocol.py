@@ -163,7 +163,9 @@ REPLIES: dict[str, DeclaredReply] = {
         metrics={"num-examples": "count of rows the step used (FedAvg weight; at least 1)",
                  "steps": "count of optimiser steps taken",
                  "forget-n": "count of rows the active request forgets here",
-                 "target-reached": "0/1: the site's held-out stopping rule fired", **_PROCESSED, **_DP},
+                 "target-reached": "0/1: the site's held-out stopping rule fired",
+                 "examples-forward": "count of rows passed forward only, without gradient, by the step (reference "
+                                     "statistics, stopping checks, a teacher's outputs: a compute cost)", **_PROCESSED, **_DP},
     ),
     EVALUATE: DeclaredReply(
         "pooled accuracy and loss, as counts and sums",

@@ -83,6 +83,9 @@ METHODS: dict[str, tuple[str, dict]] = {
     "ours: default (loss law vs holdout)": ("marginal", {}),
     "ours: default, 3 local epochs": ("marginal", {"epochs": 3}),
     "ours: default, 4 local epochs": ("marginal", {"epochs": 4}),
+    # The stopping checks (a forward pass over the forget set and the holdout) were most of its client compute
+    # at every step, the default before this variant's comparison (docs/method.md §2, "Cost of a round").
+    "ours: default, a check at every step": ("marginal", {"check_every": 1}),
 }
 
 SUITES = {

@@ -181,10 +181,12 @@ def test_forward_only_rows_are_counted_once_per_row_and_pass(e2):
     empty = forget.subset(np.zeros(0, dtype=np.int64))
     free = {"epochs": 2, "max_holdout_drop": 1.0, "max_matched_drop": 1.0, "stop_auc": 0.0, "reference": "holdout"}
     nf, nh = len(forget), len(holdout)
-    _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", free, None, seed=0)
-    steps = m["steps"]
-    assert steps == 2 * -(-nf // 16) and m["examples-processed"] == 2 * nf
-    assert m["examples-forward"] == nh + steps * (nh + nf + nh)
+    for every in (1, 4):
+        _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", {**free, "check_every": every}, None, seed=0)
+        steps = m["steps"]
+        assert steps == 2 * -(-nf // 16) == 6 and m["examples-processed"] == 2 * nf
+        checks = steps if every == 1 else 2  # steps 4 and 6: every 4th step, and the last
+        assert m["examples-forward"] == nh + steps * nh + checks * (nf + nh)
     _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", {**free, "early_stop": False}, None, seed=0)
     assert m["examples-forward"] == steps * nh
     _, m = local_unlearn(e2["original"], holdout, e2["retain"].subset(np.arange(64)), empty, "finetune", {"epochs": 1}, None, seed=0)

@@ -182,8 +182,9 @@ def run_unlearning(
     history: list[dict] = []
     best_state = _snapshot(model)
     stopped, reached = "max epochs", False
-    step = processed = 0
-    for step in range(1, cfg.epochs * steps_per_epoch + 1):
+    step = processed = checked = 0
+    total = cfg.epochs * steps_per_epoch
+    for step in range(1, total + 1):
         model.train()
         opt.zero_grad()
         loss = torch.zeros(())
@@ -205,7 +206,7 @@ def run_unlearning(
                 loss = loss + term
         loss.backward()
         opt.step()
-        if can_stop and step % cfg.check_every == 0:
+        if can_stop and (step % cfg.check_every == 0 or step == total):  # the last step is always checked
             fo, ho = split_outputs(model, forget), split_outputs(model, holdout)  # one forward pass each per check
             f_acc, f_loss, h_acc = fo.acc, fo.mean_loss, ho.acc
             matched, matched_loss = matched_holdout_metrics(ho, holdout.y, forget.y)
@@ -213,9 +214,9 @@ def run_unlearning(
                             "matched_holdout_acc": matched, "matched_holdout_loss": matched_loss})
             if h_acc < start_hold - hold_guard:
                 model.load_state_dict(best_state)
-                stopped = f"holdout accuracy fell from {start_hold:.3f} to {h_acc:.3f}; rolled back to step {step - cfg.check_every}"
+                stopped = f"holdout accuracy fell from {start_hold:.3f} to {h_acc:.3f}; rolled back to step {checked}"
                 break
-            best_state = _snapshot(model)
+            best_state, checked = _snapshot(model), step
             if matched < start_matched - matched_guard:
                 stopped = f"holdout accuracy on the forget set's classes started to fall ({start_matched:.3f} -> {matched:.3f})"
                 break

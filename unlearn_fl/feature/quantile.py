@@ -128,8 +128,33 @@ def _histogram_knots(v: np.ndarray, w: np.ndarray, bins: int) -> tuple[np.ndarra
     return q, targets
 
 
+def _kernel_knots(v: np.ndarray, w: np.ndarray, grid: int = 128) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, cumulative mass) of a Gaussian kernel estimate of a sorted weighted sample's CDF on `grid` points
+    from min − 4h to max + 4h, its mass Σw; None when the sample has no spread (one value, or zero IQR and sd).
+
+    Bandwidth: Silverman's rule h = 0.9 · min(sd, IQR / 1.34) · n^(−1/5), n = Σw: weights count rows (1 for a raw
+    row; a merged sketch's pseudo-point carries the rows it stands for), so a sample and its weighted summary
+    get the same bandwidth.
+    """
+    from scipy.special import ndtr
+
+    total = float(w.sum())
+    mean = float(np.dot(w, v)) / total
+    sd = float(np.sqrt(max(np.dot(w, (v - mean) ** 2) / total, 0.0)))
+    cum = np.cumsum(w) / total
+    q25, q75 = v[np.minimum(np.searchsorted(cum, [0.25, 0.75]), v.size - 1)]  # inverse-CDF quantiles
+    spread = min(sd, (q75 - q25) / 1.34) if q75 > q25 else sd
+    if not spread > 0:
+        return None
+    h = 0.9 * spread * total ** -0.2
+    xs = np.linspace(v[0] - 4 * h, v[-1] + 4 * h, grid)
+    F = ndtr((xs[:, None] - v[None, :]) / h) @ w
+    F = (F - F[0]) / (F[-1] - F[0]) * total
+    return xs, np.maximum.accumulate(F)
+
+
 def build_smooth_knots(values: np.ndarray, weights: np.ndarray | None = None, bins: int | None = None,
-                       cells: Cells | None = None) -> Knots:
+                       cells: Cells | None = None, smoothing: str = "histogram") -> Knots:
     """Smoothed quantile-function knots of a (weighted) 1-D sample (n,) (docs/method.md §3, "Smoothing").
 
     bins: b, default `auto_bins(n)` (a projector passes one b for every group: that of its smallest group).
@@ -137,8 +162,9 @@ def build_smooth_knots(values: np.ndarray, weights: np.ndarray | None = None, bi
     other points are light: a light value repeated on the coordinate's grid (`cells`) has its mass spread
     evenly over its cell (the continuous extension of a discrete law), then each run of light points between
     two heavy atoms becomes an equal-mass histogram with max(1, round(b · its mass share)) bins, linear
-    between its weighted quantiles. Levels run from 0 to 1.
-    Raises ValueError for empty input, negative weights or bins < 1.
+    between its weighted quantiles. Levels run from 0 to 1. smoothing="kernel": the light points' CDF is instead
+    one Gaussian kernel estimate over all of them (`_kernel_knots`; smooth, no bin edges, tails beyond the
+    sample), the histogram when they have no spread. Raises ValueError for empty input, negative weights or bins < 1.
     """
     v, w = _sorted_masses(values, weights)
     b = auto_bins(v.size) if bins is None else int(bins)
@@ -166,7 +192,11 @@ def build_smooth_knots(values: np.ndarray, weights: np.ndarray | None = None, bi
     # Light knots: one equal-mass histogram per run of light points between heavy atoms, concatenated.
     light_x: list[np.ndarray] = []
     light_c: list[np.ndarray] = []
-    if lv.size:
+    kernel = _kernel_knots(lv, lw) if smoothing == "kernel" and lv.size > 1 else None
+    if kernel is not None:
+        light_x.append(kernel[0])
+        light_c.append(kernel[1])
+    elif lv.size:
         seg = np.searchsorted(heavy_x, lv)
         offset = 0.0
         for g in np.unique(seg):

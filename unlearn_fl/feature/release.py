@@ -343,14 +343,14 @@ class FeatureRelease:
         if self.head is not None:
             arr["head_coef"], arr["head_intercept"] = self.head.coef, self.head.intercept
         if self.projector is not None:
-            _encode_state(vars(self.projector), arr, "projector")
+            _encode_state(_projector_state(self.projector), arr, "projector")
         if self.network is not None:
             for i, (w, b) in enumerate(zip(self.network.weights, self.network.biases)):
                 arr[f"net.w{i}"], arr[f"net.b{i}"] = w, b
         return arr
 
     def _spec(self) -> dict:
-        proj = None if self.projector is None else _encode_state(vars(self.projector), {}, "projector")
+        proj = None if self.projector is None else _encode_state(_projector_state(self.projector), {}, "projector")
         head = None if self.head is None else {"classes": [_plain(c) for c in self.head.classes]}
         spec = {"format": FORMAT, "sensitive": self.sensitive, "s_type": self.s_type, "target": self.target, "t": self.t,
                 "method": self.method, "inputs": self.inputs, "encoded": [list(e) for e in self.encoded],
@@ -408,6 +408,15 @@ class FeatureRelease:
 
 _DATACLASSES = {"Knots": quantile.Knots}
 """The only classes a stored projector state may hold (quantile knots); anything else is refused on load."""
+
+
+def _projector_state(projector: BarycenterProjector) -> dict:
+    """The projector's attributes to store; the default smoothing (a fit-time setting) is left out, so releases
+    stored before the setting existed keep their digests."""
+    state = dict(vars(projector))
+    if state.get("smoothing") == "histogram":
+        del state["smoothing"]
+    return state
 
 
 def _encode_state(value: Any, arrays: dict[str, np.ndarray], key: str) -> Any:

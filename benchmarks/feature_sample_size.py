@@ -72,9 +72,9 @@ def markdown(out: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[221, 1000, 4000])
-    ap.add_argument("--out", type=Path, default=RESULTS / "feature_sample_size")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per table, size and smoothing (default 5)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[221, 1000, 4000], help="rows the maps are fitted on (default 221 1000 4000)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "feature_sample_size", help="results file stem (.json and .md)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = []

@@ -347,8 +347,7 @@ def markdown(summary: dict, meta: dict) -> str:
               "overlapping runs (≥ 0.5) from separated ones (0). score = F × retain-accuracy ratio × test-accuracy ratio. "
               "speed-up: retraining's wall time over the method's, same run. Compute ratio: retraining's client compute over "
               "the method's, compute = rows passed forward and backward + ⅓ × rows passed forward only (a backward pass "
-              "costs about two forwards); rows ratio: the forward-and-backward rows alone (the column before this "
-              "version); forward-only rows: the method's no-gradient passes at the sites (reference statistics, "
+              "costs about two forwards); rows ratio: the same with the forward-and-backward rows alone; forward-only rows: the method's no-gradient passes at the sites (reference statistics, "
               "stopping checks, a teacher's outputs), mean per unlearning.", ""]
     return "\n".join(lines)
 

@@ -38,8 +38,12 @@ def test_heavy_atoms_are_kept_exactly_by_both_smoothings():
         k = build_smooth_knots(x, None, 8, None, smoothing)
         at = k.values == 0.0
         assert k.levels[at].max() - k.levels[at].min() == pytest.approx(np.mean(x == 0.0), abs=1e-9)
-    with pytest.raises(ValueError, match="smoothing"):
-        BarycenterProjector(smoothing="spline").fit(x[:, None], rng.integers(0, 2, 300))
+    s = rng.integers(0, 2, 300)
+    with pytest.raises(ValueError, match="smoothing must be"):
+        BarycenterProjector(smoothing="spline").fit(x[:, None], s)
+    for ignored in (dict(method="gaussian"), dict(bins=None)):  # where it would change nothing, it is refused
+        with pytest.raises(ValueError, match="needs method='quantile' and bins set"):
+            BarycenterProjector(smoothing="kernel", **ignored).fit(x[:, None], s)
 
 
 def test_kernel_smoothing_leaves_less_of_s_in_new_rows():

@@ -107,8 +107,12 @@ class BarycenterProjector:
             raise ValueError(f"ties must be 'random' or 'mid', got {self.ties!r}")
         if self.bins is not None and self.bins != "auto" and (isinstance(self.bins, bool) or not isinstance(self.bins, (int, np.integer)) or self.bins < 1):
             raise ValueError(f"bins must be 'auto', a positive integer or None, got {self.bins!r}")
-        if getattr(self, "smoothing", "histogram") not in ("histogram", "kernel"):  # absent in a stored release: the default
-            raise ValueError(f"smoothing must be 'histogram' or 'kernel', got {self.smoothing!r}")
+        smoothing = getattr(self, "smoothing", "histogram")  # absent in a stored release: the default
+        if smoothing not in ("histogram", "kernel"):
+            raise ValueError(f"smoothing must be 'histogram' or 'kernel', got {smoothing!r}")
+        if smoothing == "kernel" and (self.method != "quantile" or self.bins is None):
+            raise ValueError("smoothing='kernel' smooths the group laws of the quantile maps: it needs method='quantile' "
+                             "and bins set ('auto' or an int); drop it for " + ("the gaussian method" if self.method != "quantile" else "bins=None"))
         if self.min_group_size is not None and int(self.min_group_size) < 1:
             raise ValueError(f"min_group_size must be a positive integer, got {self.min_group_size}")
 

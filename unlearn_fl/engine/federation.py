@@ -177,8 +177,9 @@ class Federation:
         self.bytes_sent = 0
         """Bytes of model arrays sent to and received from sites (a cost measure)."""
         self.examples_processed = 0
-        self.examples_forward = 0
         """Rows the sites passed forward and backward, summed over every train and unlearn reply (a compute cost)."""
+        self.examples_forward = 0
+        """Rows the sites passed forward only, without gradient, summed the same way (`examples-forward`)."""
         self.initial: nn.Module | None = None
         """The model the first training round started from (what a retrain from scratch starts from)."""
         self.trained_rounds = 0

@@ -172,9 +172,10 @@ def test_split_outputs_agree_with_evaluate_and_per_example_loss(e2):
 
 
 def test_forward_only_rows_are_counted_once_per_row_and_pass(e2):
-    """`examples-forward` of a site's unlearning step: with the paper's objective against the holdout, every step
-    passes the holdout forward once for its statistic; every early-stopping check passes the forget set and the
-    holdout once; the start passes the holdout once. Nested layers are not counted again; finetune has none."""
+    """`examples-forward` of a site's unlearning step: with the paper's objective against the holdout, the start
+    passes the holdout forward once; every early-stopping check passes the forget set and the holdout once; every
+    step passes the holdout once for its statistic, unless the start or a check has just done so. Nested layers are
+    not counted again; finetune has none."""
     from unlearn_fl.engine.client_logic import local_unlearn
 
     forget, holdout = e2["forget"].subset(np.arange(40)), e2["holdout"].subset(np.arange(30))
@@ -186,8 +187,45 @@ def test_forward_only_rows_are_counted_once_per_row_and_pass(e2):
         steps = m["steps"]
         assert steps == 2 * -(-nf // 16) == 6 and m["examples-processed"] == 2 * nf
         checks = steps if every == 1 else 2  # steps 4 and 6: every 4th step, and the last
-        assert m["examples-forward"] == nh + steps * nh + checks * (nf + nh)
+        own = steps - 1 - (checks - 1)  # steps 2..6 whose previous step was not checked (every 4: steps 2, 3, 4, 6)
+        assert m["examples-forward"] == nh + own * nh + checks * (nf + nh)
     _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", {**free, "early_stop": False}, None, seed=0)
     assert m["examples-forward"] == steps * nh
     _, m = local_unlearn(e2["original"], holdout, e2["retain"].subset(np.arange(64)), empty, "finetune", {"epochs": 1}, None, seed=0)
     assert m["examples-forward"] == 0 and m["examples-processed"] == 64
+
+
+def test_the_holdout_reference_never_passes_a_model_in_train_mode(e2):
+    """The holdout is never trained on: the paper's objective against it reads the model's eval-mode outputs, so
+    BatchNorm's running statistics never see holdout rows (in train mode they would move towards them), whether the
+    reference comes from the stopping checks or from the method's own refresh."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    train_epochs(model, e2["retain"], 2, 1e-3, 64, seed=0)
+    forget, holdout = e2["forget"].subset(np.arange(40)), e2["holdout"].subset(np.arange(37))
+    seen: list[tuple[bool, int]] = []
+    model[1].register_forward_pre_hook(lambda mod, args: seen.append((mod.training, len(args[0]))))
+    m = get_method("marginal")
+    for extra in ({}, {"early_stop": False}, {"check_every": 1}):
+        seen.clear()
+        cfg = m.make_config(epochs=2, reference="holdout", stop_auc=0.0, max_holdout_drop=1.0, max_matched_drop=1.0, **extra)
+        out = m.unlearn(model, e2["retain"].subset(np.arange(128)), forget, holdout, cfg)
+        assert out.steps == 6
+        assert (False, 37) in seen  # the reference was read, in eval mode
+        assert {n for train, n in seen if train} == {64, 16, 8}  # train mode: the retain and forget batches only
+
+
+def test_retain_epochs_bound_only_the_sites_without_forget_rows(e2):
+    """`retain_epochs`: a retainer (no forget rows: the retain term only) passes retain_epochs × its rows; a
+    forget-holder keeps `epochs`, counted in steps of its larger side."""
+    from unlearn_fl.engine.client_logic import local_unlearn
+
+    retain, forget, holdout = e2["retain"].subset(np.arange(128)), e2["forget"].subset(np.arange(40)), e2["holdout"]
+    empty = forget.subset(np.zeros(0, dtype=np.int64))
+    cfg = {"epochs": 5, "retain_epochs": 2, "early_stop": False}
+    _, m = local_unlearn(e2["original"], holdout, retain, empty, "marginal", cfg, None, seed=0)
+    assert m["steps"] == 2 * 2 and m["examples-processed"] == 2 * 128
+    _, m = local_unlearn(e2["original"], holdout, retain, forget, "marginal", cfg, None, seed=0)
+    assert m["steps"] == 5 * 3  # max(128/64, ⌈40/16⌉) = 3 steps an epoch
+    _, m = local_unlearn(e2["original"], holdout, retain, empty, "marginal", {**cfg, "retain_epochs": None}, None, seed=0)
+    assert m["examples-processed"] == 5 * 128

@@ -148,6 +148,21 @@ def predict_proba(model: nn.Module, X: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
+def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs (N, K) on x (N, ...) in eval mode, without gradient; the model's mode is restored.
+
+    For a reference on rows the model must not learn from (a holdout): no gradient, and BatchNorm's running
+    statistics do not move, as they would in train mode.
+    """
+    was = model.training
+    model.eval()
+    try:
+        return model(x)
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
 def per_example_loss(model: nn.Module, data: Split) -> np.ndarray:
     """Cross-entropy of each example (the membership-inference signal)."""
     if len(data) == 0:

@@ -12,6 +12,7 @@ store during training for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -29,6 +30,9 @@ class MethodConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a run cannot use inf or NaN anywhere
 
     epochs: int = Field(5, ge=1, le=1000, description="Maximum local epochs over the forget/retain data.")
+    retain_epochs: int | None = Field(
+        None, ge=1, le=1000, description="Local epochs at a site that holds no forget rows (a retainer: the retain term "
+                                         "only); None: `epochs`.")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1, le=1_000_000, description="Retain batch size (the paper's B_r = 64).")
     forget_batch_size: int = Field(16, ge=1, le=1_000_000, description="Forget batch size (the paper's B_f = 16).")
@@ -65,6 +69,10 @@ class ForgetBatch:
     """Mean statistic of the reference group when it is not in the batch (federated: from the server)."""
     holdout_x: torch.Tensor | None = None
     holdout_y: torch.Tensor | None = None
+    holdout_logits: Callable[[], torch.Tensor] | None = None
+    """Returns the current model's outputs on `holdout_x` (N_h, K) in eval mode, without gradient: computed when first
+    asked for in a step, or taken from the stopping check that has just passed the holdout forward; None: the method
+    computes them itself."""
 
 
 @dataclass

@@ -27,7 +27,8 @@ from torch.nn import functional as F
 
 from unlearn_fl.data import Split
 from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig, UnlearnResult
-from unlearn_fl.models import Criterion, accuracy_and_loss, as_loss_fn, batches, reinitialized, tensors, train_epochs
+from unlearn_fl.models import (Criterion, accuracy_and_loss, as_loss_fn, batches, eval_logits, reinitialized, tensors,
+                               train_epochs)
 
 
 RESOLUTION_Z = 1.645
@@ -61,7 +62,7 @@ def matched_effective_rows(holdout_y: np.ndarray, forget_y: np.ndarray) -> float
 class SplitOutputs:
     """One split's results under a model, from one forward pass in eval mode.
 
-    correct: (n,) bool, the argmax is the label; loss: (n,) float64 per-row cross-entropy (as
+    logits: (n, K) the outputs themselves; correct: (n,) bool, the argmax is the label; loss: (n,) float64 per-row cross-entropy (as
     `models.per_example_loss`); acc, mean_loss: the split's accuracy and mean cross-entropy (as `models.evaluate`).
     """
 
@@ -69,6 +70,7 @@ class SplitOutputs:
     loss: np.ndarray
     acc: float
     mean_loss: float
+    logits: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -81,7 +83,7 @@ def split_outputs(model: torch.nn.Module, split: Split) -> SplitOutputs:
     logits = model(X)
     acc, mean_loss = accuracy_and_loss(logits, y)
     return SplitOutputs((logits.argmax(1) == y).numpy(), F.cross_entropy(logits, y, reduction="none").double().numpy(),
-                        acc, mean_loss)
+                        acc, mean_loss, logits)
 
 
 def _matched(holdout_y: np.ndarray, forget_y: np.ndarray):
@@ -170,10 +172,12 @@ def run_unlearning(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     r_iter = _cycle_batches(n_r, cfg.batch_size, gen) if n_r else itertools.repeat(None)
     f_iter = _cycle_batches(n_f, cfg.forget_batch_size, gen) if uses_forget else itertools.repeat(None)
-    h_idx = torch.arange(len(holdout))
+    holdout_logits = _Outputs(model, Xh)
 
     can_stop = cfg.early_stop and uses_forget and len(holdout) > 0
     start = split_outputs(model, holdout) if can_stop else None
+    if start is not None:
+        holdout_logits.logits = start.logits
     start_hold = start.acc if start is not None else float("nan")
     start_matched = matched_holdout_metrics(start, holdout.y, forget.y)[0] if start is not None else float("nan")
     n_matched = matched_effective_rows(holdout.y, forget.y) if can_stop else 0.0
@@ -183,7 +187,8 @@ def run_unlearning(
     best_state = _snapshot(model)
     stopped, reached = "max epochs", False
     step = processed = checked = 0
-    total = cfg.epochs * steps_per_epoch
+    epochs = cfg.retain_epochs if (cfg.retain_epochs is not None and not uses_forget) else cfg.epochs
+    total = epochs * steps_per_epoch
     for step in range(1, total + 1):
         model.train()
         opt.zero_grad()
@@ -199,15 +204,18 @@ def run_unlearning(
                 Xf[fb], yf[fb],
                 Xr[rb] if rb is not None else None, yr[rb] if rb is not None else None,
                 _ref(reference_mean),
-                Xh[h_idx] if len(holdout) else None, yh[h_idx] if len(holdout) else None,
+                Xh if len(holdout) else None, yh if len(holdout) else None,
+                holdout_logits if len(holdout) else None,
             )
             term = method.forget_term(model, batch, cfg)
             if term is not None:
                 loss = loss + term
         loss.backward()
         opt.step()
+        holdout_logits.logits = None  # the model moved: the next step's holdout outputs are computed anew ...
         if can_stop and (step % cfg.check_every == 0 or step == total):  # the last step is always checked
             fo, ho = split_outputs(model, forget), split_outputs(model, holdout)  # one forward pass each per check
+            holdout_logits.logits = ho.logits  # ... unless this check has just passed the holdout forward
             f_acc, f_loss, h_acc = fo.acc, fo.mean_loss, ho.acc
             matched, matched_loss = matched_holdout_metrics(ho, holdout.y, forget.y)
             history.append({"step": step, "forget_acc": f_acc, "forget_loss": f_loss, "holdout_acc": h_acc,
@@ -232,6 +240,18 @@ def run_unlearning(
                 reached = True
                 break
     return UnlearnResult(model, step, stopped, history, examples_processed=processed, target_reached=reached)
+
+
+class _Outputs:
+    """The model's eval-mode outputs on X, computed when first asked for and kept until `logits` is reset (None)."""
+
+    def __init__(self, model: torch.nn.Module, X: torch.Tensor) -> None:
+        self.model, self.X, self.logits = model, X, None
+
+    def __call__(self) -> torch.Tensor:
+        if self.logits is None:
+            self.logits = eval_logits(self.model, self.X)
+        return self.logits
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -7,7 +7,9 @@ outputs and V, the group indicator:
 - reference="retain" (the authors' construction): V=0 is B_r ∪ B_f, V=1 is B_r, so Î = 0
   iff the forget batch's mean statistic equals the retain batch's;
 - reference="holdout": V=0 is B_f, V=1 is never-trained holdout data, so Î = 0 iff the
-  forget set's outputs look like those of unseen data (the "looks unseen" variant of §3.2).
+  forget set's outputs look like those of unseen data (the "looks unseen" variant of §3.2). The holdout's
+  statistic is a constant of each step, read from the model in eval mode (no gradient, and BatchNorm's running
+  statistics never see holdout rows), from the loop's stopping check when one has just passed the holdout forward.
 A federated forget-holder without retained rows gets the retain group's mean statistic
 from the server (an aggregate over retained clients, docs/method.md §2) as `reference_mean`.
 """
@@ -21,6 +23,7 @@ from pydantic import Field
 
 from unlearn_fl.information.plugin import plugin_mi_from_means
 from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig
+from unlearn_fl.models import eval_logits
 from unlearn_fl.methods.statistics import Statistic, soft_statistic
 
 
@@ -74,8 +77,8 @@ class Marginal(Method):
         if use_holdout:
             if batch.holdout_x is None:
                 raise ValueError("reference='holdout' needs holdout data: give the client a holdout (holdout-fraction > 0)")
-            with torch.no_grad():
-                q_ref = soft_statistic(model(batch.holdout_x), batch.holdout_y, cfg.statistic).mean(0)
+            logits = batch.holdout_logits() if batch.holdout_logits is not None else eval_logits(model, batch.holdout_x)
+            q_ref = soft_statistic(logits, batch.holdout_y, cfg.statistic).mean(0)
             means = torch.stack([q_f, q_ref])
             weights = torch.tensor([share, 1.0 - share] if share else [n_f, float(len(batch.holdout_y))])
             return cfg.gamma * plugin_mi_from_means(means, weights)

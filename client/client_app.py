@@ -39,7 +39,7 @@ def query(msg: Message, context: Context) -> Message:
         return Message(content=RecordDict({CONFIG: ConfigRecord({"summary": summary})}), reply_to=msg)
     if cfg.get("task") == "feature-apply":
         out = fx.local_apply(spec, cid, str(cfg["sensitive"]), [str(x) for x in cfg["summaries"]],
-                             [float(x) for x in cfg["grid"]], int(cfg["seed"]))
+                             [float(x) for x in cfg["grid"]], int(cfg["seed"]), str(cfg.get("smoothing", "histogram")))
         return Message(content=RecordDict({METRICS: MetricRecord(out)}), reply_to=msg)
     if str(cfg.get("task", "")).startswith("representation-"):  # S out of the global model's representation
         return _representation(msg, cfg, spec, cid)

@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 from unlearn_fl.engine.federation import Federation
 from unlearn_fl.config import UnlearningSettings
 from unlearn_fl.data import DataSpec, federation
-from unlearn_fl.engine.feature_exchange import feature_blocks, sensitive_columns, sensitive_values, summary_from_json
+from unlearn_fl.engine.feature_exchange import (feature_blocks, merged_maps, sensitive_columns, sensitive_values,
+                                                  summary_from_json)
 from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, encode_spec
 from unlearn_fl.feature.federated import server_fit
 from unlearn_fl.information.dependence import measure as measure_dependence, report_fields
@@ -28,20 +29,25 @@ from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock,
 
 def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: str = "gaussian", t: float = 1.0,
                            grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0,
-                           fitted: dict | None = None) -> ForgettingReport:
+                           fitted: dict | None = None, smoothing: str = "histogram") -> ForgettingReport:
     """The federated run's forgetting report; `fitted`, when given, receives what the server fitted (for the release,
-    unlearn_fl.feature.release.federated_releases): projector (the merged maps), spec, sensitive, t, clients."""
+    unlearn_fl.feature.release.federated_releases): projector (the merged maps), spec, sensitive, t, clients.
+    smoothing: of the quantile maps' group laws, "histogram" or "kernel" (docs/method.md §3); the sites rebuild the
+    maps with the same setting. Left out of the request id and the recorded config at its default, so default runs
+    keep their ids."""
     fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=seed))
     fed.discover()
     cols, _ = sensitive_columns(spec, sensitive)
     blocks = feature_blocks(spec, sensitive) if method == "quantile" else []
     base = {**encode_spec(spec), "sensitive": sensitive, "method": method, "seed": seed}
+    extra = {"smoothing": smoothing} if smoothing != "histogram" else {}
+    base.update(extra)
     replies = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: ConfigRecord({**base, "task": "feature-summary"})}),
                            strict=True, what="the barycenter needs every site's summary")
     summaries = [str(r.content[CONFIG]["summary"]) for r in replies]
     if len(summaries) < spec.num_clients:
         raise RuntimeError(f"only {len(summaries)} of {spec.num_clients} clients sent their summaries")
-    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed, blocks=blocks or None)
+    proj = merged_maps(spec, sensitive, summaries, seed, smoothing)
     if fitted is not None:
         fitted.update(projector=proj, spec=spec, sensitive=sensitive, t=t, clients=sorted(fed.node_of))
 
@@ -69,14 +75,15 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                                     distortion=float(np.mean(np.sum((Z - Zte) ** 2, axis=1))), s_auc_gbm=d.s_auc_gbm,
                                     mi_gaussian=d.mi_gaussian)
     counts = [int(np.sum(summary_from_json(x).counts)) for x in summaries]
-    digest = hashlib.sha256(json.dumps([spec.model_dump_json(), sensitive, method, t, seed]).encode()).hexdigest()[:12]
+    key = [spec.model_dump_json(), sensitive, method, t, seed] + list(extra.values())
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
     b, a = points[0.0], points[t]
     labels, group_n = np.unique(s_te, return_counts=True)
     return ForgettingReport(
         request=RequestBlock(request_id=f"feature-{sensitive}-{digest}", kind="feature", client_ids=sorted(fed.node_of),
                              n_forget=int(sum(counts)), reason=f"remove the dependence of the features on {sensitive!r}"),
         method=f"barycenter-{method}-federated",
-        method_config={"t": t, "method": method, "grid": ts, "seed": seed,
+        method_config={"t": t, "method": method, **extra, "grid": ts, "seed": seed,
                        "s_auc": "logistic probe, 5-fold x 3 CV on the server's test split",
                        "mi": "k-NN MI (nats) on an out-of-fold gradient-boosting probe's score, server's test split; "
                              "mi_gaussian: guarded Gaussian MI proxy",

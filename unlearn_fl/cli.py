@@ -483,6 +483,9 @@ def _add_feature(sub) -> None:
     p.add_argument("--target", default="progression_high", help="column of the task label (for utility)")
     p.add_argument("--t", type=float, default=None, help="0 = keep the features, 1 = full barycenter projection (default 1)")
     p.add_argument("--method", choices=["quantile", "gaussian"], default=None, help="the maps (default quantile)")
+    p.add_argument("--smoothing", choices=["histogram", "kernel"], default=None,
+                   help="how the quantile maps estimate each group's law: equal-mass histograms (the default) or a "
+                        "Gaussian kernel CDF, which leaves less of S in new rows (docs/method.md §3, 'Sample size')")
     p.add_argument("--grid", default=None, help="t values of the Pareto curve (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
@@ -546,12 +549,15 @@ def _federated_feature(a):
     fitted: dict = {}
     _quiet_logs()
     report = run_in_simulation(lambda grid: run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid),
-                                                                   a.seed, fitted=fitted), client_app, a.clients)
+                                                                   a.seed, fitted=fitted,
+                                                                   smoothing=getattr(a, "smoothing", "histogram")),
+                                client_app, a.clients)
     return report, fitted
 
 
-_FEATURE_DEFAULTS = {"t": 1.0, "method": "quantile", "grid": "0,0.25,0.5,0.75,1", "objective": "conditional_entropy",
-                     "hidden": "16", "rounds": 10, "local_epochs": 2, "lr": 0.01, "head_rounds": 5}
+_FEATURE_DEFAULTS = {"t": 1.0, "method": "quantile", "smoothing": "histogram", "grid": "0,0.25,0.5,0.75,1",
+                     "objective": "conditional_entropy", "hidden": "16", "rounds": 10, "local_epochs": 2, "lr": 0.01,
+                     "head_rounds": 5}
 _MODEL_ONLY = ("hidden", "rounds", "local_epochs", "lr")
 
 
@@ -567,9 +573,10 @@ def _resolve_feature_flags(a) -> str:
         raise UsageError(f"--sensitive {a.sensitive!r} is also the --target: pick a sensitive attribute other than the "
                          "task label")
     unused = {"features": ("objective", "head_rounds", *_MODEL_ONLY),
-              "posthoc": ("objective",), "lam": ("t", "grid", "method", "head_rounds")}
+              "posthoc": ("objective", "smoothing"), "lam": ("t", "grid", "method", "smoothing", "head_rounds")}
     path = "features" if outcome == "features" else ("lam" if a.lam is not None else "posthoc")
     applies = {"objective": "--lam training", "head_rounds": "--outcome embedding|scores without --lam",
+               "smoothing": "the projection of the input columns (--outcome features)",
                **{k: "the model of --outcome embedding|scores or --lam" for k in _MODEL_ONLY},
                **{k: "a projection (not --lam)" for k in ("t", "grid", "method")}}
     given = [k for k in unused[path] if getattr(a, k) is not None]
@@ -590,6 +597,7 @@ def _resolve_feature_flags(a) -> str:
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    _check_smoothing(a)
     if a.lam is not None:
         import math
 
@@ -608,6 +616,15 @@ def _resolve_feature_flags(a) -> str:
             raise UsageError(f"--lr {a.lr!r}: give a learning rate > 0, e.g. 0.01")
         _hidden(a.hidden)
     return outcome
+
+
+def _check_smoothing(a) -> None:
+    """UsageError for a --smoothing the run would not apply: kernel needs the quantile maps."""
+    if a.smoothing == "histogram":
+        return
+    if a.method != "quantile":
+        raise UsageError(f"--smoothing {a.smoothing} smooths the group laws of the quantile maps, and --method "
+                         f"{a.method} has none: use --method quantile (the default), or drop --smoothing")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -713,7 +730,7 @@ def cmd_feature(a) -> int:
             report, fitted = _federated_feature(a)
         else:
             cfg = feature_run.FeatureRunConfig(dataset=a.dataset, sensitive=a.sensitive, target=a.target, t=a.t,
-                                               method=a.method, grid=grid, seed=a.seed)
+                                               method=a.method, grid=grid, seed=a.seed, smoothing=a.smoothing)
             report, fitted = feature_run.run_feature_fit(cfg)
     except UsageError as e:
         return _fail(str(e))
@@ -750,6 +767,8 @@ def cmd_feature(a) -> int:
     (out / "forgetting_report.html").write_text(render_html(report))
     f = report.feature
     knob = f"t={f.t:g}" if f.lam is None else f"λ={f.lam:g}, {report.method_config.get('objective')}"
+    if report.method_config.get("smoothing", "histogram") != "histogram":
+        knob += f", {report.method_config['smoothing']} smoothing"
     where = "" if f.outcome in (None, "features") else f" from the model's {f.outcome}" + (" in training" if f.lam is not None else "")
     print(f"feature unlearning of {f.sensitive!r}{where} ({f.method}, {knob}) on {report.dataset.get('dataset', a.dataset)}")
     print(f"  S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}   (0.5 = nothing left to predict S from)")

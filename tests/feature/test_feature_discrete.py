@@ -96,12 +96,15 @@ def test_block_must_be_one_hot(table):
         BarycenterProjector(blocks=[[3]]).fit(X[tr], t.s[tr])
 
 
-def test_federated_sketches_carry_exact_block_counts(table):
-    """Sketches carry each block's category counts per group; merged, the block maps equal the central ones."""
+@pytest.mark.parametrize("smoothing", ["histogram", "kernel"])
+def test_federated_sketches_carry_exact_block_counts(table, smoothing):
+    """Sketches carry each block's category counts per group; merged, the block maps equal the central ones (with
+    either smoothing of the other columns' group laws)."""
     _, t, X, tr, te = table
     parts = np.array_split(tr, 3)
-    fed = server_fit([client_summary(X[p], t.s[p], "quantile", blocks=t.blocks) for p in parts], blocks=t.blocks)
-    central = BarycenterProjector(blocks=t.blocks).fit(X[tr], t.s[tr])
+    fed = server_fit([client_summary(X[p], t.s[p], "quantile", blocks=t.blocks) for p in parts], blocks=t.blocks,
+                     smoothing=smoothing)
+    central = BarycenterProjector(blocks=t.blocks, smoothing=smoothing).fit(X[tr], t.s[tr])
     for b in range(len(t.blocks)):
         np.testing.assert_array_equal(fed.block_probs_[b], central.block_probs_[b])
         np.testing.assert_allclose(fed.block_values_[b], central.block_values_[b], atol=1e-12)

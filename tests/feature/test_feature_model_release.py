@@ -202,6 +202,8 @@ def test_lineage_shows_what_each_release_removed(runs, capsys):
     (["--clients", "3", "--lam", "3", "--objective", "kl"], ("--objective kl", "teacher")),
     (["--clients", "3", "--lam", "3", "--objective", "entropy"], ("--objective entropy", "labels")),
     (["--sensitive", "sex", "--target", "sex"], ("--sensitive 'sex'", "--target")),
+    (["--clients", "3", "--outcome", "embedding", "--smoothing", "kernel"], ("--smoothing applies", "drop it")),
+    (["--clients", "3", "--lam", "3", "--smoothing", "histogram"], ("--smoothing applies", "drop it")),
 ])
 def test_bad_model_flags_exit_2_in_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, names):
     monkeypatch.chdir(tmp_path)

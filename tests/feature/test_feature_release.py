@@ -149,6 +149,85 @@ def test_pyfunc_applies_scaler_maps_and_head_as_the_run_did(store, method, versi
     assert sig.params.to_dict()[0]["name"] == "output"
 
 
+def test_default_runs_keep_their_request_ids_and_record_no_smoothing(store):
+    """The default smoothing (histogram) is left out of what is digested: these request ids are the ones the same runs
+    had before the setting existed; the registered maps' state holds no smoothing either."""
+    from unlearn_fl.feature.release import _projector_state
+
+    ids = {m: r.request.request_id for m, r in store["reports"].items()}
+    assert ids == {"quantile": "feature-sex-853980672668", "gaussian": "feature-sex-c02a5e3b686e"}
+    client = MlflowClient(store["uri"])
+    mlflow.set_tracking_uri(store["uri"])
+    for version, method in (("2", "quantile"), ("3", "gaussian")):
+        assert "smoothing" not in store["reports"][method].method_config
+        assert "smoothing" not in client.get_run(client.get_model_version(NAME, version).run_id).data.params
+        release = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}").unwrap_python_model().release
+        assert "smoothing" not in _projector_state(release.projector)
+
+
+def test_kernel_smoothing_is_recorded_and_released_with_its_maps(tmp_path, capsys):
+    """`--smoothing kernel` (central): the report and the version's run record it, the request id differs from the
+    default run's, and the registered model applies the kernel maps the run fitted (not the histogram ones)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out, err = _run(["feature", "--smoothing", "kernel", "--grid", "0,1", "--tracking-uri", uri,
+                           "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert "(quantile, t=1, kernel smoothing)" in out
+    report = ForgettingReport.model_validate_json((tmp_path / "out" / "forgetting_report.json").read_text())
+    assert report.method_config["smoothing"] == "kernel" and report.method == "barycenter-quantile"
+    cfg = FeatureRunConfig(grid=[0.0, 1.0], smoothing="kernel")
+    assert report.request.request_id == f"feature-sex-{cfg.digest()}" != "feature-sex-853980672668"
+    client = MlflowClient(uri)
+    assert client.get_run(client.get_model_version(NAME, "2").run_id).data.params["smoothing"] == "kernel"
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/2")
+    assert model.unwrap_python_model().release.projector.smoothing == "kernel"
+    fit = run_feature_fit(cfg)[1]
+    rows = _test_rows(fit)
+    X = (fit.table.X - fit.mean) / fit.scale
+    te = fit.test_idx
+    Z_run = fit.projector.transform(X[te], fit.table.s[te], t=1.0)
+    Z = model.predict(rows, params={"output": "features"}).to_numpy()
+    assert np.abs(Z - Z_run).max() < 1e-9
+    Z_hist = _fit("quantile")[1].projector.transform(X[te], fit.table.s[te], t=1.0)
+    assert np.abs(Z - Z_hist).max() > 0.01
+    labels = model.predict(rows)["progression_high"].to_numpy()
+    assert np.mean(labels == fit.table.y[te]) == pytest.approx(report.feature.utility_after, abs=1e-12)
+
+
+def test_federated_kernel_smoothing_reaches_the_server_the_sites_and_the_release(tmp_path, capsys):
+    """`--clients 3 --smoothing kernel`, a real Flower simulation: the server's maps (registered) are the kernel maps
+    of the sites' sketches, the sites apply the same maps (the pooled utility is that of the kernel maps), and the
+    report and the release record the setting."""
+    from sklearn.linear_model import LogisticRegression
+
+    from unlearn_fl.data import DataSpec
+    from unlearn_fl.engine.feature_exchange import local_rows, local_summary, merged_maps
+
+    uri, out, name = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "out", "feature-sex-federated"
+    code, printed, err = _run(["feature", "--clients", "3", "--smoothing", "kernel", "--grid", "0,1", "--tracking-uri", uri,
+                               "--out", str(out)], capsys)
+    assert code == 0, err[-2000:]
+    report = ForgettingReport.model_validate_json((out / "forgetting_report.json").read_text())
+    assert report.method_config["smoothing"] == "kernel" and "kernel smoothing" in printed
+    mlflow.set_tracking_uri(uri)
+    proj = mlflow.pyfunc.load_model(f"models:/{name}/2").unwrap_python_model().release.projector
+    spec = DataSpec(dataset=str(out / "diabetes.csv"), target="progression_high", num_clients=3, seed=0)
+    summaries = [local_summary(spec, c, "sex", "quantile") for c in range(3)]
+    for smoothing in ("kernel", "histogram"):
+        want = merged_maps(spec, "sex", summaries, 0, smoothing)
+        same = all(np.array_equal(a.values, b.values) and np.array_equal(a.levels, b.levels)
+                   for ka, kb in zip(proj.knots_, want.knots_) for a, b in zip(ka, kb))
+        assert same == (smoothing == "kernel") and proj.smoothing == "kernel"
+    correct = n = 0
+    for c in range(3):  # the sites' utility, recomputed with the kernel maps
+        (Z, s, y), (Zh, sh, yh) = local_rows(spec, c, "sex"), local_rows(spec, c, "sex", "holdout")
+        clf = LogisticRegression(max_iter=5000).fit(proj.transform(Z, s), y)
+        correct += int((clf.predict(proj.transform(Zh, sh)) == yh).sum())
+        n += len(yh)
+    assert report.feature.utility_after == pytest.approx(correct / n, abs=1e-12)
+
+
 def test_parent_is_the_model_before_unlearning_and_does_not_need_s(store):
     mlflow.set_tracking_uri(store["uri"])
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
@@ -211,6 +290,7 @@ def _files(d: Path) -> list[str]:
     (["--max-s-auc", "0.3"], ("--max-s-auc",)),
     (["--t", "1.5"], ("--t",)),
     (["--clients", "3", "--t", "nan"], ("--t",)),
+    (["--smoothing", "kernel", "--method", "gaussian"], ("--smoothing kernel", "--method quantile")),
 ])
 def test_bad_input_exits_2_before_anything_is_written(tmp_path, monkeypatch, capsys, argv, names):
     monkeypatch.chdir(tmp_path)

@@ -79,3 +79,49 @@ def test_a_release_stores_the_smoothing_only_when_it_is_not_the_default():
     loaded = BarycenterProjector.__new__(BarycenterProjector)
     loaded.__dict__.update(_projector_state(BarycenterProjector().fit(X, s)))
     assert np.array_equal(loaded.fit(X, s).transform(X, s), BarycenterProjector().fit(X, s).transform(X, s))
+
+
+def test_a_run_config_records_the_smoothing_only_when_it_is_not_the_default():
+    """`FeatureRunConfig.smoothing`: default runs keep the request ids (and recorded configs) they had before the
+    setting existed (the ids below were computed by the code before it); a kernel run gets its own id and records
+    the setting; kernel with the gaussian maps is refused."""
+    from pydantic import ValidationError
+
+    from unlearn_fl.feature.run import FeatureRunConfig
+
+    assert FeatureRunConfig().digest() == "bf2243a7a27c"
+    assert FeatureRunConfig(method="gaussian").digest() == "207d7d256805"
+    assert FeatureRunConfig(smoothing="histogram").digest() == "bf2243a7a27c"
+    assert "smoothing" not in FeatureRunConfig().recorded()
+    kernel = FeatureRunConfig(smoothing="kernel")
+    assert kernel.digest() != "bf2243a7a27c" and kernel.recorded()["smoothing"] == "kernel"
+    with pytest.raises(ValidationError, match="use method='quantile'"):
+        FeatureRunConfig(method="gaussian", smoothing="kernel")
+
+
+def test_sites_rebuild_the_servers_kernel_maps(tmp_path):
+    """Federated: every site rebuilds the maps from the merged sketches (`merged_maps`, as `local_apply` does) with the
+    server's smoothing, so their maps are the server's, array for array; the kernel maps differ from the histogram's."""
+    from unlearn_fl.data import DataSpec
+    from unlearn_fl.engine.feature_exchange import local_apply, local_rows, local_summary, merged_maps, summary_from_json
+    from unlearn_fl.feature.federated import server_fit
+    from unlearn_fl.feature.tabular import write_diabetes_csv
+    from sklearn.linear_model import LogisticRegression
+
+    spec = DataSpec(dataset=str(write_diabetes_csv(tmp_path / "d.csv")), target="progression_high", num_clients=3)
+    summaries = [local_summary(spec, c, "sex", "quantile") for c in range(3)]
+    server = server_fit([summary_from_json(x) for x in summaries], random_state=0, smoothing="kernel")
+    site = merged_maps(spec, "sex", summaries, 0, "kernel")
+    assert site.smoothing == server.smoothing == "kernel"
+    for kg_site, kg_server in zip(site.knots_, server.knots_):
+        for a, b in zip(kg_site, kg_server):
+            assert np.array_equal(a.levels, b.levels) and np.array_equal(a.values, b.values)
+    Z, s, y = local_rows(spec, 1, "sex")
+    Zh, sh, yh = local_rows(spec, 1, "sex", "holdout")
+    assert np.array_equal(site.transform(Z, s), server.transform(Z, s))
+    histogram = merged_maps(spec, "sex", summaries, 0)
+    assert np.abs(histogram.transform(Z, s) - server.transform(Z, s)).max() > 0.01  # the setting reaches the maps
+    # the site's utility counts are those of the server's maps
+    clf = LogisticRegression(max_iter=5000).fit(server.transform(Z, s), y)
+    want = float((clf.predict(server.transform(Zh, sh)) == yh).sum())
+    assert local_apply(spec, 1, "sex", summaries, [1.0], 0, smoothing="kernel")["correct@1"] == want

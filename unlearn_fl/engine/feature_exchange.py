@@ -121,12 +121,25 @@ def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str) -
     return summary_to_json(client_summary(Z, s, method, blocks=feature_blocks(spec, sensitive)))
 
 
-def local_apply(spec: DataSpec, client_id: int, sensitive: str, summaries: list[str], grid: list[float], seed: int) -> dict:
-    """Rebuild the maps from the merged summaries, transform local rows for each t, and report the accuracy
-    (correct counts) of a logistic regression trained on the transformed train rows, on the transformed holdout."""
+def merged_maps(spec: DataSpec, sensitive: str, summaries: list[str], seed: int, smoothing: str = "histogram"):
+    """The barycenter maps of the sites' summaries (JSON), as the server and every site build them: the same
+    seed, one-hot blocks (quantile summaries) and smoothing of the quantile group laws ("histogram" or "kernel",
+    docs/method.md §3 'Sample size'; gaussian summaries take only the histogram, the default)."""
+    parsed = [summary_from_json(x) for x in summaries]
+    quantile = bool(parsed) and all(isinstance(x, QuantileSketch) for x in parsed)
+    extra = {"smoothing": smoothing} if smoothing != "histogram" else {}
+    return server_fit(parsed, random_state=seed, blocks=(feature_blocks(spec, sensitive) or None) if quantile else None,
+                      **extra)
+
+
+def local_apply(spec: DataSpec, client_id: int, sensitive: str, summaries: list[str], grid: list[float], seed: int,
+                smoothing: str = "histogram") -> dict:
+    """Rebuild the maps from the merged summaries (`merged_maps`, with the server's smoothing), transform local rows
+    for each t, and report the accuracy (correct counts) of a logistic regression trained on the transformed train
+    rows, on the transformed holdout."""
     from sklearn.linear_model import LogisticRegression
 
-    proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed, blocks=feature_blocks(spec, sensitive))
+    proj = merged_maps(spec, sensitive, summaries, seed, smoothing)
     Ztr, s_tr, y_tr = local_rows(spec, client_id, sensitive, "train")
     Zh, s_h, y_h = local_rows(spec, client_id, sensitive, "holdout")
     known = np.array([v in set(proj.classes_) for v in s_h.tolist()], dtype=bool)

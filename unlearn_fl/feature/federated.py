@@ -75,6 +75,13 @@ def gaussian_summary(Z: object, s: object) -> GaussianSummary:
 def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[Sequence[int]] | None = None) -> QuantileSketch:
     """Client side: per group and coordinate, the local quantile function at levels k/(m − 1), plus counts.
 
+    The quantile function is the step function of the rows (numpy's "inverted_cdf": the smallest value whose
+    empirical CDF reaches the level), so every sketch value is a value of the column and a value repeated in the
+    rows is repeated in the sketch, in proportion to its mass: the merged maps see the same atoms as a central fit.
+    (Interpolating between adjacent values, as the sketches did before, put values that occur in no row between a
+    column's atoms; the merged maps then gave each group's atom rows a band of ranks narrower than their mass, and on
+    diabetes over 5 sites a single projected column predicted S better than before the projection: gradient-boosting
+    AUC 0.55 -> 0.67 for age.)
     blocks: one-hot blocks (column indices); each adds its (G, K) category counts per group (the active column of a
     row is its largest value in the block).
     """
@@ -86,7 +93,7 @@ def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[
     q = np.empty((len(labels), n_levels, Z.shape[1]))
     for g in range(len(labels)):
         for j in range(Z.shape[1]):
-            q[g, :, j] = quantile.quantile(quantile.build_knots(Z[inv == g, j]), levels)
+            q[g, :, j] = np.quantile(Z[inv == g, j], levels, method="inverted_cdf")
     block_counts = []
     for cols in blocks or []:
         cat = np.argmax(Z[:, list(cols)], axis=1)
@@ -128,7 +135,9 @@ def merge_gaussian(summaries: Sequence[GaussianSummary], **projector_kwargs: Any
 
 
 def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) -> BarycenterProjector:
-    """Server side: per group and coordinate, pooled knots from weighted sketch values, smoothed as a central fit.
+    """Server side: per group and coordinate, pooled knots from weighted sketch values, smoothed as a central fit
+    (projector_kwargs `smoothing`: "histogram" or "kernel", as `BarycenterProjector`; the sites must rebuild the maps
+    with the same kwargs, see `unlearn_fl.engine.feature_exchange.merged_maps`).
 
     The coordinates' discrete cells come from the pooled sketch values (values repeated across levels or sketches);
     one-hot blocks (projector_kwargs `blocks`) take their category counts summed over sketches and their column values

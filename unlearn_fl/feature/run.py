@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
@@ -57,6 +57,9 @@ class FeatureRunConfig(BaseModel):
     probe_folds: int = Field(5, ge=2)
     probe_repeats: int = Field(5, ge=1)
     min_group_size: int | None = Field(None, ge=1)
+    smoothing: Literal["histogram", "kernel"] = Field(
+        "histogram", description="How the quantile maps estimate each group's law: equal-mass histograms or a Gaussian "
+                                 "kernel CDF (docs/method.md §3, 'Sample size'); quantile method only.")
 
     @field_validator("grid")
     @classmethod
@@ -64,6 +67,23 @@ class FeatureRunConfig(BaseModel):
         if any(not (0.0 <= x <= 1.0) for x in v):
             raise ValueError(f"every grid value must lie in [0, 1], got {v}")
         return sorted(set(float(x) for x in v))
+
+    @model_validator(mode="after")
+    def _smoothing_needs_quantile(self) -> FeatureRunConfig:
+        if self.smoothing != "histogram" and self.method != "quantile":
+            raise ValueError(f"smoothing={self.smoothing!r} smooths the group laws of the quantile maps; use "
+                             "method='quantile' or leave smoothing at 'histogram'")
+        return self
+
+    def recorded(self) -> dict:
+        """The config as the report records it and its request id digests: every field, except `smoothing` at its
+        default, so that runs made before the setting existed keep their request ids and method-config digests."""
+        return self.model_dump(exclude={"smoothing"} if self.smoothing == "histogram" else None)
+
+    def digest(self) -> str:
+        """The 12 hex digits of the run's request id, `feature-<sensitive>-<digest>` (sha256 of `recorded`, as JSON)."""
+        body = self.model_dump_json(exclude={"smoothing"} if self.smoothing == "histogram" else None)
+        return hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
 class _Point(BaseModel):
@@ -128,7 +148,7 @@ def run_feature_fit(config: FeatureRunConfig) -> tuple[ForgettingReport, Feature
     X = (table.X - mean) / scale
     Xtr, Xte, s_tr, s_te, y_tr, y_te = X[tr], X[te], table.s[tr], table.s[te], table.y[tr], table.y[te]
     projector = BarycenterProjector(t=cfg.t, method=cfg.method, min_group_size=cfg.min_group_size, random_state=cfg.seed,
-                                    blocks=table.blocks or None)
+                                    blocks=table.blocks or None, smoothing=cfg.smoothing)
     projector.fit(Xtr, s_tr)
 
     cache: dict[float, _Point] = {}
@@ -152,7 +172,7 @@ def run_feature_fit(config: FeatureRunConfig) -> tuple[ForgettingReport, Feature
         before, after = measure(0.0), measure(cfg.t)
         pareto = [measure(t).pareto() for t in cfg.grid]
     labels, counts = np.unique(table.s, return_counts=True)
-    digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+    digest = cfg.digest()
     report = ForgettingReport(
         request=RequestBlock(
             request_id=f"feature-{cfg.sensitive}-{digest}",
@@ -163,7 +183,7 @@ def run_feature_fit(config: FeatureRunConfig) -> tuple[ForgettingReport, Feature
         ),
         method=f"barycenter-{cfg.method}",
         method_config={
-            **cfg.model_dump(),
+            **cfg.recorded(),
             "standardized": True,
             "distortion": "mean squared Euclidean displacement per held-out row, standardised units",
             "mi": "k-NN MI (nats) on an out-of-fold gradient-boosting probe's score, held-out split; "
@@ -206,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sensitive", default="sex")
     ap.add_argument("--target", default=DIABETES_TARGET)
     ap.add_argument("--method", choices=["quantile", "gaussian"], default="quantile")
+    ap.add_argument("--smoothing", choices=["histogram", "kernel"], default="histogram",
+                    help="group laws of the quantile maps: equal-mass histograms (default) or a Gaussian kernel CDF")
     ap.add_argument("--t", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-fraction", type=float, default=0.5)
@@ -218,9 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = FeatureRunConfig(
             dataset=args.dataset, sensitive=args.sensitive, target=args.target, method=args.method,
-            t=args.t, seed=args.seed, test_fraction=args.test_fraction,
+            t=args.t, seed=args.seed, test_fraction=args.test_fraction, smoothing=args.smoothing,
         )
         report = run_feature(cfg)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"]))
+        print(f"error: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

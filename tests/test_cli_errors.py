@@ -30,6 +30,7 @@ CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
         (["--epsilon-target", "-3"], "--epsilon-target"),
         (["--dp-noise", "-1"], "--dp-noise"),
         (["--method-config", '{"nope": 1}'], "--method-config key 'nope'"),
+        (["--method", "scrub", "--method-config", '{"retain_epochs": 2}'], "scrub runs its own local step: leave retain_epochs unset"),
         (["--audit-reference-mode", "online"], "needs --audit-references 2 or more"),
         (["--no-reference", "--audit-references", "2"], "drop --no-reference"),
         (["--audit-reference-mode", "weird"], "invalid choice: 'weird'"),

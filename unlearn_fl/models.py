@@ -147,12 +147,11 @@ def predict_proba(model: nn.Module, X: np.ndarray | torch.Tensor) -> np.ndarray:
     return torch.softmax(model(x), dim=1).numpy()
 
 
-@torch.no_grad()
-def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's outputs (N, K) on x (N, ...) in eval mode, without gradient; the model's mode is restored.
+def eval_mode_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs (N, K) on x (N, ...) in eval mode, with gradient; the model's mode is restored.
 
-    For a reference on rows the model must not learn from (a holdout): no gradient, and BatchNorm's running
-    statistics do not move, as they would in train mode.
+    How a membership attack reads the released model: dropout off, BatchNorm on its running statistics, which this
+    pass does not move (in train mode they would move towards x).
     """
     was = model.training
     model.eval()
@@ -160,6 +159,12 @@ def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
     finally:
         model.train(was)
+
+
+@torch.no_grad()
+def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`eval_mode_outputs` without gradient: a reference on rows the model must not learn from (a holdout)."""
+    return eval_mode_outputs(model, x)
 
 
 @torch.no_grad()

@@ -32,7 +32,8 @@ class MethodConfig(BaseModel):
     epochs: int = Field(5, ge=1, le=1000, description="Maximum local epochs over the forget/retain data.")
     retain_epochs: int | None = Field(
         None, ge=1, le=1000, description="Local epochs at a site that holds no forget rows (a retainer: the retain term "
-                                         "only); None: `epochs`.")
+                                         "only) in the shared loop; None: `epochs`. Methods with their own local step "
+                                         "refuse it (`Method.make_config`).")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1, le=1_000_000, description="Retain batch size (the paper's B_r = 64).")
     forget_batch_size: int = Field(16, ge=1, le=1_000_000, description="Forget batch size (the paper's B_f = 16).")
@@ -105,7 +106,14 @@ class Method:
     """What the server must store during training: nothing, the last round's client updates (Halimi's
     reference model), or every client's update every Δt rounds (FedEraser)."""
 
+    shared_loop: ClassVar[bool] = True
+    """True when a site's local step is the shared loop (`methods/loop.py`), the only reader of `retain_epochs`."""
+
     def make_config(self, **overrides) -> MethodConfig:
+        """The method's config from `overrides`; ValueError for `retain_epochs` where no shared loop reads it."""
+        if overrides.get("retain_epochs") is not None and (self.retrains or not self.shared_loop):
+            raise ValueError(f"retain_epochs bounds the retaining sites of the shared unlearning loop; {self.name} "
+                             "runs its own local step: leave retain_epochs unset")
         return self.config_cls(**overrides)
 
     def forget_term(self, model: torch.nn.Module, batch: ForgetBatch, cfg: MethodConfig) -> torch.Tensor | None:

@@ -105,6 +105,7 @@ def calibrate(model: torch.nn.Module, retained: Split, cfg: FedEraserConfig, cri
 
 
 class FedEraser(Method):
+    shared_loop = False
     """FedEraser: rebuild from the initial model with the stored updates, rescaled by short calibrations."""
 
     name = "federaser"

@@ -187,7 +187,7 @@ def run_unlearning(
     best_state = _snapshot(model)
     stopped, reached = "max epochs", False
     step = processed = checked = 0
-    epochs = cfg.retain_epochs if (cfg.retain_epochs is not None and not uses_forget) else cfg.epochs
+    epochs = cfg.retain_epochs if (cfg.retain_epochs is not None and n_f == 0) else cfg.epochs  # a site without forget rows
     total = epochs * steps_per_epoch
     for step in range(1, total + 1):
         model.train()

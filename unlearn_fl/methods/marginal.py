@@ -8,8 +8,11 @@ outputs and V, the group indicator:
   iff the forget batch's mean statistic equals the retain batch's;
 - reference="holdout": V=0 is B_f, V=1 is never-trained holdout data, so Î = 0 iff the
   forget set's outputs look like those of unseen data (the "looks unseen" variant of §3.2). The holdout's
-  statistic is a constant of each step, read from the model in eval mode (no gradient, and BatchNorm's running
-  statistics never see holdout rows), from the loop's stopping check when one has just passed the holdout forward.
+  statistic is a constant of each step (no gradient), from the loop's stopping check when one has just passed the
+  holdout forward.
+Every group's statistic is read in eval mode, as a membership attack reads the released model: with dropout or
+BatchNorm the groups are compared alike (in train mode dropout raises the forget rows' losses, and the term would
+be met early), and neither forget nor holdout rows move BatchNorm's running statistics.
 A federated forget-holder without retained rows gets the retain group's mean statistic
 from the server (an aggregate over retained clients, docs/method.md §2) as `reference_mean`.
 """
@@ -23,7 +26,7 @@ from pydantic import Field
 
 from unlearn_fl.information.plugin import plugin_mi_from_means
 from unlearn_fl.methods.base import ForgetBatch, Method, MethodConfig
-from unlearn_fl.models import eval_logits
+from unlearn_fl.models import eval_logits, eval_mode_outputs
 from unlearn_fl.methods.statistics import Statistic, soft_statistic
 
 
@@ -68,7 +71,7 @@ class Marginal(Method):
         return cfg.statistic
 
     def forget_term(self, model: torch.nn.Module, batch: ForgetBatch, cfg: MarginalConfig) -> torch.Tensor | None:  # type: ignore[override]
-        z_f = soft_statistic(model(batch.x), batch.y, cfg.statistic)
+        z_f = soft_statistic(eval_mode_outputs(model, batch.x), batch.y, cfg.statistic)
         q_f = z_f.mean(0)
         n_f = float(len(batch.y))
         share = cfg.forget_share
@@ -83,7 +86,7 @@ class Marginal(Method):
             weights = torch.tensor([share, 1.0 - share] if share else [n_f, float(len(batch.holdout_y))])
             return cfg.gamma * plugin_mi_from_means(means, weights)
         if batch.retain_x is not None:
-            q_r = soft_statistic(model(batch.retain_x), batch.retain_y, cfg.statistic).mean(0)
+            q_r = soft_statistic(eval_mode_outputs(model, batch.retain_x), batch.retain_y, cfg.statistic).mean(0)
             n_r = float(len(batch.retain_y))
         elif batch.reference_mean is not None:
             q_r, n_r = batch.reference_mean.to(q_f.dtype), float(cfg.batch_size)
@@ -95,3 +98,4 @@ class Marginal(Method):
         means = torch.stack([q0, q_r])
         weights = torch.tensor([n_r + n_f, n_r])
         return cfg.gamma * plugin_mi_from_means(means, weights)
+

@@ -130,6 +130,7 @@ def projected_ascent(model: torch.nn.Module, reference: torch.nn.Module, forgott
 
 
 class ProjectedAscent(Method):
+    shared_loop = False
     """Halimi et al. 2022: projected gradient ascent at the leaving client, then FL rounds without it."""
 
     name = "pga"

@@ -119,6 +119,7 @@ def scrub_steps(student: torch.nn.Module, teacher: torch.nn.Module, retained: Sp
 
 
 class Scrub(Method):
+    shared_loop = False
     """SCRUB: max-steps away from the teacher on D_f, min-steps towards it (α·KL + γ·CE) on D_r."""
 
     name = "scrub"

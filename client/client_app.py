@@ -41,11 +41,31 @@ def query(msg: Message, context: Context) -> Message:
         out = fx.local_apply(spec, cid, str(cfg["sensitive"]), [str(x) for x in cfg["summaries"]],
                              [float(x) for x in cfg["grid"]], int(cfg["seed"]), str(cfg.get("smoothing", "histogram")))
         return Message(content=RecordDict({METRICS: MetricRecord(out)}), reply_to=msg)
+    if cfg.get("task") in ("feature-heads", "feature-heads-eval"):  # the release's task heads, FedAvg
+        return _feature_heads(msg, cfg, spec, cid)
     if str(cfg.get("task", "")).startswith("representation-"):  # S out of the global model's representation
         return _representation(msg, cfg, spec, cid)
     if str(cfg.get("task", "")).startswith("regularized-"):  # training with the federation's λ·Î(Z;S)
         return _regularized(msg, cfg, spec, cid)
     raise ValueError(f"unknown query task {cfg.get('task')!r}")
+
+
+def _feature_heads(msg: Message, cfg: dict, spec, cid: int) -> Message:
+    """feature-heads: one local round of the release's task heads on the projected features (arrays back);
+    feature-heads-eval: their holdout counts per t (engine/feature_exchange.py `local_feature_heads`)."""
+    from flwr.app import Array, ArrayRecord
+
+    from unlearn_fl.engine import feature_exchange as fx
+
+    heads = fx.heads_from_flat({k: a.numpy() for k, a in msg.content["heads"].items()})
+    train = cfg["task"] == "feature-heads"
+    out, metrics = fx.local_feature_heads(spec, cid, str(cfg["sensitive"]), [str(x) for x in cfg["summaries"]], heads,
+                                          int(cfg["head-epochs"]), float(cfg["head-lr"]), int(cfg["seed"]),
+                                          str(cfg.get("smoothing", "histogram")), train)
+    content = {METRICS: MetricRecord(metrics)}
+    if train:
+        content[ARRAYS] = ArrayRecord({k: Array(v) for k, v in fx.heads_to_flat(out).items()})
+    return Message(content=RecordDict(content), reply_to=msg)
 
 
 def _representation(msg: Message, cfg: dict, spec, cid: int) -> Message:

@@ -29,12 +29,16 @@ from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock,
 
 def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: str = "gaussian", t: float = 1.0,
                            grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0,
-                           fitted: dict | None = None, smoothing: str = "histogram") -> ForgettingReport:
+                           fitted: dict | None = None, smoothing: str = "histogram", head_rounds: int = 10,
+                           head_epochs: int = 2, head_lr: float = 0.01) -> ForgettingReport:
     """The federated run's forgetting report; `fitted`, when given, receives what the server fitted (for the release,
     unlearn_fl.feature.release.federated_releases): projector (the merged maps), spec, sensitive, t, clients.
     smoothing: of the quantile maps' group laws, "histogram" or "kernel" (docs/method.md §3); the sites rebuild the
     maps with the same setting. Left out of the request id and the recorded config at its default, so default runs
-    keep their ids."""
+    keep their ids. The release's task heads (a Linear layer on the features at t = 0 and on the projected features
+    at t) are trained by `head_rounds` FedAvg rounds of `head_epochs` local epochs (Adam, `head_lr`) on the sites'
+    rows (task feature-heads, `engine.feature_exchange.local_feature_heads`); `fitted` also receives them ("heads"
+    {0, t}: Linear states) and the report their pooled holdout accuracy and an S-probe on their scores."""
     fed = Federation(grid, UnlearningSettings(num_clients=spec.num_clients, reference=False, seed=seed))
     fed.discover()
     cols, _ = sensitive_columns(spec, sensitive)
@@ -66,8 +70,15 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
     n = sum(int(r.content[METRICS]["n"]) for r in apply)
     utility = {x: sum(float(r.content[METRICS][f"correct@{x:g}"]) for r in apply) / max(n, 1) for x in ts}
 
+    heads, head_acc = _feature_heads(fed, base, summaries, sorted({0.0, t}), Zte.shape[1], len(f.table.class_names),
+                                     head_rounds, head_epochs, head_lr)
+    if fitted is not None:
+        fitted.update(heads=heads)
+
     points, deps = {}, {}
     with threadpool_limits(limits=1):
+        scores = {x: _softmax(proj.transform(Zte, s_te, t=x) @ heads[x]["weight"].T + heads[x]["bias"]) for x in (0.0, t)}
+        score_deps = {x: measure_dependence(scores[x][:, 1:], s_te, "logistic", 5, 3, seed) for x in (0.0, t)}
         for x in ts:
             Z = proj.transform(Zte, s_te, t=x)
             d = deps[x] = measure_dependence(Z, s_te, "logistic", 5, 3, seed)
@@ -89,6 +100,12 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                              "mi_gaussian: guarded Gaussian MI proxy",
                        "one_hot_blocks": len(blocks),
                        "utility": "pooled accuracy of each client's logistic regression on its transformed holdout",
+                       "head": f"the release's task head: a Linear layer on the (projected) features, {head_rounds} FedAvg "
+                               f"rounds x {head_epochs} local epochs (Adam, lr {head_lr:g})",
+                       "head_accuracy": {"before": head_acc[0.0], "after": head_acc[t]},
+                       "scores_s_auc": {"before": score_deps[0.0].s_auc, "after": score_deps[t].s_auc,
+                                        "note": "logistic probe of S on the release's class probabilities, server's test split"},
+                       "scores_s_auc_gbm": {"before": score_deps[0.0].s_auc_gbm, "after": score_deps[t].s_auc_gbm},
                        "exchanged": "per-group summaries only (gaussian: counts, sums, outer products; quantile: sketches "
                                     "and one-hot category counts)"},
         dataset={"dataset": spec.dataset, "clients": spec.num_clients, "rows_per_client": counts,
@@ -98,6 +115,37 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                              utility_before=b.utility, utility_after=a.utility, pareto=[points[x] for x in ts]),
         seed=seed,
     )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _feature_heads(fed: Federation, base: dict, summaries: list[str], ts: list[float], d: int, n_classes: int,
+                   rounds: int, epochs: int, lr: float) -> tuple[dict[float, dict[str, np.ndarray]], dict[float, float]]:
+    """FedAvg of the release's task heads, one Linear (n_classes, d) per t, from zeros: `rounds` rounds of `epochs`
+    local epochs, averaged by the sites' train rows; then their pooled holdout accuracy. Returns ({t: {"weight",
+    "bias"}}, {t: accuracy}). Only head weights and counts leave a site."""
+    from unlearn_fl.engine.feature_exchange import heads_from_flat, heads_to_flat
+
+    nodes = list(fed.node_of.values())
+    cfg = {**base, "summaries": summaries, "head-epochs": epochs, "head-lr": lr}
+
+    def ask(task: str, heads: dict, what: str):
+        content = {CONFIG: ConfigRecord({**cfg, "task": task}), "heads": _arrays(heads_to_flat(heads))}
+        return fed.exchange(nodes, "query", RecordDict(content), strict=True, what=what)
+
+    heads = {t: {"weight": np.zeros((n_classes, d), np.float32), "bias": np.zeros(n_classes, np.float32)} for t in ts}
+    for _ in range(rounds):
+        replies = ask("feature-heads", heads, "a FedAvg round of the release's task heads")
+        w = np.array([float(r.content[METRICS]["num-examples"]) for r in replies])
+        local = [heads_from_flat({k: a.numpy() for k, a in r.content[ARRAYS].items()}) for r in replies]
+        heads = {t: {k: (sum(wi * h[t][k] for wi, h in zip(w, local)) / w.sum()).astype(np.float32) for k in heads[t]}
+                 for t in ts}
+    ev = ask("feature-heads-eval", heads, "the task heads' holdout counts")
+    n = sum(float(r.content[METRICS]["n"]) for r in ev)
+    return heads, {t: sum(float(r.content[METRICS][f"correct@{t:g}"]) for r in ev) / max(n, 1.0) for t in ts}
 
 
 def _arrays(flat: dict[str, np.ndarray]):

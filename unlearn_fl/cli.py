@@ -490,7 +490,8 @@ def _add_feature(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
     p.add_argument("--clients", type=int, default=None,
-                   help="run federated over this many simulated Flower clients (only per-group summaries leave a client)")
+                   help="run federated over this many simulated Flower clients (only per-group summaries, head weights and "
+                        "counts leave a client; a quantile sketch of a small group holds each of its column values)")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
     p.add_argument("--model-name", default=None,
@@ -594,10 +595,10 @@ def _resolve_feature_flags(a) -> str:
                          + "): use conditional_entropy or energy")
     if a.max_s_auc is None:
         a.max_s_auc = 0.6
+    _check_smoothing(a)  # before the defaults: a --smoothing given with the gaussian maps is refused, whichever
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
-    _check_smoothing(a)
     if a.lam is not None:
         import math
 
@@ -619,10 +620,10 @@ def _resolve_feature_flags(a) -> str:
 
 
 def _check_smoothing(a) -> None:
-    """UsageError for a --smoothing the run would not apply: kernel needs the quantile maps."""
-    if a.smoothing == "histogram":
+    """UsageError for a --smoothing the run would not apply: either value smooths the quantile maps' group laws."""
+    if a.smoothing is None:
         return
-    if a.method != "quantile":
+    if (a.method or "quantile") != "quantile":
         raise UsageError(f"--smoothing {a.smoothing} smooths the group laws of the quantile maps, and --method "
                          f"{a.method} has none: use --method quantile (the default), or drop --smoothing")
 
@@ -746,7 +747,8 @@ def cmd_feature(a) -> int:
             from unlearn_fl.data import dataset_info
 
             before, after = (_model_releases(fitted) if outcome != "features" else
-                             federated_releases(fitted["spec"], fitted["sensitive"], fitted["projector"], fitted["t"]))
+                             federated_releases(fitted["spec"], fitted["sensitive"], fitted["projector"], fitted["t"],
+                                                  fitted.get("heads")))
             clients, data_digest = fitted["clients"], dataset_info(fitted["spec"])["digest"]
         else:
             before, after = central_releases(fitted)
@@ -1145,6 +1147,7 @@ def cmd_lineage(a) -> int:
             gbm = f" (gradient-boosting probe {r['s_auc_gbm_after']})" if r.get("s_auc_gbm_after") not in (None, "", "None") else ""
             agree = " [yellow]estimates disagree[/yellow]" if r.get("estimates_agree") == "False" else ""
             knob = f"λ={r['lam']}" if r.get("lam") else f"t={r.get('t', '?')}"
+            knob += f" smoothing={r['smoothing']}" if r.get("smoothing") else ""
             z = f" Z={r['outcome']}" if r.get("outcome") not in (None, "", "features") else ""
             return (f"v{r['version']}{al} {r['kind']} method={r.get('method', '?')} S={r.get('sensitive', '?')}{z} "
                     f"{knob}{s_auc}{gbm}{agree}{warn}")

@@ -179,6 +179,10 @@ def test_kernel_smoothing_is_recorded_and_released_with_its_maps(tmp_path, capsy
     assert report.request.request_id == f"feature-sex-{cfg.digest()}" != "feature-sex-853980672668"
     client = MlflowClient(uri)
     assert client.get_run(client.get_model_version(NAME, "2").run_id).data.params["smoothing"] == "kernel"
+    assert client.get_model_version(NAME, "2").tags["unlearn_fl.smoothing"] == "kernel"  # reviewers see it on the version
+    assert "unlearn_fl.smoothing" not in client.get_model_version(NAME, "1").tags
+    code, out, err = _run(["lineage", "--tracking-uri", uri, "--model-name", NAME], capsys)
+    assert code == 0 and "smoothing=kernel" in out, out + err
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/2")
     assert model.unwrap_python_model().release.projector.smoothing == "kernel"
@@ -291,6 +295,7 @@ def _files(d: Path) -> list[str]:
     (["--t", "1.5"], ("--t",)),
     (["--clients", "3", "--t", "nan"], ("--t",)),
     (["--smoothing", "kernel", "--method", "gaussian"], ("--smoothing kernel", "--method quantile")),
+    (["--smoothing", "histogram", "--method", "gaussian"], ("--smoothing histogram", "--method quantile")),
 ])
 def test_bad_input_exits_2_before_anything_is_written(tmp_path, monkeypatch, capsys, argv, names):
     monkeypatch.chdir(tmp_path)
@@ -353,7 +358,7 @@ def test_federated_release_holds_the_sites_maps_and_predicts_as_the_central_fit(
     client = MlflowClient(uri)
     tags = _tags(client, name, "2")
     assert tags["kind"] == KIND_RELEASED and tags["parent_version"] == "1" and tags["clients"] == "0,1,2"
-    assert tags["method"] == "barycenter-gaussian-federated" and tags["outputs"] == "features"
+    assert tags["method"] == "barycenter-gaussian-federated" and tags["outputs"] == "label,proba,features"
     assert tags["report_digest"] == report.digest() and report.model.version == "2"
     assert _tags(client, name, "1")["kind"] == KIND_BASE
 
@@ -366,11 +371,18 @@ def test_federated_release_holds_the_sites_maps_and_predicts_as_the_central_fit(
     mlflow.set_tracking_uri(uri)
     registered = mlflow.pyfunc.load_model(f"models:/{name}/2")
     rows = pd.read_csv(out / "diabetes.csv").drop(columns=["progression_high"])
-    got = registered.predict(rows).to_numpy()  # default output of a headless release: the projected features
+    got = registered.predict(rows, params={"output": "features"}).to_numpy()
     want = central_model.predict(rows, params={"output": "features"}).to_numpy()
     assert got.shape == (len(rows), 9) and np.abs(got - want).max() < 1e-6
-    with pytest.raises(MlflowException, match="no task head"):
-        registered.predict(rows.head(3), params={"output": "label"})
+    # The task head the sites trained by FedAvg on the projected features: labels by default, and what the report says.
+    y = pd.read_csv(out / "diabetes.csv")["progression_high"].to_numpy()
+    labels = registered.predict(rows)
+    proba = registered.predict(rows, params={"output": "proba"}).to_numpy()
+    got_y = labels["progression_high"].astype(str).to_numpy()  # the table's class names, as a model release gives them
+    assert list(labels.columns) == ["progression_high"] and set(got_y) <= {"0", "1"}
+    assert np.allclose(proba.sum(axis=1), 1.0) and (got_y == proba.argmax(1).astype(str)).all()
+    assert (got_y == y.astype(str)).mean() > 0.65  # a logistic regression fits about 0.73 here
+    assert abs(report.method_config["head_accuracy"]["after"] - report.feature.utility_after) < 0.1
     with pytest.raises(MlflowException, match="no column 'sex'"):
         registered.predict(rows.drop(columns=["sex"]))
 
@@ -392,7 +404,7 @@ def test_federated_release_with_a_text_sensitive_column_is_registered_and_predic
     uri = store["uri"]
     common = ["--dataset", str(csv), "--target", "wage", "--sensitive", "afam", "--method", "gaussian", "--grid", "0,1",
               "--tracking-uri", uri]
-    # Default names: a federated release (projected features out) never takes `production` from a central one (labels out).
+    # Default names: a federated release (the sites' head) never takes `production` from a central one (its own head).
     code, printed, err = _run(["feature", "--clients", "3", *common, "--out", str(tmp_path / "fed")], capsys)
     assert code == 0, err[-2000:]
     code, printed, err = _run(["feature", *common, "--out", str(tmp_path / "central")], capsys)
@@ -421,7 +433,7 @@ def test_federated_release_with_a_text_sensitive_column_is_registered_and_predic
                                                              tmp_path / "central-model")))
     rows = pd.read_csv(csv).drop(columns=["wage"])
     assert not pd.api.types.is_numeric_dtype(rows["afam"]) and set(rows["afam"]) == {"no", "yes"}
-    got = registered.predict(rows).to_numpy()
+    got = registered.predict(rows, params={"output": "features"}).to_numpy()
     want = central_model.predict(rows, params={"output": "features"}).to_numpy()
     assert got.shape == (len(rows), 12) and np.abs(got - want).max() < 1e-6
     assert central_run.predict(rows, params={"output": "features"}).shape == (len(rows), 12)

@@ -155,6 +155,40 @@ def local_apply(spec: DataSpec, client_id: int, sensitive: str, summaries: list[
     return out
 
 
+def local_feature_heads(spec: DataSpec, client_id: int, sensitive: str, summaries: list[str], heads: dict[float, dict],
+                        epochs: int, lr: float, seed: int, smoothing: str = "histogram",
+                        train: bool = True) -> tuple[dict[float, dict], dict]:
+    """One FedAvg round of the release's task heads on the projected features (one Linear (C, d) per t), or
+    (train=False) their evaluation on the site's holdout.
+
+    The site rebuilds the maps from the merged summaries (`merged_maps`), projects its own rows at each t and trains
+    a copy of that t's head `epochs` epochs (`representation.train_head`: Adam, cross-entropy). heads: {t: state of a
+    Linear (weight (C, d), bias (C,))}. Returns ({t: head state}, metrics): num-examples (train rows) for a round; n
+    and correct@t (holdout counts) for an evaluation. Only head weights and counts leave the site.
+    """
+    import torch
+
+    from unlearn_fl.feature.representation import head_correct, train_head
+
+    proj = merged_maps(spec, sensitive, summaries, seed, smoothing)
+    Z, s, y = local_rows(spec, client_id, sensitive, "train" if train else "holdout")
+    known = np.array([v in set(proj.classes_) for v in s.tolist()], dtype=bool)
+    Z, s, y = Z[known], s[known], y[known]
+    out, metrics = {}, ({"num-examples": float(max(len(y), 1))} if train else {"n": float(len(y))})
+    for t, st in heads.items():
+        w = np.asarray(st["weight"])
+        head = torch.nn.Linear(w.shape[1], w.shape[0])
+        head.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in st.items()})
+        H = proj.transform(Z, s, t=t) if len(y) else np.zeros((0, w.shape[1]))
+        if train:
+            if len(y):
+                train_head(head, H, y, epochs, lr, seed=seed + client_id)
+            out[t] = {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
+        else:
+            metrics[f"correct@{t:g}"] = float(head_correct(head, H, y))
+    return out, metrics
+
+
 # ------------------------------------------------------------------ a learned representation (docs/method.md §3)
 # Z is the global model's penultimate pre-activation (or its scores) on the client's own rows
 # (unlearn_fl.feature.representation); the summaries are the raw-feature path's, of Z instead of the features.

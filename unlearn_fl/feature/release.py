@@ -546,14 +546,15 @@ def _raw_inputs(spec: Any, table: Any) -> pd.DataFrame:
     return pd.read_csv(spec.dataset).drop(columns=[spec.target])
 
 
-def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector, t: float) -> tuple[FeatureRelease, FeatureRelease]:
+def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector, t: float,
+                       heads: dict[float, dict[str, np.ndarray]] | None = None) -> tuple[FeatureRelease, FeatureRelease]:
     """(before, after) releases of a federated run: the federation's scaler (float32) and the server's merged maps.
 
     spec: the run's `unlearn_fl.data.DataSpec`. S may be a numeric column or a text one (e.g. yes/no), which the loader
     one-hot encodes: then none of its indicator columns is a feature and its groups are the category names, as in the
-    central path (`engine.feature_exchange.sensitive_columns`); rows carry S as text. Neither release has a task
-    head: in a federation each site fits its own on its rows, and only correct counts leave it
-    (server/feature_workflow.py). Both are checked to reproduce site 0's features and S
+    central path (`engine.feature_exchange.sensitive_columns`); rows carry S as text. heads: {0: ..., t: ...} the
+    task heads the federation trained by FedAvg on the features and on the projected features (Linear states,
+    "weight" (C, d) and "bias" (C,); server/feature_workflow.py); None: releases of the features only. Both are checked to reproduce site 0's features and S
     (`engine.feature_exchange.local_rows`) from its raw rows; RuntimeError if they do not.
     """
     from unlearn_fl.data import federation
@@ -572,8 +573,11 @@ def federated_releases(spec: Any, sensitive: str, projector: BarycenterProjector
                   mean=np.asarray(fed.mean, np.float64)[keep], scale=np.asarray(fed.scale, np.float64)[keep],
                   arithmetic="float32", missing_category="<missing>",
                   meta={"clients": spec.num_clients, "scaler": "the federation's (unlearn_fl.data.Federation)"})
-    before = FeatureRelease(t=0.0, **common)
-    after = FeatureRelease(t=float(t), projector=projector, **common)
+    def head(x: float) -> Head | None:
+        return None if heads is None else Head.from_linear(list(table.class_names), heads[x]["weight"], heads[x]["bias"])
+
+    before = FeatureRelease(t=0.0, head=head(0.0), **common)
+    after = FeatureRelease(t=float(t), projector=projector, head=head(float(t)), **common)
     Z0, s0, _ = local_rows(spec, 0, sensitive, "train")
     rows = raw.iloc[fed.client_train_idx[0]]
     ok = np.allclose(before.transform(rows), Z0, rtol=0, atol=1e-6) and _reads_s_as_sites(after, rows, s0, s_cats)

@@ -38,4 +38,4 @@ test: $(STAMP) browser postgres
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) unlearn-report mlflow.db mlruns
+	rm -rf $(VENV) unlearn-report mlflow.db mlruns unlearn-ledger.db

@@ -168,21 +168,35 @@ def local_feature_heads(spec: DataSpec, client_id: int, sensitive: str, summarie
     """
     import torch
 
-    from unlearn_fl.feature.representation import head_correct, train_head
-
     proj = merged_maps(spec, sensitive, summaries, seed, smoothing)
     Z, s, y = local_rows(spec, client_id, sensitive, "train" if train else "holdout")
     known = np.array([v in set(proj.classes_) for v in s.tolist()], dtype=bool)
     Z, s, y = Z[known], s[known], y[known]
+
+    def new_head(state: dict) -> torch.nn.Linear:
+        w = np.asarray(state["weight"])
+        return torch.nn.Linear(w.shape[1], w.shape[0])
+
+    return _heads_round(heads, new_head, lambda t: proj.transform(Z, s, t=t), y, train, epochs, lr, seed + client_id)
+
+
+def _heads_round(heads: dict[float, dict], new_head, inputs, y: np.ndarray, train: bool, epochs: int, lr: float,
+                 seed: int) -> tuple[dict[float, dict], dict]:
+    """A site's round of FedAvg heads {t: Linear state} on its rows: new_head(state) a Linear of the state's shape,
+    inputs(t) the rows' head input at t (n, d), y (n,). train: each head loaded, trained `epochs` epochs
+    (`representation.train_head`), returned with num-examples; else the holdout counts n and correct@t."""
+    import torch
+
+    from unlearn_fl.feature.representation import head_correct, train_head
+
     out, metrics = {}, ({"num-examples": float(max(len(y), 1))} if train else {"n": float(len(y))})
     for t, st in heads.items():
-        w = np.asarray(st["weight"])
-        head = torch.nn.Linear(w.shape[1], w.shape[0])
+        head = new_head(st)
         head.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in st.items()})
-        H = proj.transform(Z, s, t=t) if len(y) else np.zeros((0, w.shape[1]))
+        H = inputs(t) if len(y) else np.zeros((0, head.in_features))
         if train:
             if len(y):
-                train_head(head, H, y, epochs, lr, seed=seed + client_id)
+                train_head(head, H, y, epochs, lr, seed=seed)
             out[t] = {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
         else:
             metrics[f"correct@{t:g}"] = float(head_correct(head, H, y))
@@ -221,9 +235,7 @@ def local_representation_heads(spec: DataSpec, client_id: int, sensitive: str, s
     copy of each head on act(Z_t) locally. Returns ({t: head state}, metrics): num-examples (train rows) for a
     round; n and correct@t (holdout counts) for an evaluation.
     """
-    import torch
-
-    from unlearn_fl.feature.representation import activate, head_correct, initial_head, mlp_from_state, representation, train_head
+    from unlearn_fl.feature.representation import activate, initial_head, mlp_from_state, representation
 
     model = mlp_from_state(state)
     proj = server_fit([summary_from_json(x) for x in summaries], random_state=seed)
@@ -231,18 +243,8 @@ def local_representation_heads(spec: DataSpec, client_id: int, sensitive: str, s
     known = np.array([v in set(proj.classes_) for v in (s.tolist())], dtype=bool)
     X, s, y = X[known], s[known], y[known]
     Z = representation(model, X, kind)
-    out, metrics = {}, ({"num-examples": float(max(len(y), 1))} if train else {"n": float(len(y))})
-    for t, st in heads.items():
-        head = initial_head(model, kind)
-        head.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in st.items()})
-        H = activate(model, proj.transform(Z, s, t=t), kind) if len(y) else np.zeros((0, head.in_features))
-        if train:
-            if len(y):
-                train_head(head, H, y, epochs, lr, seed=seed + client_id)
-            out[t] = {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
-        else:
-            metrics[f"correct@{t:g}"] = float(head_correct(head, H, y))
-    return out, metrics
+    return _heads_round(heads, lambda state: initial_head(model, kind), lambda t: activate(model, proj.transform(Z, s, t=t), kind),
+                        y, train, epochs, lr, seed + client_id)
 
 
 def heads_to_flat(heads: dict[float, dict]) -> dict[str, np.ndarray]:

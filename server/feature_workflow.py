@@ -14,6 +14,7 @@ import json
 import numpy as np
 from flwr.app import ConfigRecord, RecordDict
 from flwr.serverapp import Grid
+from scipy.special import softmax
 from threadpoolctl import threadpool_limits
 
 from unlearn_fl.engine.federation import Federation
@@ -77,7 +78,7 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
 
     points, deps = {}, {}
     with threadpool_limits(limits=1):
-        scores = {x: _softmax(proj.transform(Zte, s_te, t=x) @ heads[x]["weight"].T + heads[x]["bias"]) for x in (0.0, t)}
+        scores = {x: softmax(proj.transform(Zte, s_te, t=x) @ heads[x]["weight"].T + heads[x]["bias"], axis=1) for x in (0.0, t)}
         score_deps = {x: measure_dependence(scores[x][:, 1:], s_te, "logistic", 5, 3, seed) for x in (0.0, t)}
         for x in ts:
             Z = proj.transform(Zte, s_te, t=x)
@@ -106,8 +107,8 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                        "scores_s_auc": {"before": score_deps[0.0].s_auc, "after": score_deps[t].s_auc,
                                         "note": "logistic probe of S on the release's class probabilities, server's test split"},
                        "scores_s_auc_gbm": {"before": score_deps[0.0].s_auc_gbm, "after": score_deps[t].s_auc_gbm},
-                       "exchanged": "per-group summaries only (gaussian: counts, sums, outer products; quantile: sketches "
-                                    "and one-hot category counts)"},
+                       "exchanged": "per-group summaries (gaussian: counts, sums, outer products; quantile: sketches and "
+                                    "one-hot category counts), the task heads' weights and holdout counts"},
         dataset={"dataset": spec.dataset, "clients": spec.num_clients, "rows_per_client": counts,
                  "test_groups": {str(k): int(v) for k, v in zip(labels, group_n)}},
         model=ModelBlock(name=f"feature-{sensitive}"),
@@ -115,11 +116,6 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                              utility_before=b.utility, utility_after=a.utility, pareto=[points[x] for x in ts]),
         seed=seed,
     )
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _feature_heads(fed: Federation, base: dict, summaries: list[str], ts: list[float], d: int, n_classes: int,

@@ -295,6 +295,17 @@ def test_every_handler_of_the_protocol_is_declared():
             assert all(isinstance(doc, str) and len(doc) > 5 for doc in keys.values()), t
 
 
+def test_no_round_trip_is_repeated(run):
+    """Each site is described once (the ServerApp's `describe_sites` hands its answer to the federation), the last
+    training round's test evaluation is not asked again when unlearning starts, and an unlearning round's test and
+    forget-set evaluation is one message. Here: 2 training rounds, 1 unlearning round, a 2-round retrain, then
+    before/after/retrain metrics, so 2 + 1 + 2 + 3 = 8 evaluations reach every site."""
+    for site in (0, 1, 2):
+        types = [e["message_type"] for e in run["entries"] if e["site"] == site]
+        assert types.count(protocol.DESCRIBE) == 1, site
+        assert types.count(protocol.UNLEARN) == 1 and types.count(protocol.EVALUATE) == 8, (site, types)
+
+
 def test_the_run_exercised_every_message_type_without_errors(run):
     seen = {e["message_type"] for e in run["entries"]}
     assert seen == set(REPLIES), f"not exercised: {set(REPLIES) - seen}; undeclared: {seen - set(REPLIES)}"

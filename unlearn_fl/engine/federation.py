@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
+import torch
 from torch import nn
 
 from unlearn_fl.config import UnlearningSettings
@@ -71,6 +73,18 @@ class WithdrawalAborted(FederationError):
 def to_arrays(model: nn.Module) -> ArrayRecord:
     """A module's weights as Flower's ArrayRecord (what travels in messages)."""
     return ArrayRecord({k: v.detach() for k, v in model.state_dict().items()})
+
+
+def state_digest(model: nn.Module) -> str:
+    """sha256 over a module's state (names, dtypes, shapes, values): equal digests, equal weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
 
 
 def from_arrays(template: nn.Module, arrays: ArrayRecord) -> nn.Module:
@@ -168,6 +182,7 @@ class Federation:
         self.sites: dict[int, dict] = {}
         """Per site: what it described of itself (row counts, input shape, class count, data digest)."""
         self.scaler: tuple[list[float], list[float]] | None = None
+        self._holdout_eval: tuple[tuple, tuple[float, float]] | None = None
         self._round = 0
         self.monitor_seconds = 0.0
         self.monitor_bytes = 0
@@ -337,6 +352,10 @@ class Federation:
                     f"(simulation: flwr run . --federation-config 'num-supernodes={want}') or set num-clients={len(nodes)}"
                 )
             time.sleep(0.5)
+        handed = _described_by_grid(self.grid, nodes)
+        if handed is not None:  # `describe_sites` asked these very nodes a moment ago in this ServerApp
+            self.node_of, self.sites = handed
+            return self.node_of
         replies = self.exchange_all(nodes, DESCRIBE, RecordDict({CONFIG: ConfigRecord({})}))
         # Partition ids are not known yet: each site names itself in its own error (`UnlearningClient.site`).
         errors = [f"{_client_error(r)} (node {r.metadata.src_node_id})" for r in replies if r.has_error()]
@@ -394,22 +413,34 @@ class Federation:
             return self.evaluate_fn(model)
         if self.test is not None:
             return evaluate(model, self.test)
+        key = (state_digest(model), tuple(sorted(fully_withdrawn(self.current))))
+        if self._holdout_eval is not None and self._holdout_eval[0] == key:  # e.g. the last round's model, again
+            return self._holdout_eval[1]
         m = self.client_metrics(model, self.current, "", holdout=True)
-        return m["holdout_acc"], m["holdout_loss"]
+        self._holdout_eval = (key, (m["holdout_acc"], m["holdout_loss"]))
+        return self._holdout_eval[1]
 
     def client_metrics(self, model: nn.Module, withdrawals: Withdrawals, active: str, clients: Iterable[int] | None = None,
                        holdout: bool = False) -> dict:
         """Pooled accuracy and loss on retained rows, the active request's rows and holdouts (counts from sites)."""
-        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, active)})
         if clients is None:
             clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)] if holdout else list(self.node_of)
+        clients = list(clients)
+        test_sites = set(clients) - fully_withdrawn(withdrawals)  # a site that left: its holdout is not test data any more
+        return self._pooled_metrics(model, withdrawals, active, clients,
+                                    {"retain": set(clients), "forget": set(clients), "holdout": test_sites})
+
+    def _pooled_metrics(self, model: nn.Module, withdrawals: Withdrawals, active: str, clients: list[int],
+                        sources: dict[str, set[int]]) -> dict:
+        """One EVALUATE message to `clients`; group g ∈ {retain, forget, holdout} pooled over the sites in sources[g]."""
+        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, active)})
         groups = ("retain", "forget", "holdout")
         tot = {f"{g}-{k}": 0.0 for g in groups for k in ("correct", "loss-sum", "n")}
-        client_of, gone = {n: c for c, n in self.node_of.items()}, fully_withdrawn(withdrawals)
+        client_of = {n: c for c, n in self.node_of.items()}
         for r in self.exchange(self._nodes(clients), EVALUATE, content):
-            left = client_of[r.metadata.src_node_id] in gone  # a site that left: its holdout is not test data any more
+            site = client_of[r.metadata.src_node_id]
             for k in tot:
-                if not (left and k.startswith("holdout")):
+                if site in sources[k.split("-", 1)[0]]:
                     tot[k] += r.content[METRICS].get(k, 0)
         out = {}
         for g in groups:
@@ -417,6 +448,26 @@ class Federation:
             out[f"{g}_acc"] = tot[f"{g}-correct"] / n if n else float("nan")
             out[f"{g}_loss"] = tot[f"{g}-loss-sum"] / n if n else float("nan")
         return out
+
+    def round_metrics(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[float, float, dict]:
+        """(test accuracy, test loss, the request's forget metrics) of an unlearning round's model.
+
+        Test figures are `server_eval`'s; forget figures pool the request's holders (`client_metrics`). Without
+        a server-side test split both come from one EVALUATE message (holdouts of the sites still in, forget rows of
+        the holders), so watching the forget set costs nothing extra; otherwise the holders' separate message is
+        counted as monitoring (`monitor_seconds`, `monitor_bytes`), not as unlearning cost.
+        """
+        if self.evaluate_fn is None and self.test is None:
+            test_sites = set(self.node_of) - fully_withdrawn(self.current)
+            m = self._pooled_metrics(model, withdrawals, request.request_id, sorted(test_sites | set(request.client_ids)),
+                                     {"retain": set(), "forget": set(request.client_ids), "holdout": test_sites})
+            return m["holdout_acc"], m["holdout_loss"], m
+        acc, loss = self.server_eval(model)
+        t_mon, b_mon = time.perf_counter(), self.bytes_sent
+        fm = self.client_metrics(model, withdrawals, request.request_id, clients=request.client_ids)
+        self.monitor_seconds += time.perf_counter() - t_mon
+        self.monitor_bytes += self.bytes_sent - b_mon
+        return acc, loss, fm
 
     def client_eval(self, model: nn.Module, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
         """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
@@ -651,11 +702,7 @@ class Federation:
             self._note_dp(ok)
             self.central_rounds += 1
             cand = from_arrays(model, new)
-            acc, loss = self.server_eval(cand)
-            t_mon, b_mon = time.perf_counter(), self.bytes_sent  # forget-set monitoring, asked of the withdrawing clients only
-            fm = self.client_metrics(cand, withdrawals, request.request_id, clients=request.client_ids)
-            self.monitor_seconds += time.perf_counter() - t_mon
-            self.monitor_bytes += self.bytes_sent - b_mon
+            acc, loss, fm = self.round_metrics(cand, withdrawals, request)
             logs.append(RoundLog(phase="unlearn", round=r, test_acc=acc, test_loss=loss, n_clients=len(ok),
                                  forget_acc=fm["forget_acc"], forget_loss=fm["forget_loss"]))
             if acc < start_acc - c.max_test_drop:
@@ -766,4 +813,23 @@ def describe_sites(grid: Grid, num_clients: int, timeout: float = 300.0) -> tupl
     """(input shape, class count) the sites describe, before any model exists (no data moves)."""
     fed = Federation(grid, UnlearningSettings(num_clients=num_clients))
     fed.discover(timeout)
+    try:  # the next `discover` on this grid takes these descriptions instead of a second round trip
+        _DESCRIBED[grid] = (frozenset(fed.node_of.values()), dict(fed.node_of), {k: dict(v) for k, v in fed.sites.items()})
+    except TypeError:  # a grid that cannot be weakly referenced: it is simply asked again
+        pass
     return fed.input_shape, fed.n_classes
+
+
+_DESCRIBED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Grid -> (its node ids, site -> node, site descriptions) that `describe_sites` left for the next `discover`."""
+
+
+def _described_by_grid(grid: Grid, nodes: Iterable[int]) -> tuple[dict[int, int], dict[int, dict]] | None:
+    """Take (once) what `describe_sites` found on `grid`, if it asked exactly `nodes`."""
+    try:
+        handed = _DESCRIBED.pop(grid, None)
+    except TypeError:
+        return None
+    if handed is None or handed[0] != frozenset(nodes):
+        return None
+    return handed[1], handed[2]

@@ -518,7 +518,8 @@ def _add_feature(sub) -> None:
     m.add_argument("--local-epochs", type=int, default=None, help="(default 2)")
     m.add_argument("--lr", type=float, default=None, help="(default 0.01)")
     m.add_argument("--head-rounds", type=int, default=None,
-                   help="FedAvg rounds of the refit head, --outcome embedding|scores without --lam (default 5)")
+                   help="FedAvg rounds of the refit head, --outcome embedding|scores without --lam (default 5), or "
+                        "of the task heads of a --clients N release of the input columns (default 10)")
 
 
 def _feature_spec(a):
@@ -551,11 +552,14 @@ def _federated_feature(a):
     _quiet_logs()
     report = run_in_simulation(lambda grid: run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid),
                                                                    a.seed, fitted=fitted,
-                                                                   smoothing=getattr(a, "smoothing", "histogram")),
+                                                                   smoothing=getattr(a, "smoothing", "histogram"),
+                                                                   head_rounds=a.head_rounds),
                                 client_app, a.clients)
     return report, fitted
 
 
+FEATURE_RELEASE_HEAD_ROUNDS = 10
+"""FedAvg rounds of a federated feature release's task heads unless --head-rounds says otherwise."""
 _FEATURE_DEFAULTS = {"t": 1.0, "method": "quantile", "smoothing": "histogram", "grid": "0,0.25,0.5,0.75,1",
                      "objective": "conditional_entropy", "hidden": "16", "rounds": 10, "local_epochs": 2, "lr": 0.01,
                      "head_rounds": 5}
@@ -573,10 +577,12 @@ def _resolve_feature_flags(a) -> str:
     if a.sensitive == a.target:
         raise UsageError(f"--sensitive {a.sensitive!r} is also the --target: pick a sensitive attribute other than the "
                          "task label")
-    unused = {"features": ("objective", "head_rounds", *_MODEL_ONLY),
+    federated_release = outcome == "features" and a.clients is not None and a.clients >= 2
+    unused = {"features": ("objective", *(() if federated_release else ("head_rounds",)), *_MODEL_ONLY),
               "posthoc": ("objective", "smoothing"), "lam": ("t", "grid", "method", "smoothing", "head_rounds")}
     path = "features" if outcome == "features" else ("lam" if a.lam is not None else "posthoc")
-    applies = {"objective": "--lam training", "head_rounds": "--outcome embedding|scores without --lam",
+    applies = {"objective": "--lam training",
+               "head_rounds": "--outcome embedding|scores without --lam, and to the task heads of a --clients N release",
                "smoothing": "the projection of the input columns (--outcome features)",
                **{k: "the model of --outcome embedding|scores or --lam" for k in _MODEL_ONLY},
                **{k: "a projection (not --lam)" for k in ("t", "grid", "method")}}
@@ -596,6 +602,10 @@ def _resolve_feature_flags(a) -> str:
     if a.max_s_auc is None:
         a.max_s_auc = 0.6
     _check_smoothing(a)  # before the defaults: a --smoothing given with the gaussian maps is refused, whichever
+    if federated_release and a.head_rounds is None:
+        a.head_rounds = FEATURE_RELEASE_HEAD_ROUNDS
+    if federated_release and a.head_rounds < 1:
+        raise UsageError(f"--head-rounds {a.head_rounds}: give at least 1")
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)

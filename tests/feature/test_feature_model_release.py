@@ -204,6 +204,8 @@ def test_lineage_shows_what_each_release_removed(runs, capsys):
     (["--sensitive", "sex", "--target", "sex"], ("--sensitive 'sex'", "--target")),
     (["--clients", "3", "--outcome", "embedding", "--smoothing", "kernel"], ("--smoothing applies", "drop it")),
     (["--clients", "3", "--lam", "3", "--smoothing", "histogram"], ("--smoothing applies", "drop it")),
+    (["--head-rounds", "3"], ("--head-rounds applies to", "a --clients N release", "drop it")),  # central: no FedAvg heads
+    (["--clients", "3", "--head-rounds", "0"], ("--head-rounds 0", "at least 1")),
 ])
 def test_bad_model_flags_exit_2_in_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, names):
     monkeypatch.chdir(tmp_path)

@@ -209,11 +209,16 @@ def test_federated_kernel_smoothing_reaches_the_server_the_sites_and_the_release
     from unlearn_fl.engine.feature_exchange import local_rows, local_summary, merged_maps
 
     uri, out, name = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "out", "feature-sex-federated"
-    code, printed, err = _run(["feature", "--clients", "3", "--smoothing", "kernel", "--grid", "0,1", "--tracking-uri", uri,
-                               "--out", str(out)], capsys)
+    code, printed, err = _run(["feature", "--clients", "3", "--smoothing", "kernel", "--grid", "0,1", "--head-rounds", "4",
+                               "--tracking-uri", uri, "--out", str(out)], capsys)
     assert code == 0, err[-2000:]
     report = ForgettingReport.model_validate_json((out / "forgetting_report.json").read_text())
     assert report.method_config["smoothing"] == "kernel" and "kernel smoothing" in printed
+    page = (out / "forgetting_report.html").read_text()  # a reviewer reads the setting and the heads in the HTML too
+    assert "group laws of the quantile maps</th><td>kernel-smoothed" in page
+    heads = report.method_config["head_accuracy"]
+    assert f"task heads&#x27; accuracy before / after</th><td>{heads['before']:.4g} / {heads['after']:.4g}<" in page
+    assert "4 FedAvg rounds x 2 local epochs" in page and "4 FedAvg rounds" in report.method_config["head"]
     mlflow.set_tracking_uri(uri)
     proj = mlflow.pyfunc.load_model(f"models:/{name}/2").unwrap_python_model().release.projector
     spec = DataSpec(dataset=str(out / "diabetes.csv"), target="progression_high", num_clients=3, seed=0)

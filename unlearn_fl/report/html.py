@@ -30,6 +30,25 @@ def _fig(w: float = 5.2, h: float = 3.4):
     return plt.subplots(figsize=(w, h))
 
 
+def _smoothing(r: ForgettingReport) -> str | None:
+    """How a quantile projection of the input columns estimated each group's law (method-notes: `--smoothing`)."""
+    f = r.feature
+    if f is None or f.method != "quantile" or f.lam is not None or f.outcome not in (None, "features"):
+        return None
+    if r.method_config.get("smoothing", "histogram") == "kernel":
+        return "kernel-smoothed (a Gaussian kernel on each group's sample; smooth quantile functions)"
+    return "histogram (each group's empirical law; step quantile functions)"
+
+
+def _feature_setting_rows(r: ForgettingReport) -> list[tuple[str, str]]:
+    """The rows that apply to this feature report: the quantile maps' group laws, the release's task heads."""
+    heads = r.method_config.get("head_accuracy")
+    rows = [("group laws of the quantile maps", _smoothing(r)), ("task heads", r.method_config.get("head")),
+            ("task heads' accuracy before / after", f"{heads.get('before', float('nan')):.4g} / {heads.get('after', float('nan')):.4g}"
+             if isinstance(heads, dict) else None)]
+    return [(k, v) for k, v in rows if v is not None]
+
+
 def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
     """(id, title, data URI) of every plot the report's content supports."""
     out = []
@@ -234,6 +253,7 @@ def render_html(r: ForgettingReport) -> str:
                                                                      "scores": "the model's outputs"}.get(f.outcome or "",
                                                                                                          "the input features")),
                                                    ("λ (in training)", f.lam) if f.lam is not None else ("t", f.t),
+                                                   *_feature_setting_rows(r),
                                                    (f"MI before / after (nats){'' if f.mi_estimator else ', Gaussian'}",
                                                     f"{_fmt(f.mi_before)} / {_fmt(f.mi_after)}"),
                                                    ("MI estimator", f.mi_estimator),

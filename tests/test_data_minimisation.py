@@ -298,12 +298,17 @@ def test_every_handler_of_the_protocol_is_declared():
 def test_no_round_trip_is_repeated(run):
     """Each site is described once (the ServerApp's `describe_sites` hands its answer to the federation), the last
     training round's test evaluation is not asked again when unlearning starts, and an unlearning round's test and
-    forget-set evaluation is one message. Here: 2 training rounds, 1 unlearning round, a 2-round retrain, then
-    before/after/retrain metrics, so 2 + 1 + 2 + 3 = 8 evaluations reach every site."""
+    forget-set evaluation is one message, as are the evaluation and the retained statistics of the audited models
+    (before, after, retrain: `audit-models`). Here: 2 training rounds, 1 unlearning round, a 2-round retrain, then the
+    audited models' metrics, so 2 + 1 + 2 + 1 = 6 evaluations and one statistics query reach every site."""
     for site in (0, 1, 2):
         types = [e["message_type"] for e in run["entries"] if e["site"] == site]
         assert types.count(protocol.DESCRIBE) == 1, site
-        assert types.count(protocol.UNLEARN) == 1 and types.count(protocol.EVALUATE) == 8, (site, types)
+        assert types.count(protocol.UNLEARN) == 1 and types.count(protocol.EVALUATE) == 6, (site, types)
+        assert types.count(protocol.STATS) == 1, (site, types)
+    both = [e for e in run["entries"] if e["message_type"] in (protocol.EVALUATE, protocol.STATS)
+            and e["request"][CONFIG][1].get("audit-models")]
+    assert len(both) == 6 and all(e["request"][CONFIG][1]["audit-models"] == "before,after,retrain" for e in both)
 
 
 def test_the_run_exercised_every_message_type_without_errors(run):

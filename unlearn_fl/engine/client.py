@@ -305,7 +305,14 @@ class UnlearningClient:
     def evaluate(self, msg: Message, context: Context) -> Message:
         """`evaluate.unlearn`: correct counts and summed losses on retained, forgotten and holdout rows."""
         cfg, _, retained, forgotten, holdout = self.views(msg, context)
-        metrics = local.local_evaluate(self.model(msg, cfg, context), retained, forgotten, holdout)
+        names = _audited(cfg)
+        if not names:
+            metrics = local.local_evaluate(self.model(msg, cfg, context), retained, forgotten, holdout)
+            return Message(content=RecordDict({METRICS: MetricRecord(_numeric(metrics))}), reply_to=msg)
+        metrics = {}
+        for n in names:  # every audited model in one message, keys suffixed by its name
+            m = local.local_evaluate(self.model(msg, cfg, context, f"{ARRAYS}-{n}"), retained, forgotten, holdout)
+            metrics.update({f"{k}-{n}": v for k, v in m.items()})
         return Message(content=RecordDict({METRICS: MetricRecord(_numeric(metrics))}), reply_to=msg)
 
     def describe(self, msg: Message, context: Context) -> Message:
@@ -375,7 +382,15 @@ class UnlearningClient:
     def stats(self, msg: Message, context: Context) -> Message:
         """`query.unlearn_stats`: mean output statistic and count over retained rows."""
         cfg, _, retained, _, _ = self.views(msg, context)
-        out = local.local_stats(self.model(msg, cfg, context), retained, str(cfg["statistic"]))
+        names = _audited(cfg)
+        if not names:
+            out = local.local_stats(self.model(msg, cfg, context), retained, str(cfg["statistic"]))
+            return Message(content=RecordDict({CONFIG: ConfigRecord(out)}), reply_to=msg)
+        out = {"count": len(retained)}
+        for n in names:  # every audited model in one message
+            one = local.local_stats(self.model(msg, cfg, context, f"{ARRAYS}-{n}"), retained, str(cfg["statistic"]))
+            if "mean" in one:
+                out[f"mean-{n}"] = one["mean"]
         return Message(content=RecordDict({CONFIG: ConfigRecord(out)}), reply_to=msg)
 
     def audit(self, msg: Message, context: Context) -> Message:
@@ -384,7 +399,7 @@ class UnlearningClient:
         threshold, and RMIA against the reference model (`audit-reference`) with the references
         this site trains once for the request (`audit-references`); summaries returned."""
         cfg, _, retained, forgotten, holdout = self.views(msg, context)
-        names = [n for n in str(cfg.get("audit-models", "")).split(",") if n]
+        names = _audited(cfg)
         ref_name = str(cfg.get("audit-reference", ""))
         models = {n: self.model(msg, cfg, context, f"{ARRAYS}-{n}") for n in names}
         reference = models.get(ref_name)
@@ -427,3 +442,8 @@ class UnlearningClient:
 def _numeric(d: dict) -> dict:
     return {k: float(v) if isinstance(v, float) else int(v) for k, v in d.items()
             if isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v)}
+
+
+def _audited(cfg: dict) -> list[str]:
+    """The models a query names in `audit-models` (each sent as `arrays-<name>`); [] for a one-model query."""
+    return [n for n in str(cfg.get("audit-models", "")).split(",") if n]

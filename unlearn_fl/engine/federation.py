@@ -430,24 +430,44 @@ class Federation:
         return self._pooled_metrics(model, withdrawals, active, clients,
                                     {"retain": set(clients), "forget": set(clients), "holdout": test_sites})
 
-    def _pooled_metrics(self, model: nn.Module, withdrawals: Withdrawals, active: str, clients: list[int],
-                        sources: dict[str, set[int]]) -> dict:
-        """One EVALUATE message to `clients`; group g ∈ {retain, forget, holdout} pooled over the sites in sources[g]."""
-        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, active)})
+    def _pooled_metrics(self, model: nn.Module | dict[str, nn.Module], withdrawals: Withdrawals, active: str,
+                        clients: list[int], sources: dict[str, set[int]]) -> dict:
+        """One EVALUATE message to `clients`; group g ∈ {retain, forget, holdout} pooled over the sites in sources[g].
+
+        `model` a module: {"<g>_acc", "<g>_loss"}; a dict of named modules (all in the one message, the
+        sites' keys suffixed by the name): {name: {"<g>_acc", "<g>_loss"}}.
+        """
+        named = model if isinstance(model, dict) else {"": model}
+        if isinstance(model, dict):
+            content = RecordDict({f"{ARRAYS}-{n}": to_arrays(m) for n, m in named.items()})
+            content[CONFIG] = self._config(withdrawals, active, **{"audit-models": ",".join(named)})
+        else:
+            content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, active)})
         groups = ("retain", "forget", "holdout")
-        tot = {f"{g}-{k}": 0.0 for g in groups for k in ("correct", "loss-sum", "n")}
+        sfx = {n: f"-{n}" if n else "" for n in named}
+        tot = {n: {f"{g}-{k}": 0.0 for g in groups for k in ("correct", "loss-sum", "n")} for n in named}
         client_of = {n: c for c, n in self.node_of.items()}
         for r in self.exchange(self._nodes(clients), EVALUATE, content):
             site = client_of[r.metadata.src_node_id]
-            for k in tot:
-                if site in sources[k.split("-", 1)[0]]:
-                    tot[k] += r.content[METRICS].get(k, 0)
+            for n in named:
+                for k in tot[n]:
+                    if site in sources[k.split("-", 1)[0]]:
+                        tot[n][k] += r.content[METRICS].get(k + sfx[n], 0)
         out = {}
-        for g in groups:
-            n = tot[f"{g}-n"]
-            out[f"{g}_acc"] = tot[f"{g}-correct"] / n if n else float("nan")
-            out[f"{g}_loss"] = tot[f"{g}-loss-sum"] / n if n else float("nan")
-        return out
+        for n in named:
+            out[n] = {}
+            for g in groups:
+                k = tot[n][f"{g}-n"]
+                out[n][f"{g}_acc"] = tot[n][f"{g}-correct"] / k if k else float("nan")
+                out[n][f"{g}_loss"] = tot[n][f"{g}-loss-sum"] / k if k else float("nan")
+        return out if isinstance(model, dict) else out[""]
+
+    def audited_metrics(self, models: dict[str, nn.Module], withdrawals: Withdrawals, active: str) -> dict[str, dict]:
+        """`client_metrics` of several models (e.g. before, after, retrain) in one message: {name: metrics}."""
+        clients = list(self.node_of)
+        test_sites = set(clients) - fully_withdrawn(withdrawals)
+        return self._pooled_metrics(models, withdrawals, active, clients,
+                                    {"retain": set(clients), "forget": set(clients), "holdout": test_sites})
 
     def round_metrics(self, model: nn.Module, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[float, float, dict]:
         """(test accuracy, test loss, the request's forget metrics) of an unlearning round's model.
@@ -468,11 +488,6 @@ class Federation:
         self.monitor_seconds += time.perf_counter() - t_mon
         self.monitor_bytes += self.bytes_sent - b_mon
         return acc, loss, fm
-
-    def client_eval(self, model: nn.Module, withdrawals: Withdrawals, active: str) -> tuple[float, float]:
-        """(accuracy on all retained rows, accuracy on the active request's rows), pooled over clients."""
-        m = self.client_metrics(model, withdrawals, active)
-        return m["retain_acc"], m["forget_acc"]
 
     def count_forgotten(self, withdrawals: Withdrawals, request: WithdrawalRequest) -> tuple[int, str]:
         """(rows the request forgets, sha256 over the sites' digests of those rows).
@@ -532,17 +547,29 @@ class Federation:
 
     def retained_stats(self, model: nn.Module, withdrawals: Withdrawals, statistic: str) -> tuple[list[float] | None, int]:
         """Pooled mean output statistic over all retained rows (docs/method.md §2): counts and means only."""
-        content = RecordDict({ARRAYS: to_arrays(model), CONFIG: self._config(withdrawals, statistic=statistic)})
+        return self.audited_stats({"": model}, withdrawals, statistic)[""]
+
+    def audited_stats(self, models: dict[str, nn.Module], withdrawals: Withdrawals,
+                      statistic: str) -> dict[str, tuple[list[float] | None, int]]:
+        """`retained_stats` of several named models in one message (a single unnamed model, "", as one)."""
+        if list(models) == [""]:
+            content = RecordDict({ARRAYS: to_arrays(models[""]), CONFIG: self._config(withdrawals, statistic=statistic)})
+            key = {"": "mean"}
+        else:
+            content = RecordDict({f"{ARRAYS}-{n}": to_arrays(m) for n, m in models.items()})
+            content[CONFIG] = self._config(withdrawals, statistic=statistic, **{"audit-models": ",".join(models)})
+            key = {n: f"mean-{n}" for n in models}
         clients = [c for c in self.node_of if c not in fully_withdrawn(withdrawals)]
-        total, acc = 0, None
+        total, acc = 0, {n: None for n in models}
         for r in self.exchange(self._nodes(clients), STATS, content):
             m = r.content[CONFIG]
             k = int(m["count"])
             if k:
-                v = np.asarray(m["mean"], dtype=np.float64) * k
-                acc = v if acc is None else acc + v
+                for n in models:
+                    v = np.asarray(m[key[n]], dtype=np.float64) * k
+                    acc[n] = v if acc[n] is None else acc[n] + v
                 total += k
-        return (None if acc is None else (acc / total).tolist()), total
+        return {n: ((None if acc[n] is None else (acc[n] / total).tolist()), total) for n in models}
 
     def method_config(self, method: str, method_config: dict | None = None):
         """The validated config of `method`: `method_config` (default: the run's own when `method` is the configured
@@ -655,7 +682,12 @@ class Federation:
         client_of = {n: k for k, n in self.node_of.items()}
         gone = fully_withdrawn(withdrawals) - set(request.client_ids)
         retainers = {self.node_of[k] for k in self.node_of if k not in gone} - holders
+        # The model's own test accuracy, the guard's baseline: a measurement of the model before unlearning, counted
+        # as monitoring, not as unlearning cost (mostly known from the last training round: then no message at all).
+        t_mon, b_mon = time.perf_counter(), self.bytes_sent
         start_acc, _ = self.server_eval(model)
+        self.monitor_seconds += time.perf_counter() - t_mon
+        self.monitor_bytes += self.bytes_sent - b_mon
         done, r, attempts = 0, 0, 0
         while r < c.unlearn_rounds:
             r += 1
@@ -730,11 +762,12 @@ class Federation:
         extra: dict = {}
         content = RecordDict()
         use_test = self.test is not None and self.cfg.audit.test_nonmembers
+        stats = self.audited_stats(models, withdrawals, statistic)  # one message for all models
         for name, m in models.items():
             content[f"{ARRAYS}-{name}"] = to_arrays(m)
             if use_test:
                 extra[f"nonmember-losses-{name}"] = per_example_loss(m, self.test).tolist()
-            mean, n_ref = self.retained_stats(m, withdrawals, statistic)
+            mean, n_ref = stats[name]
             extra[f"retain-mean-{name}"], extra["retain-n"] = mean or [], n_ref
         if use_test:
             extra["nonmember-labels"] = self.test.y.tolist()

@@ -119,7 +119,8 @@ MODEL_PARAMETERS = "*"
 the `arrays` record the server sent (the site's locally updated values); nothing else."""
 
 PER_MODEL = "{model}"
-"""In a key: one key per model the query names in its `audit-models` config entry (e.g. `audit-after`)."""
+"""In a key: one key per model the query names in its `audit-models` config entry (e.g. `audit-after`); the audit,
+and the evaluation and retained statistics of the audited models, each send all of them in one message."""
 
 
 @dataclass(frozen=True)
@@ -168,12 +169,12 @@ REPLIES: dict[str, DeclaredReply] = {
                                      "statistics, stopping checks, a teacher's outputs: a compute cost)", **_PROCESSED, **_DP},
     ),
     EVALUATE: DeclaredReply(
-        "pooled accuracy and loss, as counts and sums",
-        metrics={"num-examples": "count of retained rows",
-                 **{f"{g}-{k}": v.format(g=g) for g in ("retain", "forget", "holdout")
+        "pooled accuracy and loss, as counts and sums (of the one model sent, or per audited model)",
+        metrics={**{f"num-examples{sfx}": "count of retained rows" for sfx in ("", f"-{PER_MODEL}")},
+                 **{f"{g}-{k}{sfx}": v.format(g=g) for g in ("retain", "forget", "holdout")
                     for k, v in (("correct", "count of correctly classified {g} rows"),
                                  ("loss-sum", "sum of per-row losses over the {g} rows (a scalar)"),
-                                 ("n", "count of {g} rows"))}},
+                                 ("n", "count of {g} rows")) for sfx in ("", f"-{PER_MODEL}")}},
     ),
     DESCRIBE: DeclaredReply(
         "what the site is, no data",
@@ -195,7 +196,8 @@ REPLIES: dict[str, DeclaredReply] = {
     STATS: DeclaredReply(
         "the retain group of the marginal criterion (docs/method.md §2)",
         config={"count": "count of retained rows",
-                "mean": "mean output statistic over the retained rows (one value per statistic bin, e.g. per class)"},
+                "mean": "mean output statistic over the retained rows (one value per statistic bin, e.g. per class)",
+                f"mean-{PER_MODEL}": "the same mean, per audited model"},
     ),
     AUDIT: DeclaredReply(
         "membership audits of the forget set, computed at the site",

@@ -173,14 +173,11 @@ def process_withdrawal(fed: Federation, model: nn.Module, withdrawals: Withdrawa
     fed.current = after_w
     audited = {name: m for name, m in (("before", model), ("after", after), ("retrain", retrain))
                if m is not None and not (name == "retrain" and m is after)}
+    met = fed.audited_metrics(audited, after_w, request.request_id)  # one evaluation message for all models
     for name, m in audited.items():
-        if fed.evaluate_fn is None and fed.test is None:  # federated: one evaluation message gives all three
-            met = fed.client_metrics(m, after_w, request.request_id)
-            out.test_acc[name] = met["holdout_acc"]
-            out.retain_acc[name], out.forget_acc[name] = met["retain_acc"], met["forget_acc"]
-        else:
-            out.test_acc[name] = fed.server_eval(m)[0]
-            out.retain_acc[name], out.forget_acc[name] = fed.client_eval(m, after_w, request.request_id)
+        out.retain_acc[name], out.forget_acc[name] = met[name]["retain_acc"], met[name]["forget_acc"]
+        # federated (no server-side test split): the sites' pooled holdouts are the test data
+        out.test_acc[name] = met[name]["holdout_acc"] if fed.evaluate_fn is None and fed.test is None else fed.server_eval(m)[0]
     # One audit message for all models: the site trains its RMIA references once, for all of them.
     out.audits = fed.audit(audited, after_w, request, statistic, reference="retrain" if "retrain" in audited else None)
     if retrain is after and retrain is not None:  # a retraining method: the released model is the reference

@@ -510,9 +510,11 @@ def _add_feature(sub) -> None:
                         "trains on every column: its last hidden layer (embedding) or its outputs (scores), projected "
                         "after training with a refit head; with --lam: scores, in training")
     m.add_argument("--lam", type=float, default=None,
-                   help="remove S in training instead: the sites train on the objective + λ·Î(scores; S) (λ >= 0)")
+                   help="remove S in training instead: the sites train on the objective + λ·Î(scores; S) (λ > 0, e.g. 10)")
     m.add_argument("--objective", choices=["entropy", "conditional_entropy", "kl", "energy"], default=None,
-                   help="the utility objective of --lam training (default conditional_entropy; docs/method.md §3)")
+                   help="the utility objective of --lam training: conditional_entropy (default) or energy; the paper's other "
+                        "two, kl and entropy, cannot train a classifier from scratch and are refused with the reason "
+                        "(docs/method.md §3)")
     m.add_argument("--hidden", default=None, help="hidden layer sizes of the model (default 16), e.g. 16 or 32,16")
     m.add_argument("--rounds", type=int, default=None, help="FedAvg training rounds of the model (default 10)")
     m.add_argument("--local-epochs", type=int, default=None, help="(default 2)")

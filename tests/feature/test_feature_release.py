@@ -217,8 +217,13 @@ def test_federated_kernel_smoothing_reaches_the_server_the_sites_and_the_release
     page = (out / "forgetting_report.html").read_text()  # a reviewer reads the setting and the heads in the HTML too
     assert "group laws of the quantile maps</th><td>kernel-smoothed" in page
     heads = report.method_config["head_accuracy"]
-    assert f"task heads&#x27; accuracy before / after</th><td>{heads['before']:.4g} / {heads['after']:.4g}<" in page
+    assert (f"task heads&#x27; accuracy before / after (the released model, pooled site holdouts)</th>"
+            f"<td>{heads['before']:.4g} / {heads['after']:.4g}<") in page
+    scores = report.method_config["scores_s_auc"]
+    assert f"S-probe AUC on the released model&#x27;s scores before / after</th><td>{scores['before']:.4g} / {scores['after']:.4g}<" in page
+    assert "task accuracy before / after (pooled accuracy of each client&#x27;s logistic regression" in page
     assert "4 FedAvg rounds x 2 local epochs" in page and "4 FedAvg rounds" in report.method_config["head"]
+    assert "rows the attribute was removed from" in page and "forgotten examples" not in page
     mlflow.set_tracking_uri(uri)
     proj = mlflow.pyfunc.load_model(f"models:/{name}/2").unwrap_python_model().release.projector
     spec = DataSpec(dataset=str(out / "diabetes.csv"), target="progression_high", num_clients=3, seed=0)

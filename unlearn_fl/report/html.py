@@ -42,11 +42,23 @@ def _smoothing(r: ForgettingReport) -> str | None:
 
 def _feature_setting_rows(r: ForgettingReport) -> list[tuple[str, str]]:
     """The rows that apply to this feature report: the quantile maps' group laws, the release's task heads."""
-    heads = r.method_config.get("head_accuracy")
-    rows = [("group laws of the quantile maps", _smoothing(r)), ("task heads", r.method_config.get("head")),
-            ("task heads' accuracy before / after", f"{heads.get('before', float('nan')):.4g} / {heads.get('after', float('nan')):.4g}"
-             if isinstance(heads, dict) else None)]
+    mc = r.method_config
+
+    def before_after(key: str) -> str | None:
+        v = mc.get(key)
+        return f"{v.get('before', float('nan')):.4g} / {v.get('after', float('nan')):.4g}" if isinstance(v, dict) else None
+
+    rows = [("group laws of the quantile maps", _smoothing(r)), ("task heads", mc.get("head")),
+            ("task heads' accuracy before / after (the released model, pooled site holdouts)", before_after("head_accuracy")),
+            ("S-probe AUC on the released model's scores before / after", before_after("scores_s_auc")),
+            ("gradient-boosting S-probe AUC on the released model's scores before / after", before_after("scores_s_auc_gbm"))]
     return [(k, v) for k, v in rows if v is not None]
+
+
+def _utility_label(r: ForgettingReport) -> str:
+    """The task-accuracy row's label, naming what was trained on the (projected) data to measure it."""
+    how = r.method_config.get("utility")
+    return f"task accuracy before / after ({how})" if isinstance(how, str) and how else "task accuracy before / after"
 
 
 def _plots(r: ForgettingReport) -> list[tuple[str, str, str]]:
@@ -184,7 +196,7 @@ def render_html(r: ForgettingReport) -> str:
     ]
     q = r.request
     parts.append(_table("Request", [("request id", q.request_id), ("kind", q.kind), ("clients", ", ".join(map(str, q.client_ids)) or None),
-                                    ("forgotten examples", q.n_forget), ("fraction", q.forget_fraction), ("reason", q.reason)]))
+                                    ("rows the attribute was removed from" if r.feature else "forgotten examples", q.n_forget), ("fraction", q.forget_fraction), ("reason", q.reason)]))
     if r.utility:
         u = r.utility
         parts.append(_table("Utility", [("test accuracy before / after / retrain", f"{_fmt(u.test_acc_before)} / {_fmt(u.test_acc_after)} / {_fmt(u.test_acc_retrain)}"),
@@ -266,7 +278,7 @@ def render_html(r: ForgettingReport) -> str:
                                                     f"{_fmt(f.s_auc_gbm_before)} / {_fmt(f.s_auc_gbm_after)}"
                                                     if f.s_auc_gbm_before is not None else None),
                                                    ("estimates agree", f.estimates_agree),
-                                                   ("task accuracy before / after", f"{_fmt(f.utility_before)} / {_fmt(f.utility_after)}")]))
+                                                   (_utility_label(r), f"{_fmt(f.utility_before)} / {_fmt(f.utility_after)}")]))
     plots = _plots(r)
     if plots:
         parts.append("<section><h2>Plots</h2><div class='plots'>" + "".join(

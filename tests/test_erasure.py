@@ -130,3 +130,29 @@ def test_a_version_completed_just_before_a_crash_is_adopted_and_released_once(tm
         assert t2._alias_version("production") == v3
         assert t2.release(v2, only_from_parent=True) is None  # never moved backwards
         assert t2._alias_version("production") == v3
+
+
+def test_a_run_on_other_data_under_the_same_model_name_is_warned(tmp_path):
+    """A federation's withdrawals mark every version of its model name that lists the withdrawn client id; a run
+    on different data under a name that already holds versions is told so before it writes anything."""
+    import json
+    from types import SimpleNamespace
+
+    from unlearn_fl.config import UnlearningSettings
+    from unlearn_fl.engine.recorder import MlflowRecorder
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    _chain(uri)  # v1, v2 on data digest d…d
+    sites = {k: {"data_digest": f"site-{k}", "n_train": 5, "n_holdout": 1} for k in (0, 1)}
+    fed = SimpleNamespace(sites=sites, input_shape=(3,), n_classes=2, scaler=None, bytes_sent=0)
+    for digest, expect in (("d" * 64, []), ("e" * 64, ["1", "2"])):
+        cfg = UnlearningSettings(model_name="m", out=str(tmp_path / digest[0]), num_clients=2)
+        with Tracker(uri, "m", run_name="other") as t:
+            assert t.versions_on_other_data(digest) == expect
+            rec = MlflowRecorder(cfg, t, dataset={"dataset": "a table", "digest": digest})
+            rec.start(fed)
+            rec.finish(fed)
+        summary = json.loads((tmp_path / digest[0] / "run-summary.json").read_text())
+        assert summary["warnings"] == rec.warnings and len(rec.warnings) == len(expect[:1])
+    assert "'m' already holds version(s) v1, v2 trained on different data" in rec.warnings[0]
+    assert "give each federation its own --model-name" in rec.warnings[0]

@@ -464,6 +464,8 @@ def cmd_simulate(a) -> int:
         print(f"report: {Path(cfg.out) / report.request.request_id / 'forgetting_report.json'} (and .html)")
     for rid, reason in result["aborts"]:
         print(f"withdrawal {rid} NOT applied: {reason}", file=sys.stderr)
+    for w in result["summary"].get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if result["reports"]:
         from unlearn_fl.tracking import Tracker, serving_warning
 

@@ -297,6 +297,16 @@ class Tracker:
                 removed.append(str(mv.version))
         return removed
 
+    def versions_on_other_data(self, data_digest: str) -> list[str]:
+        """Versions of this model whose `data_digest` tag is set and differs from `data_digest` (sorted)."""
+        try:
+            self.client.get_registered_model(self.model_name)
+        except Exception:  # no such model yet
+            return []
+        out = [int(mv.version) for mv in self.client.search_model_versions(name_filter(self.model_name))
+               if (mv.tags or {}).get(TAG + "data_digest") not in (None, "", data_digest)]
+        return [str(v) for v in sorted(out)]
+
     def anchor(self, version: str, seq: int, entry_hash: str, key: str = "ledger_entry") -> None:
         """Tag `version` with a ledger entry about it: `ledger_entry` (the one that recorded it) or
         `ledger_erasure_entry` (the erasure that followed it), each "SEQ:HASH"."""

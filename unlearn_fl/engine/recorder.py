@@ -60,6 +60,8 @@ class MlflowRecorder:
         self.reports: list[ForgettingReport] = []
         self.aborts: list[tuple[str, str]] = []
         self.versions: dict[str, str] = {}
+        self.warnings: list[str] = []
+        """What the operator should know about this run's registry (`run-summary.json`, printed by the CLI)."""
         self.bytes_sent = 0
         self._params = {"rounds": cfg.rounds, "local_epochs": cfg.local_epochs, "lr": cfg.lr, "clients": cfg.num_clients,
                         "seed": cfg.seed, **(params or {})}
@@ -72,6 +74,14 @@ class MlflowRecorder:
                          "n_rows": int(sum(s["n_train"] + s["n_holdout"] for s in fed.sites.values())),
                          "input_shape": list(shape), "n_classes": fed.n_classes,
                          "digest": hashlib.sha256(digests.encode()).hexdigest()}
+        other = self.tracker.versions_on_other_data(self.info["digest"])
+        if other:
+            name = self.cfg.model_name
+            self.warnings.append(
+                f"model {name!r} already holds version(s) {', '.join('v' + v for v in other)} trained on different data "
+                "(another federation or dataset, or rows erased since): a withdrawal here marks every version of "
+                f"{name!r} that lists the withdrawn client id as holding withdrawn data, and this run's first trained "
+                "version takes `production`; give each federation its own --model-name")
         if self.example is None:
             self.example = np.zeros((2, *shape), dtype=np.float32)
         if self._servable is None and fed.scaler is not None:
@@ -87,7 +97,7 @@ class MlflowRecorder:
         summary = {"model_name": self.cfg.model_name, "versions": self.versions,
                    "reports": [r.request.request_id for r in self.reports],
                    "aborts": [{"request_id": rid, "reason": why} for rid, why in self.aborts],
-                   "bytes_sent": fed.bytes_sent}
+                   "bytes_sent": fed.bytes_sent, "warnings": self.warnings}
         tmp = out / ".run-summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(out / "run-summary.json")

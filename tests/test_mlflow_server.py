@@ -155,3 +155,61 @@ def test_delete_policy_erases_the_superseded_version_on_a_real_server(server, tm
     rows = {r["version"]: r for r in json.loads(out.stdout)}
     assert rows["1"]["erasure"] == "delete" and rows["1"]["clients"] == "0,1,2" and rows["1"]["erased_by"] == entries[0].request_id
     assert not [f for f in (server["dir"] / "artifacts").rglob("model.pt2") if gone[0]["model_id"] in str(f)]
+
+
+def _delaying_proxy(target_port: int, first_delay: float) -> int:
+    """A TCP relay on 127.0.0.1 to the server: its first connection waits `first_delay` s before it is relayed
+    (a busy server), the others at once. Returns its port and the list it appends each accepted connection to."""
+    import socket
+    import threading
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    delays, accepted = [first_delay], []
+
+    def pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        while True:
+            conn, _ = lsock.accept()
+            accepted.append(conn)
+            wait = delays.pop() if delays else 0.0
+
+            def relay(conn=conn, wait=wait):
+                time.sleep(wait)
+                up = socket.create_connection(("127.0.0.1", target_port))
+                threading.Thread(target=pipe, args=(conn, up), daemon=True).start()
+                pipe(up, conn)
+
+            threading.Thread(target=relay, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return lsock.getsockname()[1], accepted
+
+
+def test_a_busy_server_delays_the_check_without_failing_it_or_changing_mlflow_settings(server, monkeypatch):
+    """The check before a run waits longer for a server that is slow to answer (its first try times out after 10 s)
+    instead of refusing the run, and it leaves MLflow's HTTP retries and timeout as the process had them: the run
+    it admits records with MLflow's own retries."""
+    import os
+
+    from unlearn_fl.tracking import check_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")
+    port, accepted = _delaying_proxy(int(server["url"].rsplit(":", 1)[1]), first_delay=15.0)
+    check_tracking_uri(f"http://127.0.0.1:{port}", model_name="busy")  # raises TrackingError if it gave up
+    assert len(accepted) >= 2  # the first connection was given up on (its reply comes after 15 s), then tried again
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"

@@ -557,7 +557,7 @@ def _federated_feature(a):
     report = run_in_simulation(lambda grid: run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid),
                                                                    a.seed, fitted=fitted,
                                                                    smoothing=getattr(a, "smoothing", "histogram"),
-                                                                   head_rounds=a.head_rounds),
+                                                                   head_rounds=getattr(a, "head_rounds", None) or FEATURE_RELEASE_HEAD_ROUNDS),
                                 client_app, a.clients)
     return report, fitted
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,23 @@ def system_info() -> dict[str, str]:
             "torch": torch.__version__, "flwr": flwr.__version__, "unlearn_fl": unlearn_fl.__version__}
 
 
+@contextmanager
+def _http_settings(retries: int, timeout: float):
+    """MLflow's HTTP retries and timeout (s) for the calls inside only; the process's own settings come back after
+    (a fail-fast check must not leave a run, or the ServerApp it starts, without MLflow's retries)."""
+    keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout))}
+    before = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def check_tracking_uri(uri: str, must_exist: bool = False, model_name: str | None = None) -> None:
     """Fail fast, before any training, when the store cannot be opened.
 
@@ -65,8 +83,6 @@ def check_tracking_uri(uri: str, must_exist: bool = False, model_name: str | Non
     """
     from unlearn_fl.artifact_store import experiment_problem, sqlite_experiment
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         parent = path.parent if str(path.parent) else Path(".")
@@ -88,12 +104,23 @@ def check_tracking_uri(uri: str, must_exist: bool = False, model_name: str | Non
     if uri.startswith(("http://", "https://")):
         from mlflow.tracking import MlflowClient
 
-        try:
-            client = MlflowClient(uri)
-            client.search_experiments(max_results=1)
-            exp = client.get_experiment_by_name(model_name) if model_name is not None else None
-        except Exception as e:
-            raise TrackingError(f"cannot reach MLflow server at {uri}: {e.__class__.__name__}; start it (deploy/mlflow-server.sh) or fix --tracking-uri") from None
+        exp, last = None, None
+        for timeout in (10, 30, 60):  # no server: fail at once; a busy one: wait longer before giving up
+            try:
+                with _http_settings(retries=0, timeout=timeout):
+                    client = MlflowClient(uri)
+                    client.search_experiments(max_results=1)
+                    exp = client.get_experiment_by_name(model_name) if model_name is not None else None
+                last = None
+                break
+            except Exception as e:  # noqa: BLE001 - named in the one-line error below
+                last = e
+                if any(x in str(e) for x in ("Connection refused", "Name or service not known", "nodename nor servname")):
+                    break
+        if last is not None:
+            said = (str(last).strip().splitlines() or [""])[0][:160]
+            raise TrackingError(f"cannot reach MLflow server at {uri} ({last.__class__.__name__}: {said}); start it "
+                                "(deploy/mlflow-server.sh) or fix --tracking-uri")
         if exp is not None and (problem := experiment_problem(uri, model_name, exp.experiment_id, exp.artifact_location,
                                                               exp.lifecycle_stage)) is not None:
             raise TrackingError(problem)

@@ -105,7 +105,7 @@ def check_tracking_uri(uri: str, must_exist: bool = False, model_name: str | Non
         from mlflow.tracking import MlflowClient
 
         exp, last = None, None
-        for timeout in (10, 30, 60):  # no server: fail at once; a busy one: wait longer before giving up
+        for timeout in (10, 30, 60):  # a busy server gets longer each try; a refused connection fails at once anyway
             try:
                 with _http_settings(retries=0, timeout=timeout):
                     client = MlflowClient(uri)
@@ -115,10 +115,9 @@ def check_tracking_uri(uri: str, must_exist: bool = False, model_name: str | Non
                 break
             except Exception as e:  # noqa: BLE001 - named in the one-line error below
                 last = e
-                if any(x in str(e) for x in ("Connection refused", "Name or service not known", "nodename nor servname")):
-                    break
         if last is not None:
-            said = (str(last).strip().splitlines() or [""])[0][:160]
+            said = (str(last).strip().splitlines() or [""])[0]
+            said = said if len(said) <= 160 else "…" + said[-160:]  # the cause (e.g. "Connection refused") ends it
             raise TrackingError(f"cannot reach MLflow server at {uri} ({last.__class__.__name__}: {said}); start it "
                                 "(deploy/mlflow-server.sh) or fix --tracking-uri")
         if exp is not None and (problem := experiment_problem(uri, model_name, exp.experiment_id, exp.artifact_location,

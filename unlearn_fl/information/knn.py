@@ -58,6 +58,18 @@ def _summary(Z: np.ndarray, y: np.ndarray, k: int, folds: int, seed: int) -> np.
     return oof / oof.sum(axis=1, keepdims=True)
 
 
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    """AUC of class probabilities p (n, k) for group codes y: binary, or one-vs-rest macro for k > 2."""
+    return float(roc_auc_score(y, p[:, 1]) if p.shape[1] == 2 else roc_auc_score(y, p, multi_class="ovr", average="macro"))
+
+
+def gbm_auc(Z: np.ndarray, y: np.ndarray, folds: int = 5, random_state: int = 0) -> float:
+    """Out-of-fold AUC of the gradient-boosting probe behind `knn_mi`, for Z (n, d) and group codes y (n,) in
+    0..k-1 with at least `folds` rows each (callers check, as `check_groups` does). No MI estimate: the probe alone."""
+    with threadpool_limits(limits=1):
+        return _auc(y, _summary(Z, y, int(y.max()) + 1, folds, random_state))
+
+
 def knn_mi(Z: object, s: object, folds: int = 5, n_neighbors: int = 3, random_state: int = 0) -> MIEstimate:
     """I(Z; S) in nats from Z (n, d) and group labels s (n,) (see the module doc); ≥ 0.
 
@@ -68,7 +80,7 @@ def knn_mi(Z: object, s: object, folds: int = 5, n_neighbors: int = 3, random_st
     with threadpool_limits(limits=1):
         p = _summary(Z, y, k, folds, random_state)
     summary = np.log(p[:, 1] / p[:, 0])[:, None] if k == 2 else np.log(p)
-    auc = roc_auc_score(y, p[:, 1]) if k == 2 else roc_auc_score(y, p, multi_class="ovr", average="macro")
+    auc = _auc(y, p)
     mi = mutual_info_classif(summary, y, discrete_features=False, n_neighbors=n_neighbors, random_state=random_state)
     perm = np.random.default_rng(random_state).permutation(y)
     null = mutual_info_classif(summary, perm, discrete_features=False, n_neighbors=n_neighbors, random_state=random_state)

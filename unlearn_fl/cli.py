@@ -466,12 +466,8 @@ def cmd_simulate(a) -> int:
         print(f"withdrawal {rid} NOT applied: {reason}", file=sys.stderr)
     for w in result["summary"].get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
-    if result["reports"]:
-        from unlearn_fl.tracking import Tracker, serving_warning
-
-        served = Tracker.serving_withdrawn_in(cfg.tracking_uri, cfg.model_name)
-        if served is not None:
-            print("warning: " + serving_warning(cfg.model_name, served, result["reports"][-1].audit.unchanged), file=sys.stderr)
+    if result["summary"].get("serving_withdrawn"):  # read by the server at the end of the run
+        print("warning: " + result["summary"]["serving_withdrawn"], file=sys.stderr)
     return 0 if not result["aborts"] else 3
 
 

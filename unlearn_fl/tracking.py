@@ -367,14 +367,6 @@ class Tracker:
         """The `production` version when it is tagged `contains_withdrawn=true`, else None."""
         return _serving_withdrawn(self.client, self.model_name)
 
-    @staticmethod
-    def serving_withdrawn_in(uri: str, model_name: str) -> str | None:
-        """`serving_withdrawn` for the store at `uri` (None when it cannot be read)."""
-        try:
-            return _serving_withdrawn(_client(uri)[1], model_name)
-        except Exception:
-            return None
-
     def _alias_version(self, alias: str) -> str | None:
         try:
             return str(self.client.get_model_version_by_alias(self.model_name, alias).version)

@@ -94,10 +94,13 @@ class MlflowRecorder:
         self.bytes_sent = fed.bytes_sent
         out = Path(self.cfg.out)
         out.mkdir(parents=True, exist_ok=True)
+        # Read here, where the registry is open, so that the CLI need not open it again after the run.
+        served = self.tracker.serving_withdrawn() if self.reports else None
+        serving = None if served is None else serving_warning(self.cfg.model_name, served, self.reports[-1].audit.unchanged)
         summary = {"model_name": self.cfg.model_name, "versions": self.versions,
                    "reports": [r.request.request_id for r in self.reports],
                    "aborts": [{"request_id": rid, "reason": why} for rid, why in self.aborts],
-                   "bytes_sent": fed.bytes_sent, "warnings": self.warnings}
+                   "bytes_sent": fed.bytes_sent, "warnings": self.warnings, "serving_withdrawn": serving}
         tmp = out / ".run-summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2))
         tmp.replace(out / "run-summary.json")

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -89,7 +90,19 @@ METHODS: dict[str, tuple[str, dict]] = {
     # local epochs while the forget-holder keeps the training's.
     "ours: default, retainers 2 epochs": ("marginal", {"retain_epochs": 2}),
     "ours: default, a check at every step": ("marginal", {"check_every": 1}),
+    # The holdout's reference statistic passed forward at every step (no gradient) was half the forget-holder's
+    # forward-only rows; renewed only by the checks' holdout pass (every 5 steps) it is at most 5 steps old.
+    "ours: default, reference every 5 steps": ("marginal", {"reference_every": 5}),
+    "ours: default, retainers 2 epochs, reference every 5 steps": ("marginal", {"retain_epochs": 2, "reference_every": 5}),
+    # Or a fresh random batch of 16 holdout rows at each step (the forget batch's size), weighed as the whole holdout.
+    "ours: default, reference batch 16": ("marginal", {"reference_batch": 16}),
+    "ours: default, retainers 2 epochs, reference batch 16": ("marginal", {"retain_epochs": 2, "reference_batch": 16}),
 }
+
+OPT_IN = {"ours: default, reference every 5 steps", "ours: default, retainers 2 epochs, reference every 5 steps",
+          "ours: default, reference batch 16", "ours: default, retainers 2 epochs, reference batch 16"}
+"""Variants run only when --methods names them (benchmarks/results/reference_every.md, reference_batch.md): cheaper
+holdout references that cost the Dirichlet setting most of its forgetting quality."""
 
 SUITES = {
     "quick": dict(settings=["mlp-ood-client", "cnn-ood-10pct"], seeds=[0, 1, 2], k=3),
@@ -367,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     suite = SUITES[a.suite]
     settings, seeds = a.settings or suite["settings"], a.seeds or suite["seeds"]
     k = a.k if a.k is not None else suite["k"]
-    methods = a.methods or list(METHODS)
+    methods = a.methods or [m for m in METHODS if m not in OPT_IN]
     if "retrain" not in methods:
         methods = ["retrain", *methods]
     if k < 2:
@@ -390,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"suite": a.suite, "whole_suite": a.settings is None, "settings": settings, "seeds": seeds, "k": k, "methods": methods, "cores": os.cpu_count(),
             "torch": torch.__version__, "flwr": flwr.__version__, "python": platform.python_version(),
             "seconds": time.perf_counter() - t0,
-            "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": "python -m benchmarks.run " + shlex.join(argv if argv is not None else sys.argv[1:])}
     summary = summarise(records)
     stem = Path(a.out) if a.out else RESULTS / a.suite
     stem.parent.mkdir(parents=True, exist_ok=True)

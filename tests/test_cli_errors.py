@@ -31,6 +31,7 @@ CLI = [sys.executable, "-m", "unlearn_fl.cli", "simulate", "--quiet"]
         (["--dp-noise", "-1"], "--dp-noise"),
         (["--method-config", '{"nope": 1}'], "--method-config key 'nope'"),
         (["--method", "scrub", "--method-config", '{"retain_epochs": 2}'], "scrub runs its own local step: leave retain_epochs unset"),
+        (["--method", "retrain", "--method-config", '{"reference_every": 3}'], "retrain with these settings reads none"),
         (["--audit-reference-mode", "online"], "needs --audit-references 2 or more"),
         (["--no-reference", "--audit-references", "2"], "drop --no-reference"),
         (["--audit-reference-mode", "weird"], "invalid choice: 'weird'"),

@@ -191,6 +191,18 @@ def test_forward_only_rows_are_counted_once_per_row_and_pass(e2):
         assert m["examples-forward"] == nh + own * nh + checks * (nf + nh)
     _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal", {**free, "early_stop": False}, None, seed=0)
     assert m["examples-forward"] == steps * nh
+    # A reference at most 4 steps old: the start's pass serves steps 1-4, the check at step 4 serves steps 5-6.
+    _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal",
+                         {**free, "check_every": 4, "reference_every": 4}, None, seed=0)
+    assert m["examples-forward"] == nh + 2 * (nf + nh)
+    # A fresh random batch of 16 holdout rows per step instead of all 30; the checks pass all of them.
+    _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal",
+                         {**free, "check_every": 4, "reference_batch": 16}, None, seed=0)
+    assert m["examples-forward"] == nh + steps * 16 + 2 * (nf + nh)
+    # Without checks the reference is passed when first needed, then every 4 steps: steps 1 and 5.
+    _, m = local_unlearn(e2["original"], holdout, empty, forget, "marginal",
+                         {**free, "early_stop": False, "reference_every": 4}, None, seed=0)
+    assert m["examples-forward"] == 2 * nh
     _, m = local_unlearn(e2["original"], holdout, e2["retain"].subset(np.arange(64)), empty, "finetune", {"epochs": 1}, None, seed=0)
     assert m["examples-forward"] == 0 and m["examples-processed"] == 64
 
@@ -252,3 +264,41 @@ def test_retain_epochs_bound_only_the_sites_without_forget_rows(e2):
     for name in ("scrub", "federaser", "pga", "retrain"):  # their own local steps never read it
         with pytest.raises(ValueError, match=f"{name} runs its own local step: leave retain_epochs unset"):
             get_method(name).make_config(retain_epochs=2)
+
+
+
+def test_holdout_reference_settings_are_refused_where_no_holdout_reference_is_read():
+    """reference_every / reference_batch only change the paper's objective against the holdout; any other method, or
+    the objective against D_r, would ignore them silently."""
+    for name in ("retrain", "finetune", "gradient-ascent", "scrub", "federaser", "pga"):
+        with pytest.raises(ValueError, match=f"{name} with these settings reads none"):
+            get_method(name).make_config(reference_every=5)
+    with pytest.raises(ValueError, match="reference_batch set how"):
+        get_method("marginal").make_config(reference="retain", reference_batch=16)
+    for reference in ("holdout", "auto"):
+        cfg = get_method("marginal").make_config(reference=reference, reference_every=5, reference_batch=16)
+        assert (cfg.reference_every, cfg.reference_batch) == (5, 16)
+
+
+def test_a_holdout_batch_keeps_the_whole_holdouts_weight_in_the_information_term(e2):
+    """With a batch of the holdout as the reference, Î weighs the holdout group by all its rows, as with the whole
+    holdout: γ · I_plugin of the two groups' mean statistics with weights (forget batch rows, holdout rows)."""
+    from unlearn_fl.information.plugin import plugin_mi_from_means
+    from unlearn_fl.methods.base import ForgetBatch
+    from unlearn_fl.methods.statistics import soft_statistic
+    from unlearn_fl.models import eval_logits
+
+    m = get_method("marginal")
+    cfg = m.make_config(reference="holdout")
+    model = e2["original"]
+    xf, yf = torch.as_tensor(e2["forget"].X[:16]), torch.as_tensor(e2["forget"].y[:16])
+    xh, yh = torch.as_tensor(e2["holdout"].X[:16]), torch.as_tensor(e2["holdout"].y[:16])
+    q = torch.stack([soft_statistic(eval_logits(model, x), y, cfg.statistic).mean(0) for x, y in ((xf, yf), (xh, yh))])
+    for rows in (None, 16, 400):
+        term = m.forget_term(model, ForgetBatch(xf, yf, holdout_x=xh, holdout_y=yh, holdout_rows=rows), cfg)
+        expected = cfg.gamma * plugin_mi_from_means(q, torch.tensor([16.0, float(rows or 16)]))
+        assert float(term) == pytest.approx(float(expected), rel=1e-6)
+    # The weight matters: the same batches read as standing for 400 holdout rows give a different Î.
+    small = m.forget_term(model, ForgetBatch(xf, yf, holdout_x=xh, holdout_y=yh, holdout_rows=16), cfg)
+    large = m.forget_term(model, ForgetBatch(xf, yf, holdout_x=xh, holdout_y=yh, holdout_rows=400), cfg)
+    assert float(small) != pytest.approx(float(large), rel=1e-3)

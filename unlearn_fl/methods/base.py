@@ -39,6 +39,13 @@ class MethodConfig(BaseModel):
     forget_batch_size: int = Field(16, ge=1, le=1_000_000, description="Forget batch size (the paper's B_f = 16).")
     early_stop: bool = Field(True, description="Stop at the held-out signal (docs/method.md §2 stopping rule).")
     check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
+    reference_batch: int | None = Field(
+        None, ge=1, le=1_000_000, description="Holdout rows per step for a reference statistic: a fresh random batch each "
+                                              "step (no gradient; the group keeps the whole holdout's weight); None: the "
+                                              "whole holdout (methods/loop.py).")
+    reference_every: int = Field(
+        1, ge=1, le=1_000_000, description="Steps between fresh passes of the holdout for a reference statistic (no "
+                                           "gradient; methods/loop.py). A check's own holdout pass always refreshes it.")
     stop_margin: float = Field(0.0, ge=-100, le=100, description="Stop once forget loss ≥ matched holdout loss − margin.")
     stop_rule: Literal["mean-loss", "loss-auc"] = Field(
         "mean-loss", description="'Looks unseen' test: mean-loss: the forget set's mean loss reaches the matched holdout's; "
@@ -70,10 +77,12 @@ class ForgetBatch:
     """Mean statistic of the reference group when it is not in the batch (federated: from the server)."""
     holdout_x: torch.Tensor | None = None
     holdout_y: torch.Tensor | None = None
+    holdout_rows: int | None = None
+    """Rows of the holdout the reference group stands for when `holdout_x` is a batch of it (None: all of holdout_x)."""
     holdout_logits: Callable[[], torch.Tensor] | None = None
-    """Returns the current model's outputs on `holdout_x` (N_h, K) in eval mode, without gradient: computed when first
-    asked for in a step, or taken from the stopping check that has just passed the holdout forward; None: the method
-    computes them itself."""
+    """Returns the model's outputs on `holdout_x` (N_h, K) in eval mode, without gradient, at most
+    `reference_every` steps old: computed when first asked for after they expired, or taken from the last stopping
+    check's holdout pass; None: the method computes them itself."""
 
 
 @dataclass
@@ -110,11 +119,23 @@ class Method:
     """True when a site's local step is the shared loop (`methods/loop.py`), the only reader of `retain_epochs`."""
 
     def make_config(self, **overrides) -> MethodConfig:
-        """The method's config from `overrides`; ValueError for `retain_epochs` where no shared loop reads it."""
+        """The method's config from `overrides`; ValueError for a setting the method never reads: `retain_epochs`
+        where no shared loop runs, `reference_every` / `reference_batch` where no holdout reference is read."""
         if overrides.get("retain_epochs") is not None and (self.retrains or not self.shared_loop):
             raise ValueError(f"retain_epochs bounds the retaining sites of the shared unlearning loop; {self.name} "
                              "runs its own local step: leave retain_epochs unset")
-        return self.config_cls(**overrides)
+        cfg = self.config_cls(**overrides)
+        unread = [k for k in ("reference_every", "reference_batch")  # set away from the default (a dumped config may repeat it)
+                  if getattr(cfg, k) != MethodConfig.model_fields[k].default]
+        if unread and not (self.shared_loop and not self.retrains and self.reads_holdout_reference(cfg)):
+            raise ValueError(f"{' and '.join(unread)} set how a holdout reference statistic is passed; {self.name} with "
+                             "these settings reads none (marginal with reference 'holdout' or 'auto' does): leave "
+                             f"{' and '.join(unread)} unset")
+        return cfg
+
+    def reads_holdout_reference(self, cfg: MethodConfig) -> bool:
+        """True when `forget_term` may read `ForgetBatch.holdout_logits` / `holdout_x` (the holdout reference)."""
+        return False
 
     def forget_term(self, model: torch.nn.Module, batch: ForgetBatch, cfg: MethodConfig) -> torch.Tensor | None:
         """Loss added for a forget batch; None: the forget set is not used."""

@@ -135,6 +135,12 @@ def _cycle_batches(n: int, size: int, gen: torch.Generator):
         yield from batches(n, size, gen)
 
 
+def _random_batches(n: int, size: int, gen: torch.Generator):
+    """Endless batches of `size` distinct indices in 0..n-1, each drawn afresh (size < n)."""
+    while True:
+        yield torch.randperm(n, generator=gen)[:size]
+
+
 def run_unlearning(
     method: Method,
     model: torch.nn.Module,
@@ -173,6 +179,11 @@ def run_unlearning(
     r_iter = _cycle_batches(n_r, cfg.batch_size, gen) if n_r else itertools.repeat(None)
     f_iter = _cycle_batches(n_f, cfg.forget_batch_size, gen) if uses_forget else itertools.repeat(None)
     holdout_logits = _Outputs(model, Xh)
+    # A fresh random batch of exactly `reference_batch` holdout rows per step for the reference (no short remainder
+    # batch: its few rows would make a noisy reference), from its own generator (the retain and forget batches stay
+    # the same as with the whole holdout).
+    h_iter = (_random_batches(len(holdout), cfg.reference_batch, torch.Generator().manual_seed(cfg.seed + 1))
+              if cfg.reference_batch is not None and len(holdout) > cfg.reference_batch else None)
 
     can_stop = cfg.early_stop and uses_forget and len(holdout) > 0
     start = split_outputs(model, holdout) if can_stop else None
@@ -200,22 +211,26 @@ def run_unlearning(
         fb = next(f_iter)
         if fb is not None:
             processed += len(fb)
+            hb = next(h_iter) if h_iter is not None else None
             batch = ForgetBatch(
                 Xf[fb], yf[fb],
                 Xr[rb] if rb is not None else None, yr[rb] if rb is not None else None,
                 _ref(reference_mean),
-                Xh if len(holdout) else None, yh if len(holdout) else None,
-                holdout_logits if len(holdout) else None,
+                (Xh if hb is None else Xh[hb]) if len(holdout) else None,
+                (yh if hb is None else yh[hb]) if len(holdout) else None,
+                len(holdout) if len(holdout) else None,
+                holdout_logits if len(holdout) and hb is None else None,
             )
             term = method.forget_term(model, batch, cfg)
             if term is not None:
                 loss = loss + term
         loss.backward()
         opt.step()
-        holdout_logits.logits = None  # the model moved: the next step's holdout outputs are computed anew ...
+        if step - holdout_logits.step >= cfg.reference_every:  # the model moved: the holdout outputs expire ...
+            holdout_logits.logits, holdout_logits.step = None, step
         if can_stop and (step % cfg.check_every == 0 or step == total):  # the last step is always checked
             fo, ho = split_outputs(model, forget), split_outputs(model, holdout)  # one forward pass each per check
-            holdout_logits.logits = ho.logits  # ... unless this check has just passed the holdout forward
+            holdout_logits.logits, holdout_logits.step = ho.logits, step  # ... and a check's holdout pass renews them
             f_acc, f_loss, h_acc = fo.acc, fo.mean_loss, ho.acc
             matched, matched_loss = matched_holdout_metrics(ho, holdout.y, forget.y)
             history.append({"step": step, "forget_acc": f_acc, "forget_loss": f_loss, "holdout_acc": h_acc,
@@ -243,10 +258,14 @@ def run_unlearning(
 
 
 class _Outputs:
-    """The model's eval-mode outputs on X, computed when first asked for and kept until `logits` is reset (None)."""
+    """The model's eval-mode outputs on X, computed when first asked for and kept until `logits` is reset (None).
+
+    step: the optimiser step after which the outputs are (or, once asked for, will be) computed; the loop resets them
+    `reference_every` steps after it, so a reference statistic is at most that many steps old.
+    """
 
     def __init__(self, model: torch.nn.Module, X: torch.Tensor) -> None:
-        self.model, self.X, self.logits = model, X, None
+        self.model, self.X, self.logits, self.step = model, X, None, 0
 
     def __call__(self) -> torch.Tensor:
         if self.logits is None:

@@ -8,8 +8,8 @@ outputs and V, the group indicator:
   iff the forget batch's mean statistic equals the retain batch's;
 - reference="holdout": V=0 is B_f, V=1 is never-trained holdout data, so Î = 0 iff the
   forget set's outputs look like those of unseen data (the "looks unseen" variant of §3.2). The holdout's
-  statistic is a constant of each step (no gradient), from the loop's stopping check when one has just passed the
-  holdout forward.
+  statistic is a constant (no gradient), at most `reference_every` steps old, renewed by each stopping check's
+  holdout pass.
 Every group's statistic is read in eval mode, as a membership attack reads the released model: with dropout or
 BatchNorm the groups are compared alike (in train mode dropout raises the forget rows' losses, and the term would
 be met early), and neither forget nor holdout rows move BatchNorm's running statistics.
@@ -70,6 +70,9 @@ class Marginal(Method):
     def statistic(self, cfg: MarginalConfig) -> Statistic:  # type: ignore[override]
         return cfg.statistic
 
+    def reads_holdout_reference(self, cfg: MarginalConfig) -> bool:  # type: ignore[override]
+        return cfg.reference in ("holdout", "auto")
+
     def forget_term(self, model: torch.nn.Module, batch: ForgetBatch, cfg: MarginalConfig) -> torch.Tensor | None:  # type: ignore[override]
         z_f = soft_statistic(eval_mode_outputs(model, batch.x), batch.y, cfg.statistic)
         q_f = z_f.mean(0)
@@ -83,7 +86,8 @@ class Marginal(Method):
             logits = batch.holdout_logits() if batch.holdout_logits is not None else eval_logits(model, batch.holdout_x)
             q_ref = soft_statistic(logits, batch.holdout_y, cfg.statistic).mean(0)
             means = torch.stack([q_f, q_ref])
-            weights = torch.tensor([share, 1.0 - share] if share else [n_f, float(len(batch.holdout_y))])
+            n_h = float(batch.holdout_rows or len(batch.holdout_y))  # a batch of the holdout keeps the holdout's weight
+            weights = torch.tensor([share, 1.0 - share] if share else [n_f, n_h])
             return cfg.gamma * plugin_mi_from_means(means, weights)
         if batch.retain_x is not None:
             q_r = soft_statistic(eval_mode_outputs(model, batch.retain_x), batch.retain_y, cfg.statistic).mean(0)

@@ -777,12 +777,28 @@ def cmd_feature(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "forgetting_report.json").write_text(report.to_json())
     (out / "forgetting_report.html").write_text(render_html(report))
+    f = _feature_summary(report)
+    why = ("an identical release: nothing changed" if reg.reused else
+           reg.reason if a.promote == "on-pass" else f"--promote {a.promote}")
+    reads_s = after.needs_sensitive or after.sensitive in after.inputs
+    print(f"model {model_name} v{reg.version}{' (an identical release was registered already: reused)' if reg.reused else ''} "
+          f"(parent v{reg.parent_version}, the model before feature unlearning"
+          f"{', reused' if reg.parent_reused else ''}) {'@' + reg.alias if reg.alias else 'with no alias'} ({why}); "
+          f"mlflow.pyfunc.load_model('models:/{model_name}/{reg.version}').predict(rows) returns "
+          f"{', '.join(after.outputs)} (params output=...)" + (f", rows need {f.sensitive!r}" if reads_s else ""))
+    print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html (attached to v{reg.version})")
+    return 0
+
+
+def _feature_summary(report):
+    """Print a feature-unlearning report's summary (dependence on S before -> after, accuracy, Pareto); return its
+    feature block."""
     f = report.feature
     knob = f"t={f.t:g}" if f.lam is None else f"λ={f.lam:g}, {report.method_config.get('objective')}"
     if report.method_config.get("smoothing", "histogram") != "histogram":
         knob += f", {report.method_config['smoothing']} smoothing"
     where = "" if f.outcome in (None, "features") else f" from the model's {f.outcome}" + (" in training" if f.lam is not None else "")
-    print(f"feature unlearning of {f.sensitive!r}{where} ({f.method}, {knob}) on {report.dataset.get('dataset', a.dataset)}")
+    print(f"feature unlearning of {f.sensitive!r}{where} ({f.method}, {knob}) on {report.method_config.get('dataset') or report.dataset.get('name', '')}")
     print(f"  S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}   (0.5 = nothing left to predict S from)")
     print(f"  MI (k-NN)     {f.mi_before:.3f} -> {f.mi_after:.3f} nats   (chance level {f.mi_chance or 0:.3f}; "
           "on a gradient-boosting probe's score)")
@@ -796,16 +812,7 @@ def cmd_feature(a) -> int:
         print("  Pareto (t: S-AUC / accuracy): " + ", ".join(f"{p.t:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
     else:
         print("  Pareto (λ: S-AUC / accuracy): " + ", ".join(f"{p.lam:g}: {p.s_auc:.3f}/{p.utility:.3f}" for p in f.pareto))
-    why = ("an identical release: nothing changed" if reg.reused else
-           reg.reason if a.promote == "on-pass" else f"--promote {a.promote}")
-    reads_s = after.needs_sensitive or after.sensitive in after.inputs
-    print(f"model {model_name} v{reg.version}{' (an identical release was registered already: reused)' if reg.reused else ''} "
-          f"(parent v{reg.parent_version}, the model before feature unlearning"
-          f"{', reused' if reg.parent_reused else ''}) {'@' + reg.alias if reg.alias else 'with no alias'} ({why}); "
-          f"mlflow.pyfunc.load_model('models:/{model_name}/{reg.version}').predict(rows) returns "
-          f"{', '.join(after.outputs)} (params output=...)" + (f", rows need {f.sensitive!r}" if reads_s else ""))
-    print(f"report: {out / 'forgetting_report.json'} and forgetting_report.html (attached to v{reg.version})")
-    return 0
+    return f
 
 
 # ------------------------------------------------------------------ report
@@ -849,6 +856,8 @@ def cmd_report(a) -> int:
         return 1
     if report.request.kind == "data" and report.utility and report.audit:
         _summary(report)
+    elif report.request.kind == "feature" and report.feature is not None:
+        _feature_summary(report)
     else:
         print(report.to_json())
     print(f"report: {j}")

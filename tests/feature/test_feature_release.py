@@ -119,8 +119,13 @@ def test_lineage_and_report_commands_read_the_release(store, capsys):
     dest = store["dir"] / "fetched"
     code, out, err = _run(["report", "3", "--tracking-uri", store["uri"], "--model-name", NAME, "--dest", str(dest)], capsys)
     assert code == 0, err
-    shown = ForgettingReport.model_validate_json(out[: out.rindex("}") + 1])
+    fetched = Path(out.split("report: ")[-1].strip())
+    shown = ForgettingReport.model_validate_json(fetched.read_text())
     assert shown == store["reports"]["gaussian"] and shown.model.version == "3"
+    # printed as `unlearn-fl feature` prints it, not as raw JSON
+    f = shown.feature
+    assert out.startswith("feature unlearning of 'sex' (gaussian, t=1) on diabetes") and not out.lstrip().startswith("{")
+    assert f"S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}" in out and f"task accuracy {f.utility_before:.3f}" in out
     # the t = 0 parent has no report: `report` says so in one line
     code, out, err = _run(["report", "1", "--tracking-uri", store["uri"], "--model-name", NAME, "--dest", str(dest)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no forgetting report" in err

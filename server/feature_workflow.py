@@ -82,7 +82,7 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
         score_deps = {x: measure_dependence(scores[x][:, 1:], s_te, "logistic", 5, 3, seed) for x in (0.0, t)}
         for x in ts:
             Z = proj.transform(Zte, s_te, t=x)
-            d = deps[x] = measure_dependence(Z, s_te, "logistic", 5, 3, seed)
+            d = deps[x] = measure_dependence(Z, s_te, "logistic", 5, 3, seed, chance=x == t)
             points[x] = ParetoPoint(t=x, s_auc=d.s_auc, utility=utility[x], mi=d.mi,
                                     distortion=float(np.mean(np.sum((Z - Zte) ** 2, axis=1))), s_auc_gbm=d.s_auc_gbm,
                                     mi_gaussian=d.mi_gaussian)
@@ -324,9 +324,9 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
         with torch.no_grad():
             return torch.softmax(model(torch.as_tensor(test.X)), dim=1).double().numpy()
 
-    def dependence(P: np.ndarray):
+    def dependence(P: np.ndarray, chance: bool = False):
         with threadpool_limits(limits=1):
-            return measure_dependence(P, s_te, "logistic", 5, 3, seed)
+            return measure_dependence(P, s_te, "logistic", 5, 3, seed, chance=chance)
 
     dep_before = dependence(scores_of(base["model"]))
     base_state = {k: v.detach().numpy() for k, v in base["model"].state_dict().items()}
@@ -342,7 +342,7 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
             with torch.no_grad():
                 H = activate(base["model"], rep["projector"].transform(Zte, s_te, t=x), outcome)
                 P = torch.softmax(head(torch.as_tensor(H, dtype=torch.float32)), dim=1).double().numpy()
-            d = deps[x] = dependence(P)
+            d = deps[x] = dependence(P, chance=x == t)
             points.append(ParetoPoint(t=x, s_auc=d.s_auc, utility=rep["accuracy"][x], mi=d.mi, s_auc_gbm=d.s_auc_gbm,
                                       mi_gaussian=d.mi_gaussian))
         dep_after, utility_after = deps[t], rep["accuracy"][t]
@@ -356,7 +356,7 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
     else:
         reg = run_regularized_federation(grid, spec, sensitive, groups, init, {**train, "lam": lam, "objective": objective},
                                          rounds=rounds)
-        dep_after, utility_after, t = dependence(scores_of(reg["model"])), reg["accuracy"], 0.0
+        dep_after, utility_after, t = dependence(scores_of(reg["model"]), chance=True), reg["accuracy"], 0.0
         points = [ParetoPoint(t=0.0, lam=x, s_auc=d.s_auc, utility=u, mi=d.mi, s_auc_gbm=d.s_auc_gbm, mi_gaussian=d.mi_gaussian)
                   for x, d, u in ((0.0, dep_before, base["accuracy"]), (float(lam), dep_after, reg["accuracy"]))]
         release = dict(network_state={k: v.detach().numpy() for k, v in reg["model"].state_dict().items()},

@@ -47,3 +47,20 @@ def test_bad_settings_are_refused_in_one_line(kw, match):
     X, s = _table(0.0)
     with pytest.raises(ValueError, match=match):
         column_probe(X, s, **kw)
+
+
+def test_the_s_probe_chance_level_is_the_95_percent_point_of_a_null_auc():
+    """`probe_chance`: one logistic probe on a column independent of S; its AUC's Mann–Whitney standard error gives
+    the 95% point 0.5 + 1.645 σ in closed form (a little above: the folds add variance). A column that carries S
+    is far above it."""
+    from unlearn_fl.information.probe import probe_auc, probe_chance
+
+    X, s = _table(0.0)
+    sigma = np.sqrt((N + 1) / (3 * N**2))
+    closed = 0.5 + norm.ppf(0.95) * sigma
+    chance = probe_chance(X[:, :1], s, "logistic", 5, 1, permutations=B)
+    assert closed - 0.01 < chance < closed + 0.03, (chance, closed)
+    Xs, s = _table(1.5)
+    assert probe_auc(Xs[:, 2:], s) > 0.8 > probe_chance(Xs[:, 2:], s, permutations=B)
+    with pytest.raises(ValueError, match="permutations"):
+        probe_chance(X, s, permutations=0)

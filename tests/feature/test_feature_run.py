@@ -37,6 +37,9 @@ def test_run_feature_on_diabetes_csv(csv_path, method):
     probes_fell = f.s_auc_after < f.s_auc_before and f.s_auc_gbm_after < f.s_auc_gbm_before
     assert f.mi_after <= f.mi_before or not probes_fell or f.estimates_agree is False
     assert f.mi_estimator.startswith("k-NN MI") and f.mi_chance is not None
+    # the S-probe's chance level on these 221 rows (S permuted): about 0.5 + 1.645 × 0.039, what an AUC after must be
+    # compared with; before, sex is far above it
+    assert 0.52 < f.s_auc_chance < 0.62 < f.s_auc_before
     assert f.utility_after > f.utility_before - 0.05
     assert report.request.kind == "feature" and report.request.client_ids == []
     assert report.request.n_forget == 442

@@ -164,7 +164,8 @@ def run_feature_fit(config: FeatureRunConfig) -> tuple[ForgettingReport, Feature
                 t=t,
                 utility=float(clf.score(Zte, y_te)),
                 distortion=float(np.mean(np.sum((Zte - Xte) ** 2, axis=1))),
-                dep=measure_dependence(Zte, s_te, cfg.probe, cfg.probe_folds, cfg.probe_repeats, cfg.seed),
+                dep=measure_dependence(Zte, s_te, cfg.probe, cfg.probe_folds, cfg.probe_repeats, cfg.seed,
+                                       chance=t == cfg.t),
             )
         return cache[t]
 

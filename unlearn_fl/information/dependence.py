@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from unlearn_fl.information.checks import disagreement
 from unlearn_fl.information.gaussian import gaussian_mi_guarded
 from unlearn_fl.information.knn import knn_mi
-from unlearn_fl.information.probe import ProbeKind, probe_s
+from unlearn_fl.information.probe import ProbeKind, probe_chance, probe_s
 
 
 class Dependence(BaseModel):
@@ -27,14 +27,18 @@ class Dependence(BaseModel):
     mi_null: float
     mi_gaussian: float
     mi_estimator: str
+    s_auc_chance: float | None = None
 
 
-def measure(Z: object, s: object, probe: ProbeKind = "logistic", folds: int = 5, repeats: int = 1, seed: int = 0) -> Dependence:
-    """Every estimate for Z (n, d) and labels s (n,); ValueError for bad shapes or groups smaller than `folds`."""
+def measure(Z: object, s: object, probe: ProbeKind = "logistic", folds: int = 5, repeats: int = 1, seed: int = 0,
+            chance: bool = False) -> Dependence:
+    """Every estimate for Z (n, d) and labels s (n,); with `chance`, also the probe's chance level (`probe_chance`,
+    19 permutations of S: 19 more probe fits). ValueError for bad shapes or groups smaller than `folds`."""
     p = probe_s(Z, s, probe, folds, repeats, seed)
     k = knn_mi(Z, s, folds=folds, random_state=seed)
     return Dependence(s_auc=p.auc, s_auc_gbm=k.auc, mi=k.nats, mi_null=k.null_nats, mi_gaussian=gaussian_mi_guarded(Z, s),
-                      mi_estimator=k.estimator)
+                      mi_estimator=k.estimator,
+                      s_auc_chance=probe_chance(Z, s, probe, folds, repeats, random_state=seed) if chance else None)
 
 
 def report_fields(before: Dependence, after: Dependence, probe: str = "logistic") -> dict:
@@ -46,4 +50,4 @@ def report_fields(before: Dependence, after: Dependence, probe: str = "logistic"
                 mi_estimator=after.mi_estimator, mi_chance=max(before.mi_null, after.mi_null),
                 mi_gaussian_before=before.mi_gaussian, mi_gaussian_after=after.mi_gaussian,
                 s_auc_gbm_before=before.s_auc_gbm, s_auc_gbm_after=after.s_auc_gbm,
-                estimates_agree=why is None, disagreement=why)
+                estimates_agree=why is None, disagreement=why, s_auc_chance=after.s_auc_chance)

@@ -274,6 +274,7 @@ def render_html(r: ForgettingReport) -> str:
                                                     f"{_fmt(f.mi_gaussian_before)} / {_fmt(f.mi_gaussian_after)}"
                                                     if f.mi_gaussian_before is not None else None),
                                                    ("S-probe AUC before / after", f"{_fmt(f.s_auc_before)} / {_fmt(f.s_auc_after)}"),
+                                                   ("S-probe chance level (S permuted, 95% point)", f.s_auc_chance),
                                                    ("gradient-boosting S-probe AUC before / after",
                                                     f"{_fmt(f.s_auc_gbm_before)} / {_fmt(f.s_auc_gbm_after)}"
                                                     if f.s_auc_gbm_before is not None else None),

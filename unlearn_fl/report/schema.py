@@ -155,6 +155,9 @@ class FeatureBlock(_Block):
                                                       "near it are indistinguishable from 0.")
     mi_gaussian_before: float | None = Field(None, description="The guarded Gaussian MI proxy before, nats (a second opinion).")
     mi_gaussian_after: float | None = Field(None, description="The guarded Gaussian MI proxy after, nats.")
+    s_auc_chance: float | None = Field(None, description="The S-probe's chance level on the same rows: the 95% point of "
+                                                         "its AUC with S permuted 19 times; an `s_auc_after` at or below "
+                                                         "it is indistinguishable from no dependence.")
     s_auc_gbm_before: float | None = Field(None, description="A gradient-boosting probe's out-of-fold AUC for S before.")
     s_auc_gbm_after: float | None = Field(None, description="The gradient-boosting probe's AUC after.")
     estimates_agree: bool | None = Field(None, description="False when an MI estimate moved against every probe's AUC, "

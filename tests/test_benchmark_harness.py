@@ -58,3 +58,9 @@ def test_a_methods_result_does_not_depend_on_the_other_methods_listed():
     for key in ("test_acc", "forget_acc", "loss_auc", "rmia_auc"):
         assert a[key] == b[key], key
     assert [c["examples"] for c in a["cost"]] == [c["examples"] for c in b["cost"]]
+
+
+def test_the_full_suite_is_every_benchmark_setting_and_not_the_test_suites_smoke_setting():
+    assert run.SUITES["full"]["settings"] == [name for name in run.SETTINGS if name != "smoke"]
+    assert set(run.SUITES["quick"]["settings"]) < set(run.SUITES["full"]["settings"])
+    assert len(run.SUITES["full"]["settings"]) == 6 and run.SUITES["full"]["seeds"] == [0, 1, 2, 3, 4]

@@ -823,6 +823,8 @@ def cmd_report(a) -> int:
     """Fetch the forgetting report of a registered version; print its summary; --open writes the HTML."""
     if (bad := _bad_model_name(a.model_name)) is not None:
         return _fail(bad)
+    if not a.version.isdigit() or int(a.version) < 1:
+        return _fail(f"version {a.version!r} is not a model version number: pass one that `unlearn-fl lineage` lists, e.g. 2")
     from unlearn_fl.report.schema import ForgettingReport
     from unlearn_fl.tracking import TrackingError, check_tracking_uri, fetch_report
 
@@ -1286,11 +1288,11 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--json", action="store_true")
     sub.add_parser("methods", help="list the unlearning methods")
     rp = sub.add_parser("report", help="fetch and show the forgetting report of a registered version")
-    rp.add_argument("version")
-    rp.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
-    rp.add_argument("--model-name", default="unlearn-fl")
-    rp.add_argument("--dest", default="unlearn-report/fetched", help="where the report files are written")
-    rp.add_argument("--open", action="store_true", help="also write the HTML page and print its path")
+    rp.add_argument("version", help="the model version (a number, as `unlearn-fl lineage` lists them)")
+    rp.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="the MLflow store the version is in")
+    rp.add_argument("--model-name", default="unlearn-fl", help="the registered model (default unlearn-fl)")
+    rp.add_argument("--dest", default="unlearn-report/fetched", help="where the report files (JSON and HTML) are written")
+    rp.add_argument("--open", action="store_true", help="also print the HTML page's path")
     ap = sub.add_parser("audit", help="membership audit of a registered model version on a forget set and a holdout (CSV files)")
     ap.add_argument("--model-uri", required=True, help="e.g. models:/unlearn-fl/2 or models:/unlearn-fl@production")
     ap.add_argument("--forget", required=True, help="CSV of the forgotten rows (raw features + target column)")

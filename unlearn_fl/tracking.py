@@ -509,16 +509,27 @@ def version_tags(uri: str, model_name: str, version: str) -> dict[str, str]:
 def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> tuple[Path, Path | None]:
     """Download the forgetting report attached to a version: (json path, html path or None)."""
     _, client = _client(uri)
-    mv = client.get_model_version(model_name, str(version))
+    try:
+        mv = client.get_model_version(model_name, str(version))
+    except Exception as e:
+        if "not found" not in str(e).lower() and "RESOURCE_DOES_NOT_EXIST" not in str(e):
+            raise
+        names = sorted(m.name for m in client.search_registered_models())
+        if model_name not in names:
+            raise TrackingError(f"no model named {model_name!r} in {uri} (it holds {', '.join(map(repr, names)) or 'none'}): "
+                                "pass --model-name") from None
+        raise TrackingError(f"{model_name!r} has no version {version} in {uri}: `unlearn-fl lineage --tracking-uri {uri} "
+                            f"--model-name {model_name}` lists its versions") from None
     if not is_complete(mv.tags or {}):
         raise TrackingError(f"version {version} of {model_name!r} is still being written (or its writer stopped); "
                             "try again when its federation has recorded it")
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     names = [a.path for a in client.list_artifacts(mv.run_id, "report")]
     if "report/forgetting_report.json" not in names:
         kind = (mv.tags or {}).get(TAG + "kind", "?")
-        raise TrackingError(f"version {version} of {model_name!r} ({kind}) has no forgetting report; reports are attached to unlearned versions")
+        raise TrackingError(f"version {version} of {model_name!r} ({kind}) has no forgetting report; reports are attached to "
+                            f"unlearned and feature-unlearned versions: `unlearn-fl lineage --model-name {model_name}` shows which")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     j = Path(client.download_artifacts(mv.run_id, "report/forgetting_report.json", str(dest)))
     h = Path(client.download_artifacts(mv.run_id, "report/forgetting_report.html", str(dest))) if "report/forgetting_report.html" in names else None
     return j, h

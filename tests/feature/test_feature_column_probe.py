@@ -41,7 +41,8 @@ def test_a_column_that_carries_s_is_found_above_chance_and_a_full_projection_lea
     assert after.max_auc < after.chance and after.p_value > 0.2
 
 
-@pytest.mark.parametrize("kw, match", [({"permutations": 0}, "permutations"), ({"level": 1.0}, "level"),
+@pytest.mark.parametrize("kw, match", [({"permutations": 0}, "permutations"), ({"permutations": 2.5}, "permutations"),
+                                       ({"level": 1.0}, "level"), ({"level": "x"}, "level"), ({"folds": 1}, "folds"),
                                        ({"folds": 300}, "smallest group")])
 def test_bad_settings_are_refused_in_one_line(kw, match):
     X, s = _table(0.0)

@@ -129,6 +129,14 @@ def test_lineage_and_report_commands_read_the_release(store, capsys):
     # the t = 0 parent has no report: `report` says so in one line
     code, out, err = _run(["report", "1", "--tracking-uri", store["uri"], "--model-name", NAME, "--dest", str(dest)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no forgetting report" in err
+    # a version or model that is not there: one line naming it and what to pass, and no folder left behind
+    nowhere = store["dir"] / "not-written"
+    for args, says in ((["abc"], "'abc' is not a model version number"), (["99"], f"{NAME!r} has no version 99"),
+                       (["2", "--model-name", "other"], f"no model named 'other' in {store['uri']} (it holds {NAME!r})")):
+        code, out, err = _run(["report", *args, "--tracking-uri", store["uri"], "--dest", str(nowhere),
+                               *([] if "--model-name" in args else ["--model-name", NAME])], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+        assert not nowhere.exists()
 
 
 @pytest.mark.parametrize("method,version", [("quantile", "2"), ("gaussian", "3")])

@@ -122,3 +122,12 @@ def check_group_sizes(classes: Sequence[Hashable], counts: Sequence[float], min_
 def normalise_labels(classes: Sequence[Hashable]) -> list:
     """Plain Python scalars (not numpy scalars) so labels compare and serialise cleanly."""
     return [c.item() if isinstance(c, np.generic) else c for c in classes]
+
+
+def check_permutation_test(permutations: object, level: object, folds: object) -> None:
+    """A permutation test's settings: ValueError unless permutations ≥ 1 and folds ≥ 2 are integers and 0 < level < 1."""
+    for name, v, low in (("permutations", permutations, 1), ("folds", folds, 2)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name} must be an integer of at least {low}, got {v!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0.0 < level < 1.0:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")

@@ -1,4 +1,4 @@
-"""One-column S-probes and their chance level (docs/method.md §3, "Checking").
+"""One-column S-probes and their chance level (docs/method.md §3, "One column at a time").
 
 A per-coordinate projection (quantile maps) makes each column's law the same in every group, so no single column
 should predict S. The check probes S from one column at a time with the out-of-fold gradient-boosting probe of
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from unlearn_fl.feature.validation import check_groups
+from unlearn_fl.feature.validation import check_groups, check_permutation_test
 from unlearn_fl.information.knn import gbm_auc
 
 
@@ -52,10 +52,7 @@ def column_probe(Z: object, s: object, permutations: int = 19, level: float = 0.
     Costs (1 + permutations) · d probe fits of `folds` folds each. Raises ValueError for bad shapes, fewer than two
     groups, a group with fewer than `folds` rows, permutations < 1 or level outside (0, 1).
     """
-    if permutations < 1:
-        raise ValueError(f"permutations must be at least 1, got {permutations}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    check_permutation_test(permutations, level, folds)
     Z, y, _, _ = check_groups(Z, s, folds, "the one-column probe", "pass more rows or lower folds")
     aucs = _column_aucs(Z, y, folds, random_state)
     rng = np.random.default_rng(random_state)

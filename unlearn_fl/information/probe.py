@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from unlearn_fl.feature.validation import check_groups
+from unlearn_fl.feature.validation import check_groups, check_permutation_test
 
 ProbeKind = Literal["logistic", "quadratic", "gbm"]
 
@@ -109,10 +109,7 @@ def probe_chance(Z: object, s: object, probe: ProbeKind = "logistic", folds: int
     For two groups of n/2 rows one AUC's Mann–Whitney standard error is √((n + 1)/(3n²)) (0.039 at n = 221).
     Raises ValueError as `probe_s` does, or for permutations < 1 or level outside (0, 1).
     """
-    if permutations < 1:
-        raise ValueError(f"permutations must be at least 1, got {permutations}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    check_permutation_test(permutations, level, folds)
     Z, y, _, _ = check_groups(Z, s, folds, f"a {folds}-fold probe", "lower folds or pass more rows")
     rng = np.random.default_rng(random_state)
     null = [probe_s(Z, rng.permutation(y), probe, folds, repeats, random_state).auc for _ in range(permutations)]

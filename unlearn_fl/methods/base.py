@@ -41,8 +41,8 @@ class MethodConfig(BaseModel):
     check_every: int = Field(1, ge=1, description="Steps between early-stopping checks.")
     reference_batch: int | None = Field(
         None, ge=1, le=1_000_000, description="Holdout rows per step for a reference statistic: a fresh random batch each "
-                                              "step (no gradient; the group keeps the whole holdout's weight); None: the "
-                                              "whole holdout (methods/loop.py).")
+                                              "step (no gradient; the group keeps the whole holdout's weight); None, or "
+                                              "at least the holdout's rows: the whole holdout (methods/loop.py).")
     reference_every: int = Field(
         1, ge=1, le=1_000_000, description="Steps between fresh passes of the holdout for a reference statistic (no "
                                            "gradient; methods/loop.py). A check's own holdout pass always refreshes it.")
@@ -128,9 +128,13 @@ class Method:
         unread = [k for k in ("reference_every", "reference_batch")  # set away from the default (a dumped config may repeat it)
                   if getattr(cfg, k) != MethodConfig.model_fields[k].default]
         if unread and not (self.shared_loop and not self.retrains and self.reads_holdout_reference(cfg)):
-            raise ValueError(f"{' and '.join(unread)} set how a holdout reference statistic is passed; {self.name} with "
-                             "these settings reads none (marginal with reference 'holdout' or 'auto' does): leave "
-                             f"{' and '.join(unread)} unset")
+            what = f"{self.name} with reference {getattr(cfg, 'reference')!r}" if hasattr(cfg, "reference") else self.name
+            raise ValueError(f"{' and '.join(unread)} {'set' if len(unread) > 1 else 'sets'} how the holdout's reference "
+                             f"statistic is passed, and {what} reads no holdout reference (marginal with reference "
+                             f"'holdout' or 'auto' does): leave {' and '.join(unread)} unset")
+        if len(unread) == 2:
+            raise ValueError("reference_every and reference_batch are two ways to pass the holdout's reference (the whole "
+                             "holdout renewed every few steps, or a fresh batch every step): set one of them")
         return cfg
 
     def reads_holdout_reference(self, cfg: MethodConfig) -> bool:

@@ -861,6 +861,8 @@ def cmd_report(a) -> int:
         _summary(report)
     elif report.request.kind == "feature" and report.feature is not None:
         _feature_summary(report)
+        m = report.model
+        print(f"model {m.name} v{m.version}" + (f" (parent v{m.parent_version})" if m.parent_version else ""))
     else:
         print(report.to_json())
     print(f"report: {j}")

@@ -126,6 +126,7 @@ def test_lineage_and_report_commands_read_the_release(store, capsys):
     f = shown.feature
     assert out.startswith("feature unlearning of 'sex' (gaussian, t=1) on diabetes") and not out.lstrip().startswith("{")
     assert f"S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}" in out and f"task accuracy {f.utility_before:.3f}" in out
+    assert f"model {NAME} v3 (parent v1)" in out
     # the t = 0 parent has no report: `report` says so in one line
     code, out, err = _run(["report", "1", "--tracking-uri", store["uri"], "--model-name", NAME, "--dest", str(dest)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no forgetting report" in err

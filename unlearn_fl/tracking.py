@@ -508,11 +508,13 @@ def version_tags(uri: str, model_name: str, version: str) -> dict[str, str]:
 
 def fetch_report(uri: str, model_name: str, version: str, dest: str | Path) -> tuple[Path, Path | None]:
     """Download the forgetting report attached to a version: (json path, html path or None)."""
+    from mlflow.exceptions import MlflowException
+
     _, client = _client(uri)
     try:
         mv = client.get_model_version(model_name, str(version))
-    except Exception as e:
-        if "not found" not in str(e).lower() and "RESOURCE_DOES_NOT_EXIST" not in str(e):
+    except MlflowException as e:  # the store's own error code, from a local store and a server alike
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         names = sorted(m.name for m in client.search_registered_models())
         if model_name not in names:

@@ -128,7 +128,7 @@ class Method:
         unread = [k for k in ("reference_every", "reference_batch")  # set away from the default (a dumped config may repeat it)
                   if getattr(cfg, k) != MethodConfig.model_fields[k].default]
         if unread and not (self.shared_loop and not self.retrains and self.reads_holdout_reference(cfg)):
-            what = f"{self.name} with reference {getattr(cfg, 'reference')!r}" if hasattr(cfg, "reference") else self.name
+            what = f"{self.name} with reference {cfg.reference!r}" if hasattr(cfg, "reference") else self.name
             raise ValueError(f"{' and '.join(unread)} {'set' if len(unread) > 1 else 'sets'} how the holdout's reference "
                              f"statistic is passed, and {what} reads no holdout reference (marginal with reference "
                              f"'holdout' or 'auto' does): leave {' and '.join(unread)} unset")

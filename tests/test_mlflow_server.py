@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 CLI = [sys.executable, "-m", "unlearn_fl.cli"]
+START_TIMEOUT_S = 300  # the bound on `mlflow server` start-up: a hang fails here, a slow machine does not
 
 
 def _free_port() -> int:
@@ -30,14 +31,19 @@ def server(tmp_path_factory):
                             stdout=open(d / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        # A deadline, not a count of polls: on a loaded runner the server takes over a minute to answer (seen with
+        # two test suites on 2 cores). A server that exits fails at once; one that never answers, at the deadline.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
             try:
-                if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
+                if urllib.request.urlopen(url + "/health", timeout=5).status == 200:
                     break
             except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not become healthy: " + (d / "server.log").read_text()[-2000:])
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                state = f"exited with {proc.returncode}" if proc.poll() is not None else f"no answer in {START_TIMEOUT_S} s"
+                pytest.fail(f"mlflow server did not become healthy ({state}): " + (d / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
         yield dict(url=url, dir=d)
     finally:
         import os

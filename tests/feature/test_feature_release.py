@@ -375,10 +375,17 @@ def test_federated_release_holds_the_sites_maps_and_predicts_as_the_central_fit(
     from unlearn_fl.feature.release import federated_releases
 
     uri, out, name = store["uri"], tmp_path / "out", "feature-sex-federated"
-    code, printed, err = _run(["feature", "--clients", "3", "--method", "gaussian", "--grid", "0,1", "--tracking-uri", uri,
+    code, printed, err = _run(["feature", "--clients", "3", "--method", "gaussian", "--tracking-uri", uri,
                                "--model-name", name, "--out", str(out)], capsys)
     assert code == 0, err[-2000:]
     report = ForgettingReport.model_validate_json((out / "forgetting_report.json").read_text())
+    # What the sites' summaries bought, measured on the server's own rows: S mostly gone, the task kept.
+    f = report.feature
+    assert report.request.kind == "feature" and report.request.client_ids == [0, 1, 2]
+    assert sum(report.dataset["rows_per_client"]) == report.request.n_forget
+    assert f.s_auc_before > 0.65 and f.s_auc_after < f.s_auc_before - 0.15 and abs(f.s_auc_after - 0.5) < 0.12
+    assert f.utility_after > f.utility_before - 0.1
+    assert [pt.t for pt in f.pareto] == [0.0, 0.25, 0.5, 0.75, 1.0]  # the default grid
     client = MlflowClient(uri)
     tags = _tags(client, name, "2")
     assert tags["kind"] == KIND_RELEASED and tags["parent_version"] == "1" and tags["clients"] == "0,1,2"
@@ -438,6 +445,13 @@ def test_federated_release_with_a_text_sensitive_column_is_registered_and_predic
     tags = _tags(client, "feature-afam-federated", "2")
     assert tags["kind"] == KIND_RELEASED and tags["parent_version"] == "1" and tags["clients"] == "0,1,2"
     assert tags["sensitive"] == "afam" and tags["method"] == "barycenter-gaussian-federated"
+    # The report measures S on the server's rows by category, as the central path does.
+    fed_report = ForgettingReport.model_validate_json((tmp_path / "fed" / "forgetting_report.json").read_text())
+    f = fed_report.feature
+    assert set(fed_report.dataset["test_groups"]) == {"no", "yes"}
+    assert f.s_auc_before > 0.7 and abs(f.s_auc_after - 0.5) < 0.1
+    # Two-moment maps leave one-hot columns readable to gradient boosting: an MI that rose is flagged, never shown alone.
+    assert f.mi_after <= f.mi_before or f.estimates_agree is False
 
     mlflow.set_tracking_uri(uri)
     registered = mlflow.pyfunc.load_model("models:/feature-afam-federated/2")

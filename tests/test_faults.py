@@ -11,7 +11,7 @@
 Fast checks fail before any federation starts. The federation-level checks drive the real `Federation`
 (server) and the project's real ClientApp (`client.client_app`) through `LocalGrid`, a transport that
 hands each message to the ClientApp in-process and turns an exception into the error reply Flower's
-SuperNode sends. Two tests run a full `unlearn-fl simulate` (`flwr run`).
+SuperNode sends. One test runs a full `unlearn-fl simulate` (`flwr run`).
 """
 
 from __future__ import annotations
@@ -448,43 +448,34 @@ def test_a_site_answering_with_an_error_is_named_with_its_error_everywhere_repli
     assert "did not answer" not in str(e.value)
 
 
-# ---------------------------------------------------------------- two full runs (`flwr run`)
+# ---------------------------------------------------------------- one full run (`flwr run`)
 
 
-def test_o_brien_clinic_end_to_end_from_a_read_only_working_folder(tmp_path):
-    """Faults 1 and 2: a name with a quote records and reads back; nothing lands in the (read-only) working folder."""
+def test_one_real_run_records_every_fault_kind_from_a_read_only_working_folder(tmp_path):
+    """Faults 1, 2, 3, 6 and 7 in one real run (`flwr run`), started from a read-only working folder: a model name
+    with a quote; 40 rows, DP-SGD noise 0.05 with the PRV accountant; a one-row forget set at site 1; site 2 failing
+    every unlearning step. Everything records and reads back, and nothing lands in the working folder."""
     name = "o'brien-clinic"
     cwd, prefix = _read_only_dir(tmp_path / "cwd")
     store, out = tmp_path / "store", tmp_path / "out"
     store.mkdir()
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    p = _run(["simulate", "--quiet", "--dataset", "iris", "--clients", "3", "--rounds", "1", "--local-epochs", "1",
-              "--unlearn-rounds", "1", "--withdraw", "1", "--no-reference", "--model-name", name, "--tracking-uri", uri,
-              "--out", str(out)], cwd, prefix, timeout=900)
-    assert p.returncode == 0, p.stderr[-3000:]
-    q = _run(["lineage", "--model-name", name, "--tracking-uri", uri, "--json"], cwd, prefix)
-    assert q.returncode == 0, q.stderr[-3000:]
-    rows = json.loads(q.stdout)
-    assert [(r["version"], r["kind"]) for r in rows] == [("1", "trained"), ("2", "unlearned")]
-    assert rows[1]["verdict"] and "production" in rows[0]["aliases"] + rows[1]["aliases"]
-    _reports_read_back(out, uri, name, cwd, prefix)
-    assert os.listdir(cwd) == []  # the store, its artifacts and the report went where they were told
-    assert (store / "mlruns").is_dir()
-
-
-def test_small_dp_run_with_a_one_row_forget_set_and_a_failing_site_is_recorded_and_every_report_reads_back(tmp_path):
-    """Faults 3, 6 and 7 in one real run: 40 rows, DP-SGD noise 0.05 with the PRV accountant, a one-row
-    forget set at site 1, and site 2 failing every unlearning step."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 4)).round(3)
     df = pd.DataFrame(X, columns=list("abcd"))
     df["label"] = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
     df.to_csv(tmp_path / "small.csv", index=False)
-    uri, out = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "out"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
     p = _run(["simulate", "--quiet", "--dataset", str(tmp_path / "small.csv"), "--target", "label", "--clients", "3",
               "--rounds", "2", "--dp-noise", "0.05", "--accountant", "prv", "--withdraw", "1", "--forget-fraction", "0.001",
-              "--inject-failure", "2", "--model-name", "small", "--tracking-uri", uri, "--out", str(out)], tmp_path, timeout=900)
+              "--inject-failure", "2", "--model-name", name, "--tracking-uri", uri, "--out", str(out)], cwd, prefix,
+             timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
+    # 1. The quoted name records and reads back.
+    q = _run(["lineage", "--model-name", name, "--tracking-uri", uri, "--json"], cwd, prefix)
+    assert q.returncode == 0, q.stderr[-3000:]
+    rows = json.loads(q.stdout)
+    assert [(r["version"], r["kind"]) for r in rows] == [("1", "trained"), ("2", "unlearned")]
+    assert rows[1]["verdict"] and "production" in rows[0]["aliases"] + rows[1]["aliases"]
     summary = json.loads((out / "run-summary.json").read_text())
     assert summary["aborts"] == [] and len(summary["reports"]) == 1
     report = json.loads((out / summary["reports"][0] / "forgetting_report.json").read_text())
@@ -502,4 +493,6 @@ def test_small_dp_run_with_a_one_row_forget_set_and_a_failing_site_is_recorded_a
     assert notes and all("client 2 answered with an error: RuntimeError: client 2: injected failure" in x for x in notes)
     assert not any("did not answer" in x for x in notes)
     # 3 (b, c). Every report the run wrote reads back through `unlearn-fl report`.
-    assert _reports_read_back(out, uri, "small", tmp_path) == ["2"]
+    assert _reports_read_back(out, uri, name, cwd, prefix) == ["2"]
+    # 2. The store, its artifacts and the report went where they were told.
+    assert os.listdir(cwd) == [] and (store / "mlruns").is_dir()

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.run --suite quick     # < 15 min on 2 cores -> benchmarks/results/quick.{json,md}
     .venv/bin/python -m benchmarks.run --suite full      # hours
+    .venv/bin/python -m benchmarks.run --replot benchmarks/results/quick.json   # the table and plot again, nothing rerun
 
 For each setting and seed, ONE Flower simulation (the project's `Federation` and `UnlearningClient`, the
 same code `unlearn-fl simulate` runs) does, on the same data splits and the same trained model:
@@ -39,6 +40,16 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _pareto():
+    """benchmarks/pareto.py, loaded by path: opacus installs an unrelated top-level package named `benchmarks`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("unlearn_benchmarks_pareto", Path(__file__).resolve().parent / "pareto.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 # --------------------------------------------------------------------------- settings and methods
 
@@ -356,7 +367,12 @@ def markdown(summary: dict, meta: dict) -> str:
                          f"{f(r.get('lira_auc'))} | {f(r.get('forgetting_quality'), 2)} | {f(r.get('score'), 2)} | {f(r['rounds'], 1)} | "
                          f"{f(r['speedup'], 1)}× | {f(r['compute_ratio'], 1)}× | {f(r.get('rows_ratio'), 1)}× | "
                          f"{f(r.get('forward_examples'), 0)} | {f(r['bytes'] / 1e6, 2)} | {r['stores']} |")
-        lines.append("")
+        front = _pareto().fronts(s)
+        lines += ["", "Pareto front of forgetting against client compute (no listed method is as cheap and as close; cheapest "
+                  f"first): by |RMIA AUC gap|, {', '.join(f'`{m}`' for m in front['rmia'])}; by score, "
+                  f"{', '.join(f'`{m}`' for m in front['score'])}.", ""]
+    if meta.get("plot"):
+        lines += [f"Plots: `{meta['plot']}` (per setting, |RMIA AUC gap| and 1 − score against client compute).", ""]
     lines += ["Columns: gaps are method − retrain in the same run. RMIA and LiRA (offline) use the K − 1 other retrained runs "
               "as reference models. F: the NeurIPS 2023 challenge's forgetting quality over the K unlearned vs the K retrained "
               "runs (for retrain: one half of its runs against the other, the noise floor); with K this small F only tells "
@@ -376,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=None, help="runs per method and seed (forgetting quality, references)")
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=None)
     ap.add_argument("--out", default=None, help="results file stem (default benchmarks/results/<suite>)")
+    ap.add_argument("--replot", default=None, metavar="JSON",
+                    help="run nothing: rewrite the Markdown table and the Pareto plot of an earlier results JSON")
     a = ap.parse_args(argv)
+    if a.replot:
+        return _replot(Path(a.replot))
     suite = SUITES[a.suite]
     settings, seeds = a.settings or suite["settings"], a.seeds or suite["seeds"]
     k = a.k if a.k is not None else suite["k"]
@@ -407,11 +427,30 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(records)
     stem = Path(a.out) if a.out else RESULTS / a.suite
     stem.parent.mkdir(parents=True, exist_ok=True)
+    meta["plot"] = stem.name + "-pareto.png"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": records}, indent=1, default=float))
+    _pareto().plot(summary, stem.parent / meta["plot"])
     md = markdown(summary, meta)
     stem.with_suffix(".md").write_text(md)
     print(md)
-    print(f"{meta['seconds']:.0f} s; results in {stem.with_suffix('.json')} and .md", file=sys.stderr)
+    print(f"{meta['seconds']:.0f} s; results in {stem.with_suffix('.json')}, .md and {meta['plot']}", file=sys.stderr)
+    return 0
+
+
+def _replot(path: Path) -> int:
+    """Rewrite `<stem>.md` and `<stem>-pareto.png` from `<stem>.json` (its summary and meta; nothing is rerun)."""
+    try:
+        data = json.loads(path.read_text())
+        summary, meta = data["summary"], data["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"python -m benchmarks.run: error: --replot {path}: not a results file of this benchmark ({e.__class__.__name__}); "
+              "give the .json that a run wrote", file=sys.stderr)
+        return 2
+    stem = path.with_suffix("")
+    meta["plot"] = stem.name + "-pareto.png"
+    _pareto().plot(summary, stem.parent / meta["plot"])
+    stem.with_suffix(".md").write_text(markdown(summary, meta))
+    print(f"rewrote {stem.with_suffix('.md')} and {meta['plot']}", file=sys.stderr)
     return 0
 
 

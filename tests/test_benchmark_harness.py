@@ -74,3 +74,37 @@ def test_the_full_suite_is_every_benchmark_setting_and_not_the_test_suites_smoke
     assert run.SUITES["full"]["settings"] == [name for name in run.SETTINGS if name != "smoke"]
     assert set(run.SUITES["quick"]["settings"]) < set(run.SUITES["full"]["settings"])
     assert len(run.SUITES["full"]["settings"]) == 6 and run.SUITES["full"]["seeds"] == [0, 1, 2, 3, 4]
+
+
+def test_the_run_writes_its_pareto_plot_and_replot_rewrites_the_same_table(harness, capsys):
+    import matplotlib.image
+
+    stem = harness
+    png = stem.parent / "smoke-pareto.png"
+    img = matplotlib.image.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400  # one row of two panels
+    md = stem.with_suffix(".md").read_text()
+    front_line = next(x for x in md.splitlines() if x.startswith("Pareto front"))
+    # retraining is at cost 1 and |RMIA gap| 0: nothing cheaper is as close, so it closes that front
+    assert front_line.split("; by score")[0].endswith("`retrain`")
+    assert "Plots: `smoke-pareto.png`" in md
+    png.unlink()
+    assert run.main(["--replot", str(stem.with_suffix(".json"))]) == 0
+    assert stem.with_suffix(".md").read_text() == md and png.is_file()  # nothing rerun, the same table
+    bad = stem.parent / "not-results.json"
+    bad.write_text('{"rows": []}')
+    capsys.readouterr()
+    assert run.main(["--replot", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--replot" in err[0] and "give the .json that a run wrote" in err[0]
+
+
+def test_the_pareto_front_keeps_exactly_the_undominated_points():
+    pareto = run._pareto()
+    points = {"a": (1.0, 3.0), "tie": (1.0, 3.0), "b": (2.0, 2.0), "worse-b": (2.0, 3.0), "c": (3.0, 1.0),
+              "costlier-c": (4.0, 1.0), "dominated": (3.5, 2.5)}
+    assert pareto.pareto_front(points) == ["a", "tie", "b", "c"]
+    assert pareto.pareto_front({"only": (1.0, 1.0)}) == ["only"]
+    row = {"compute_ratio": 4.0, "rmia_auc_gap": -0.03, "score": 0.7}
+    assert pareto.cost(row) == 0.25 and pareto.MEASURES["rmia"][1](row) == 0.03
+    assert pareto.MEASURES["score"][1](row) == pytest.approx(0.3)

@@ -1,8 +1,8 @@
 """One entry point for the unlearning benchmark: every method side by side, in memorising settings.
 
-    .venv/bin/python -m benchmarks.run --suite quick     # < 15 min on 2 cores -> benchmarks/results/quick.{json,md}
+    .venv/bin/python -m benchmarks.run --suite quick     # 8-13 min on 2 cores -> benchmarks/results/quick.{json,md}, quick-pareto.png
     .venv/bin/python -m benchmarks.run --suite full      # hours
-    .venv/bin/python -m benchmarks.run --replot benchmarks/results/quick.json   # the table and plot again, nothing rerun
+    .venv/bin/python -m benchmarks.run --replot benchmarks/results/quick.json   # summary, table and plot again, nothing rerun
 
 For each setting and seed, ONE Flower simulation (the project's `Federation` and `UnlearningClient`, the
 same code `unlearn-fl simulate` runs) does, on the same data splits and the same trained model:
@@ -328,6 +328,8 @@ def summarise(records: list[dict]) -> dict:
                 for key in ("test_acc", "retain_acc", "forget_acc", "loss_auc", "rmia_auc", "lira_auc"):
                     if key in row and key in ref:
                         row[f"{key}_gap"] = row[key] - ref[key]
+                if "rmia_auc_gap" in row:  # its median over seeds: over- and under-forgetting seeds do not cancel
+                    row["rmia_auc_abs_gap"] = abs(row["rmia_auc_gap"])
                 if row.get("forgetting_quality") is not None:
                     from unlearn_fl.audit.forgetting_quality import challenge_score
 
@@ -368,9 +370,9 @@ def markdown(summary: dict, meta: dict) -> str:
                          f"{f(r['speedup'], 1)}× | {f(r['compute_ratio'], 1)}× | {f(r.get('rows_ratio'), 1)}× | "
                          f"{f(r.get('forward_examples'), 0)} | {f(r['bytes'] / 1e6, 2)} | {r['stores']} |")
         front = _pareto().fronts(s)
-        lines += ["", "Pareto front of forgetting against client compute (no listed method is as cheap and as close; cheapest "
-                  f"first): by |RMIA AUC gap|, {', '.join(f'`{m}`' for m in front['rmia'])}; by score, "
-                  f"{', '.join(f'`{m}`' for m in front['score'])}.", ""]
+        lines += ["", "Pareto front of forgetting against client compute (the methods no other method matches or beats on both, "
+                  f"and beats on one; cheapest first): by the median over seeds of |RMIA AUC gap|, {', '.join(f'`{m}`' for m in front['rmia'])}; by 1 − score, "
+                  f"{', '.join(f'`{m}`' for m in front['1 − score'])}.", ""]
     if meta.get("plot"):
         lines += [f"Plots: `{meta['plot']}` (per setting, |RMIA AUC gap| and 1 − score against client compute).", ""]
     lines += ["Columns: gaps are method − retrain in the same run. RMIA and LiRA (offline) use the K − 1 other retrained runs "
@@ -393,9 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=None)
     ap.add_argument("--out", default=None, help="results file stem (default benchmarks/results/<suite>)")
     ap.add_argument("--replot", default=None, metavar="JSON",
-                    help="run nothing: rewrite the Markdown table and the Pareto plot of an earlier results JSON")
+                    help="run nothing: recompute the summary of an earlier results JSON from its runs, rewrite it, its Markdown "
+                         "table and its Pareto plot")
     a = ap.parse_args(argv)
-    if a.replot:
+    if a.replot is not None:
+        given = [flag for flag, value in (("--settings", a.settings), ("--seeds", a.seeds), ("--k", a.k), ("--methods", a.methods),
+                                          ("--out", a.out)) if value is not None]
+        given += ["--suite"] if any(x == "--suite" or x.startswith("--suite=") for x in (argv if argv is not None else sys.argv[1:])) else []
+        if not a.replot.strip() or given:
+            problem = "an empty path" if not a.replot.strip() else f"{', '.join(given)} with it (it reruns nothing)"
+            print(f"python -m benchmarks.run: error: --replot takes {problem}; give only --replot RESULTS.json", file=sys.stderr)
+            return 2
         return _replot(Path(a.replot))
     suite = SUITES[a.suite]
     settings, seeds = a.settings or suite["settings"], a.seeds or suite["seeds"]
@@ -438,19 +448,79 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replot(path: Path) -> int:
-    """Rewrite `<stem>.md` and `<stem>-pareto.png` from `<stem>.json` (its summary and meta; nothing is rerun)."""
+    """Rewrite a results file's summary (from the runs it holds), its .md and its `-pareto.png`; nothing is rerun.
+
+    Every output is prepared before any is written, then each replaces its file in one rename. Returns 2 with one
+    line on stderr when `path` is not a results JSON this benchmark wrote.
+    """
+    import tempfile
+
+    def fail(problem: str) -> int:
+        print(f"python -m benchmarks.run: error: --replot {path}: {problem}", file=sys.stderr)
+        return 2
+
+    if path.suffix != ".json":
+        return fail("give the .json file a run wrote (its .md and plot are written beside it)")
+    if not path.is_file():
+        return fail("no such file" + (" (a folder)" if path.is_dir() else "") + "; give the .json file a run wrote")
     try:
         data = json.loads(path.read_text())
-        summary, meta = data["summary"], data["meta"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"python -m benchmarks.run: error: --replot {path}: not a results file of this benchmark ({e.__class__.__name__}); "
-              "give the .json that a run wrote", file=sys.stderr)
-        return 2
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return fail(f"not readable as JSON ({e.__class__.__name__}); give the .json file a run wrote")
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    class _Meta(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        suite: str
+        settings: list[str]
+        seeds: list[int]
+        k: int
+        cores: int | None
+        torch: str
+        flwr: str
+        command: str
+
+    class _Results(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        meta: _Meta
+        runs: list[dict]
+
+    try:
+        results = _Results.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "the top level"
+        return fail(f"not a results file of this benchmark ({where}: {err['msg']}); give the .json file a run wrote")
+    if not results.runs:
+        return fail("its runs list is empty: nothing to summarise; give the .json file a run wrote")
+    try:
+        summary = summarise(results.runs)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        return fail(f"its runs are not this benchmark's records ({e.__class__.__name__}: {e}); give the .json file a run wrote")
+    meta = {**data["meta"], "plot": path.with_suffix("").name + "-pareto.png"}
     stem = path.with_suffix("")
-    meta["plot"] = stem.name + "-pareto.png"
-    _pareto().plot(summary, stem.parent / meta["plot"])
-    stem.with_suffix(".md").write_text(markdown(summary, meta))
-    print(f"rewrote {stem.with_suffix('.md')} and {meta['plot']}", file=sys.stderr)
+    targets = {stem.with_suffix(".json"): json.dumps({**data, "meta": meta, "summary": summary}, indent=1, default=float),
+               stem.with_suffix(".md"): markdown(summary, meta)}
+    png = stem.parent / meta["plot"]
+    for target in (*targets, png):
+        if target.exists() and not target.is_file():
+            return fail(f"{target} is not a file; move it away")
+    staged = []
+    try:
+        with tempfile.NamedTemporaryFile(dir=stem.parent, suffix=".png", delete=False) as tmp:
+            staged.append((Path(tmp.name), png))
+        _pareto().plot(summary, staged[-1][0])
+        for target, text in targets.items():
+            with tempfile.NamedTemporaryFile("w", dir=stem.parent, suffix=target.suffix, delete=False) as tmp:
+                tmp.write(text)
+            staged.append((Path(tmp.name), target))
+    except OSError as e:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        return fail(f"cannot write beside it ({e.strerror or e}); make its folder writable")
+    for tmp, target in staged:
+        os.replace(tmp, target)
+    print(f"rewrote {stem.with_suffix('.json')} (summary), {stem.with_suffix('.md')} and {png}", file=sys.stderr)
     return 0
 
 

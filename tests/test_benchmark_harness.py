@@ -86,17 +86,74 @@ def test_the_run_writes_its_pareto_plot_and_replot_rewrites_the_same_table(harne
     md = stem.with_suffix(".md").read_text()
     front_line = next(x for x in md.splitlines() if x.startswith("Pareto front"))
     # retraining is at cost 1 and |RMIA gap| 0: nothing cheaper is as close, so it closes that front
-    assert front_line.split("; by score")[0].endswith("`retrain`")
+    assert front_line.split("; by 1 − score")[0].endswith("`retrain`")
     assert "Plots: `smoke-pareto.png`" in md
+    before = json.loads(stem.with_suffix(".json").read_text())
     png.unlink()
     assert run.main(["--replot", str(stem.with_suffix(".json"))]) == 0
     assert stem.with_suffix(".md").read_text() == md and png.is_file()  # nothing rerun, the same table
-    bad = stem.parent / "not-results.json"
-    bad.write_text('{"rows": []}')
+    assert json.loads(stem.with_suffix(".json").read_text()) == before  # the summary recomputed from the runs is the run's
+
+
+def _record(seed: int, rmia: float, ref_rmia: float) -> dict:
+    """A minimal results record of `run_setting`: one method beside retraining, whose RMIA AUC is given."""
+    cost = [{"seconds": 1.0, "examples": 100, "forward": 0, "bytes": 10, "stores": "nothing"}]
+    metrics = dict(test_acc=0.9, retain_acc=0.9, forget_acc=0.8, loss_auc=0.5, forgetting_quality=0.5)
+    return {"setting": "s", "seed": seed, "n_forget": 10, "original": {"test_acc": 0.9},
+            "methods": {"retrain": {"cost": [dict(cost[0], seconds=10.0, examples=1000)], "rounds": [20], **metrics, "rmia_auc": ref_rmia},
+                        "m": {"cost": cost, "rounds": [1], **metrics, "rmia_auc": rmia}}}
+
+
+def test_the_rmia_distance_is_the_median_of_each_seeds_absolute_gap():
+    """Seeds that over-forget (gap −0.1) and under-forget (+0.1) must not cancel: signed median 0, distance 0.1."""
+    summary = run.summarise([_record(0, 0.6, 0.5), _record(1, 0.4, 0.5), _record(2, 0.5, 0.5)])
+    m = summary["s"]["methods"]["m"]
+    assert m["rmia_auc_gap"] == pytest.approx(0.0) and m["rmia_auc_abs_gap"] == pytest.approx(0.1)
+    assert run._pareto().MEASURES["rmia"][1](m) == pytest.approx(0.1)
+
+
+@pytest.fixture
+def results_copy(harness, tmp_path):
+    """The harness's results JSON copied into a folder of its own."""
+    path = tmp_path / "smoke.json"
+    path.write_text(harness.with_suffix(".json").read_text())
+    return path
+
+
+BAD_REPLOTS = {
+    "missing": (lambda d, p: ["--replot", str(d / "absent.json")], "no such file"),
+    "a folder": (lambda d, p: (d / "dir.json").mkdir() or ["--replot", str(d / "dir.json")], "(a folder)"),
+    "not JSON": (lambda d, p: (d / "x.json").write_text("{not json") and ["--replot", str(d / "x.json")], "not readable as JSON"),
+    "empty": (lambda d, p: (d / "e.json").write_text("") or ["--replot", str(d / "e.json")], "not readable as JSON"),
+    "no meta": (lambda d, p: (d / "m.json").write_text('{"runs": [], "summary": {}}') and ["--replot", str(d / "m.json")],
+                "meta: Field required"),
+    "meta without seeds": (lambda d, p: (d / "n.json").write_text(json.dumps(
+        {**json.loads(p.read_text()), "meta": {k: v for k, v in json.loads(p.read_text())["meta"].items() if k != "seeds"}}))
+        and ["--replot", str(d / "n.json")], "meta.seeds: Field required"),
+    "no runs": (lambda d, p: (d / "r.json").write_text(json.dumps({**json.loads(p.read_text()), "runs": []}))
+                and ["--replot", str(d / "r.json")], "runs list is empty"),
+    "runs of another shape": (lambda d, p: (d / "o.json").write_text(json.dumps({**json.loads(p.read_text()), "runs": [{"x": 1}]}))
+                              and ["--replot", str(d / "o.json")], "not this benchmark's records"),
+    "a results file named .md": (lambda d, p: (d / "copy.md").write_text(p.read_text()) and ["--replot", str(d / "copy.md")],
+                                 "give the .json file"),
+    "an empty path": (lambda d, p: ["--replot", ""], "an empty path"),
+    "with --out": (lambda d, p: ["--replot", str(p), "--out", str(d / "elsewhere")], "--out with it"),
+    "with --suite": (lambda d, p: ["--replot", str(p), "--suite", "full"], "--suite with it"),
+    "its .md is a folder": (lambda d, p: (d / "smoke.md").mkdir() or ["--replot", str(p)], "is not a file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REPLOTS))
+def test_a_bad_replot_exits_2_with_one_line_and_writes_nothing(results_copy, capsys, case):
+    make, needle = BAD_REPLOTS[case]
+    d = results_copy.parent
+    argv = make(d, results_copy)
+    listing = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in d.rglob("*")}
     capsys.readouterr()
-    assert run.main(["--replot", str(bad)]) == 2
+    assert run.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--replot" in err[0] and "give the .json that a run wrote" in err[0]
+    assert len(err) == 1 and needle in err[0] and ("give" in err[0] or "move it away" in err[0]), err
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in d.rglob("*")} == listing  # nothing written or replaced
 
 
 def test_the_pareto_front_keeps_exactly_the_undominated_points():
@@ -105,6 +162,6 @@ def test_the_pareto_front_keeps_exactly_the_undominated_points():
               "costlier-c": (4.0, 1.0), "dominated": (3.5, 2.5)}
     assert pareto.pareto_front(points) == ["a", "tie", "b", "c"]
     assert pareto.pareto_front({"only": (1.0, 1.0)}) == ["only"]
-    row = {"compute_ratio": 4.0, "rmia_auc_gap": -0.03, "score": 0.7}
-    assert pareto.cost(row) == 0.25 and pareto.MEASURES["rmia"][1](row) == 0.03
-    assert pareto.MEASURES["score"][1](row) == pytest.approx(0.3)
+    row = {"compute_ratio": 4.0, "rmia_auc_gap": -0.01, "rmia_auc_abs_gap": 0.03, "score": 0.7}
+    assert pareto.cost(row) == 0.25 and pareto.MEASURES["rmia"][1](row) == 0.03  # the median of |gap|, not |median gap|
+    assert pareto.MEASURES["1 − score"][1](row) == pytest.approx(0.3)

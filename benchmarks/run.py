@@ -28,6 +28,7 @@ experimenter's oracle); the federation itself never sends rows: its own audits r
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -38,12 +39,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+@functools.cache
 def _pareto():
-    """benchmarks/pareto.py, loaded by path: opacus installs an unrelated top-level package named `benchmarks`."""
+    """benchmarks/pareto.py, loaded once by path: opacus installs an unrelated top-level package named `benchmarks`."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("unlearn_benchmarks_pareto", Path(__file__).resolve().parent / "pareto.py")
@@ -374,7 +377,7 @@ def markdown(summary: dict, meta: dict) -> str:
                   f"and beats on one; cheapest first): by the median over seeds of |RMIA AUC gap|, {', '.join(f'`{m}`' for m in front['rmia'])}; by 1 − score, "
                   f"{', '.join(f'`{m}`' for m in front['1 − score'])}.", ""]
     if meta.get("plot"):
-        lines += [f"Plots: `{meta['plot']}` (per setting, |RMIA AUC gap| and 1 − score against client compute).", ""]
+        lines += [f"Plots: `{meta['plot']}` (per setting, the median |RMIA AUC gap| and 1 − score against client compute).", ""]
     lines += ["Columns: gaps are method − retrain in the same run. RMIA and LiRA (offline) use the K − 1 other retrained runs "
               "as reference models. F: the NeurIPS 2023 challenge's forgetting quality over the K unlearned vs the K retrained "
               "runs (for retrain: one half of its runs against the other, the noise floor); with K this small F only tells "
@@ -388,7 +391,7 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--suite", choices=list(SUITES), default="quick")
+    ap.add_argument("--suite", choices=list(SUITES), default=None, help="default: quick")
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=None)
     ap.add_argument("--seeds", nargs="+", type=int, default=None)
     ap.add_argument("--k", type=int, default=None, help="runs per method and seed (forgetting quality, references)")
@@ -399,14 +402,14 @@ def main(argv: list[str] | None = None) -> int:
                          "table and its Pareto plot")
     a = ap.parse_args(argv)
     if a.replot is not None:
-        given = [flag for flag, value in (("--settings", a.settings), ("--seeds", a.seeds), ("--k", a.k), ("--methods", a.methods),
-                                          ("--out", a.out)) if value is not None]
-        given += ["--suite"] if any(x == "--suite" or x.startswith("--suite=") for x in (argv if argv is not None else sys.argv[1:])) else []
+        given = [flag for flag, value in (("--suite", a.suite), ("--settings", a.settings), ("--seeds", a.seeds), ("--k", a.k),
+                                          ("--methods", a.methods), ("--out", a.out)) if value is not None]
         if not a.replot.strip() or given:
             problem = "an empty path" if not a.replot.strip() else f"{', '.join(given)} with it (it reruns nothing)"
             print(f"python -m benchmarks.run: error: --replot takes {problem}; give only --replot RESULTS.json", file=sys.stderr)
             return 2
         return _replot(Path(a.replot))
+    a.suite = a.suite or "quick"
     suite = SUITES[a.suite]
     settings, seeds = a.settings or suite["settings"], a.seeds or suite["seeds"]
     k = a.k if a.k is not None else suite["k"]
@@ -447,6 +450,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class ResultsMeta(BaseModel):
+    """What a results file's `meta` must hold for its table to be written again (more keys are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+    suite: str
+    settings: list[str]
+    seeds: list[int]
+    k: int
+    cores: int | None
+    torch: str
+    flwr: str
+    command: str
+
+
+class ResultsFile(BaseModel):
+    """A results JSON of this benchmark, as `--replot` reads it: its meta and the per-setting, per-seed run records."""
+
+    model_config = ConfigDict(extra="allow")
+    meta: ResultsMeta
+    runs: list[dict]
+
+
+ResultsFile.model_rebuild(_types_namespace={"ResultsMeta": ResultsMeta})  # resolvable however this file is loaded (by path)
+
+
 def _replot(path: Path) -> int:
     """Rewrite a results file's summary (from the runs it holds), its .md and its `-pareto.png`; nothing is rerun.
 
@@ -467,26 +495,10 @@ def _replot(path: Path) -> int:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         return fail(f"not readable as JSON ({e.__class__.__name__}); give the .json file a run wrote")
-    from pydantic import BaseModel, ConfigDict, ValidationError
-
-    class _Meta(BaseModel):
-        model_config = ConfigDict(extra="allow")
-        suite: str
-        settings: list[str]
-        seeds: list[int]
-        k: int
-        cores: int | None
-        torch: str
-        flwr: str
-        command: str
-
-    class _Results(BaseModel):
-        model_config = ConfigDict(extra="allow")
-        meta: _Meta
-        runs: list[dict]
+    from pydantic import ValidationError
 
     try:
-        results = _Results.model_validate(data)
+        results = ResultsFile.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "the top level"

@@ -481,9 +481,11 @@ def _add_feature(sub) -> None:
     p.add_argument("--target", default="progression_high", help="column of the task label (for utility)")
     p.add_argument("--t", type=float, default=None, help="0 = keep the features, 1 = full barycenter projection (default 1)")
     p.add_argument("--method", choices=["quantile", "gaussian"], default=None, help="the maps (default quantile)")
-    p.add_argument("--smoothing", choices=["histogram", "kernel"], default=None,
-                   help="how the quantile maps estimate each group's law: equal-mass histograms (the default) or a "
-                        "Gaussian kernel CDF, which leaves less of S in new rows (docs/method.md §3, 'Sample size')")
+    p.add_argument("--smoothing", choices=["auto", "histogram", "relative", "kernel"], default=None,
+                   help="how the quantile maps estimate each group's law (docs/method.md §3, 'Smoothing'): auto (the "
+                        "default: per column, histogram or relative, whichever a split of the rows finds closer), "
+                        "equal-mass histograms of the values, histograms on the pooled law's levels (relative: for "
+                        "columns of values on a grid), or a Gaussian kernel CDF")
     p.add_argument("--grid", default=None, help="t values of the Pareto curve (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
@@ -606,6 +608,8 @@ def _resolve_feature_flags(a) -> str:
         a.head_rounds = FEATURE_RELEASE_HEAD_ROUNDS
     if federated_release and a.head_rounds < 1:
         raise UsageError(f"--head-rounds {a.head_rounds}: give at least 1")
+    if a.smoothing is None and path == "features" and (a.method or "quantile") == "quantile":
+        a.smoothing = "auto"
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)

@@ -163,20 +163,23 @@ def test_pyfunc_applies_scaler_maps_and_head_as_the_run_did(store, method, versi
     assert sig.params.to_dict()[0]["name"] == "output"
 
 
-def test_default_runs_keep_their_request_ids_and_record_no_smoothing(store):
-    """The default smoothing (histogram) is left out of what is digested: these request ids are the ones the same runs
-    had before the setting existed; the registered maps' state holds no smoothing either."""
+def test_default_runs_record_their_smoothing_and_the_gaussian_ids_are_kept(store):
+    """A default quantile run smooths with `auto` (docs/method.md §3, "Values on a grid"): its report, the version's run
+    and the registered maps' state record it, so its request id is not the one of runs made with the histogram before
+    (feature-sex-853980672668, which `--smoothing histogram` still gets). The gaussian maps have no smoothing: their
+    default run records none and keeps the id it had before the setting existed."""
     from unlearn_fl.feature.release import _projector_state
 
     ids = {m: r.request.request_id for m, r in store["reports"].items()}
-    assert ids == {"quantile": "feature-sex-853980672668", "gaussian": "feature-sex-c02a5e3b686e"}
+    assert ids["gaussian"] == "feature-sex-c02a5e3b686e"
+    assert ids["quantile"].startswith("feature-sex-") and ids["quantile"] != "feature-sex-853980672668"
     client = MlflowClient(store["uri"])
     mlflow.set_tracking_uri(store["uri"])
-    for version, method in (("2", "quantile"), ("3", "gaussian")):
-        assert "smoothing" not in store["reports"][method].method_config
-        assert "smoothing" not in client.get_run(client.get_model_version(NAME, version).run_id).data.params
+    for version, method, want in (("2", "quantile", "auto"), ("3", "gaussian", None)):
+        assert store["reports"][method].method_config.get("smoothing") == want
+        assert client.get_run(client.get_model_version(NAME, version).run_id).data.params.get("smoothing") == want
         release = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}").unwrap_python_model().release
-        assert "smoothing" not in _projector_state(release.projector)
+        assert _projector_state(release.projector).get("smoothing") == want
 
 
 def test_kernel_smoothing_is_recorded_and_released_with_its_maps(tmp_path, capsys):

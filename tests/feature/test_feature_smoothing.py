@@ -81,22 +81,26 @@ def test_a_release_stores_the_smoothing_only_when_it_is_not_the_default():
     assert np.array_equal(loaded.fit(X, s).transform(X, s), BarycenterProjector().fit(X, s).transform(X, s))
 
 
-def test_a_run_config_records_the_smoothing_only_when_it_is_not_the_default():
-    """`FeatureRunConfig.smoothing`: default runs keep the request ids (and recorded configs) they had before the
-    setting existed (the ids below were computed by the code before it); a kernel run gets its own id and records
-    the setting; kernel with the gaussian maps is refused."""
+def test_a_run_config_records_the_smoothing_unless_it_is_the_histogram():
+    """`FeatureRunConfig.smoothing`: the histogram is left out of what is digested, so histogram runs keep the request
+    ids (and recorded configs) they had before the setting existed (the ids below were computed by the code before
+    it); the quantile default, auto, and kernel runs record the setting and get their own ids; the gaussian maps
+    default to the histogram (they have none to smooth) and refuse any other."""
     from pydantic import ValidationError
 
     from unlearn_fl.feature.run import FeatureRunConfig
 
-    assert FeatureRunConfig().digest() == "bf2243a7a27c"
-    assert FeatureRunConfig(method="gaussian").digest() == "207d7d256805"
     assert FeatureRunConfig(smoothing="histogram").digest() == "bf2243a7a27c"
-    assert "smoothing" not in FeatureRunConfig().recorded()
+    assert "smoothing" not in FeatureRunConfig(smoothing="histogram").recorded()
+    assert FeatureRunConfig(method="gaussian").digest() == "207d7d256805"
+    assert FeatureRunConfig(method="gaussian").smoothing == "histogram"
+    default = FeatureRunConfig()
+    assert default.smoothing == "auto" and default.recorded()["smoothing"] == "auto"
     kernel = FeatureRunConfig(smoothing="kernel")
-    assert kernel.digest() != "bf2243a7a27c" and kernel.recorded()["smoothing"] == "kernel"
-    with pytest.raises(ValidationError, match="use method='quantile'"):
-        FeatureRunConfig(method="gaussian", smoothing="kernel")
+    assert len({default.digest(), kernel.digest(), "bf2243a7a27c"}) == 3 and kernel.recorded()["smoothing"] == "kernel"
+    for smoothing in ("kernel", "relative", "auto"):
+        with pytest.raises(ValidationError, match="use method='quantile'"):
+            FeatureRunConfig(method="gaussian", smoothing=smoothing)
 
 
 def test_sites_rebuild_the_servers_kernel_maps(tmp_path):

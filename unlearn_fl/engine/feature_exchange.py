@@ -110,7 +110,7 @@ def summary_from_json(text: str) -> GaussianSummary | QuantileSketch:
     d = json.loads(text)
     kind = d.pop("kind")
     cls = GaussianSummary if kind == "gaussian" else QuantileSketch
-    out = {k: (np.asarray(v) if k not in ("labels", "block_counts") else list(v)) for k, v in d.items()}
+    out = {k: (v if v is None else np.asarray(v) if k not in ("labels", "block_counts") else list(v)) for k, v in d.items()}
     if "block_counts" in out:
         out["block_counts"] = [np.asarray(b, dtype=np.float64) for b in out["block_counts"]]
     return cls(**out)

@@ -44,6 +44,33 @@ from unlearn_fl.feature.validation import (
 )
 
 Method = Literal["quantile", "gaussian"]
+SMOOTHINGS = ("histogram", "kernel", "relative", "auto")
+"""How a group's law is smoothed on a coordinate (`BarycenterProjector`, parameter smoothing)."""
+AUTO_CANDIDATES = ("histogram", "relative", "kernel")
+"""What smoothing="auto" chooses from, per coordinate, in this order of preference on equal scores."""
+
+
+def _uniformity(u: np.ndarray) -> float:
+    """How far ranks u (n,) in [0, 1] are from U(0, 1): Pearson's χ² over k = max(4, round(√n)) equal bins, standardised
+    as (χ² − (k − 1)) / √(2(k − 1)) (about N(0, 1) for uniform ranks). Fine bins see what a flexible probe reads, many
+    rows of one group on nearly the same rank; on the Boston mortgage table the Cramér–von Mises distance, which
+    weighs the whole CDF, chose worse (largest one-column AUC 0.70 against 0.66, benchmarks/feature_fairness.py)."""
+    k = max(4, int(round(np.sqrt(u.size))))
+    observed = np.bincount(np.minimum((u * k).astype(int), k - 1), minlength=k)
+    expected = u.size / k
+    chi2 = float(np.sum((observed - expected) ** 2) / expected)
+    return (chi2 - (k - 1)) / np.sqrt(2 * (k - 1))
+
+
+class _Fixed:
+    """A stand-in generator whose uniform draws are given: the same tie ranks for every candidate of a comparison."""
+
+    def __init__(self, draws: np.ndarray) -> None:
+        self._draws = draws
+
+    def uniform(self, size: int) -> np.ndarray:
+        """The first `size` given draws (`quantile.cdf` asks for one per tied point, fewer than the rows)."""
+        return self._draws[:size]
 
 
 class BarycenterProjector:
@@ -63,9 +90,15 @@ class BarycenterProjector:
     blocks: quantile method: one-hot blocks, each a list of ≥ 2 column indices whose columns take two values and
         exactly one of which is at its larger value in every fitted row (ValueError otherwise); mapped jointly.
         Ignored by the gaussian method (its affine maps already act on all columns together).
-    smoothing: quantile method with bins set: "histogram" (equal-mass bins between heavy atoms) or "kernel" (a
-        Gaussian kernel CDF of the light points, Silverman's bandwidth; smaller errors on new rows, see
-        docs/method.md §3 "Sample size"); heavy atoms and discrete cells are treated the same way by both.
+    smoothing: quantile method with bins set, how each group's law is estimated on a coordinate (docs/method.md §3,
+        "Smoothing"): "histogram" (equal-mass bins between heavy atoms, on the values), "kernel" (a Gaussian kernel
+        CDF of the light points, Silverman's bandwidth; smaller errors on new rows of continuous columns),
+        "relative" (equal-mass bins on the pooled law's level axis, `quantile.relative_smooth_knots`, for a
+        coordinate with repeated values; for columns of values on a grid mixed with stray values, where a histogram
+        of the values gives a repeated value the share of its narrow cell instead of its mass) or "auto" (per
+        coordinate, one of histogram, relative and kernel, whichever leaves the groups' ranks of held-out rows closest
+        to uniform in a 2-fold split of the fitted rows, `smoothing_scores`). The choice made for each coordinate is
+        `smoothing_` after fit.
     tol, max_iter: stopping rule of the Gaussian barycenter fixed-point iteration.
     reg: relative eigenvalue floor for covariance roots (Gaussian method).
     """
@@ -80,7 +113,7 @@ class BarycenterProjector:
         random_state: int | None = 0,
         bins: int | Literal["auto"] | None = "auto",
         blocks: Sequence[Sequence[int]] | None = None,
-        smoothing: Literal["histogram", "kernel"] = "histogram",
+        smoothing: Literal["histogram", "kernel", "relative", "auto"] = "histogram",
         tol: float = 1e-10,
         max_iter: int = 1000,
         reg: float = 1e-9,
@@ -108,10 +141,10 @@ class BarycenterProjector:
         if self.bins is not None and self.bins != "auto" and (isinstance(self.bins, bool) or not isinstance(self.bins, (int, np.integer)) or self.bins < 1):
             raise ValueError(f"bins must be 'auto', a positive integer or None, got {self.bins!r}")
         smoothing = getattr(self, "smoothing", "histogram")  # absent in a stored release: the default
-        if smoothing not in ("histogram", "kernel"):
-            raise ValueError(f"smoothing must be 'histogram' or 'kernel', got {smoothing!r}")
-        if smoothing == "kernel" and (self.method != "quantile" or self.bins is None):
-            raise ValueError("smoothing='kernel' smooths the group laws of the quantile maps: it needs method='quantile' "
+        if smoothing not in SMOOTHINGS:
+            raise ValueError(f"smoothing must be one of {', '.join(map(repr, SMOOTHINGS))}, got {smoothing!r}")
+        if smoothing != "histogram" and (self.method != "quantile" or self.bins is None):
+            raise ValueError(f"smoothing={smoothing!r} smooths the group laws of the quantile maps: it needs method='quantile' "
                              "and bins set ('auto' or an int); drop it for " + ("the gaussian method" if self.method != "quantile" else "bins=None"))
         if self.min_group_size is not None and int(self.min_group_size) < 1:
             raise ValueError(f"min_group_size must be a positive integer, got {self.min_group_size}")
@@ -148,13 +181,27 @@ class BarycenterProjector:
         if self.method == "quantile":
             cells = [quantile.discrete_cells(Z[:, j]) for j in range(Z.shape[1])]
             b = self.n_bins(counts)
-            knots = [[self.group_knots(Z[inverse == g, j], None, b, cells[j]) for j in range(Z.shape[1])] for g in range(len(classes))]
+            smoothing = getattr(self, "smoothing", "histogram")
+            rng = np.random.default_rng(None if self.random_state is None else [int(self.random_state), 7919])
+            knots_by_col, choices = [], []
+            in_block = {c for cols in self._blocks(Z.shape[1]) for c in cols}  # mapped jointly, not by these knots
+            for j in range(Z.shape[1]):
+                choice = ("histogram" if j in in_block else
+                          self.auto_choice(self.smoothing_scores(Z[:, j], inverse, len(classes), rng)) if smoothing == "auto"
+                          else smoothing)
+                k, cells[j], choice = self.coordinate_knots([Z[inverse == g, j] for g in range(len(classes))], None, b,
+                                                            cells[j], choice)
+                knots_by_col.append(k)
+                choices.append(choice)
+            knots = [[knots_by_col[j][g] for j in range(Z.shape[1])] for g in range(len(classes))]
             values = [np.stack([Z[:, cols].min(axis=0), Z[:, cols].max(axis=0)]) for cols in self._blocks(Z.shape[1])]
             block_counts = []
             for cols, v in zip(self._blocks(Z.shape[1]), values):
                 cat = self._categories(Z[:, cols], v, cols, strict=True)
                 block_counts.append(np.stack([np.bincount(cat[inverse == g], minlength=len(cols)) for g in range(len(classes))]))
-            return self.fit_from_knots(classes, counts, knots, cells, block_counts, values)
+            self.fit_from_knots(classes, counts, knots, cells, block_counts, values)
+            self.smoothing_ = choices
+            return self
         means = np.stack([Z[inverse == g].mean(axis=0) for g in range(len(classes))])
         covs = np.stack([np.cov(Z[inverse == g], rowvar=False, bias=True).reshape(Z.shape[1], Z.shape[1]) for g in range(len(classes))])
         return self.fit_from_moments(classes, counts, means, covs)
@@ -167,15 +214,75 @@ class BarycenterProjector:
         return quantile.auto_bins(float(np.min(counts))) if self.bins == "auto" else int(self.bins)
 
     def group_knots(self, values: np.ndarray, weights: np.ndarray | None, bins: int | None,
-                    cells: quantile.Cells | None) -> quantile.Knots:
-        """Quantile knots of one group's values (n,) on one coordinate (docs/method.md §3).
+                    cells: quantile.Cells | None, smoothing: str | None = None) -> quantile.Knots:
+        """Quantile knots of one group's values (n,) on one coordinate, smoothed on the values (docs/method.md §3).
 
         weights: masses of weighted pseudo-points (merged sketches) or None; bins: from `n_bins` (None: exact);
-        cells: the coordinate's discrete values (`quantile.discrete_cells`) or None.
+        cells: the coordinate's discrete values (`quantile.discrete_cells`) or None; smoothing: "histogram" or
+        "kernel" (default: the projector's, "histogram" when that is "relative" or "auto").
         """
         if bins is None:
             return quantile.build_knots(values, weights)
-        return quantile.build_smooth_knots(values, weights, bins, cells, getattr(self, "smoothing", "histogram"))
+        smoothing = smoothing or getattr(self, "smoothing", "histogram")
+        return quantile.build_smooth_knots(values, weights, bins, cells, "kernel" if smoothing == "kernel" else "histogram")
+
+    def coordinate_knots(self, values: Sequence[np.ndarray], weights: Sequence[np.ndarray] | None, bins: int | None,
+                         cells: quantile.Cells | None, smoothing: str) -> tuple[list[quantile.Knots], quantile.Cells | None, str]:
+        """Every group's knots on one coordinate: (knots per group, the cells to rank new points with, the smoothing
+        used). values, weights: per group (n_g,) (weights None for raw rows). "relative" on a coordinate with repeated
+        values (cells not None) smooths on the pooled law's levels (`quantile.relative_smooth_knots`); its repeated
+        values are flat stretches of every group's knots, so no cells are kept. Without repeated values, or with
+        bins None, "relative" is the histogram."""
+        if smoothing == "relative" and cells is not None and bins is not None:
+            pooled = quantile.pooled_reference(np.concatenate(values),
+                                               None if weights is None else np.concatenate(weights))
+            return ([quantile.relative_smooth_knots(v, None if weights is None else weights[g], pooled, bins)
+                     for g, v in enumerate(values)], None, "relative")
+        used = "kernel" if smoothing == "kernel" else "histogram"
+        return ([self.group_knots(v, None if weights is None else weights[g], bins, cells, used)
+                 for g, v in enumerate(values)], cells, used)
+
+    def smoothing_scores(self, x: np.ndarray, inverse: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
+        """The split scores of smoothing="auto" on one coordinate x (n,) with group indices inverse (n,): (3,), for
+        `AUTO_CANDIDATES`; the smallest leaves held-out ranks closest to U(0, 1) (docs/method.md §3, "Smoothing").
+
+        The rows are split in two halves, each group evenly; the maps fitted on one half rank the other half's rows
+        (random tie ranks, one draw per row shared by the candidates); a score is the sum over groups and both
+        directions of the standardised χ² of those ranks against U(0, 1) (`_uniformity`). Scores are additive over
+        sites, so a federation
+        sums its sites' (`federated.quantile_sketch`). On a coordinate without repeated values "relative" is the
+        histogram and gets its score. A split with fewer than 2 rows of a group in a half scores zeros (no choice).
+        """
+        scores = np.zeros(len(AUTO_CANDIDATES))
+        halves = np.zeros(x.size, dtype=bool)
+        for g in range(n_groups):
+            rows = np.flatnonzero(inverse == g)
+            halves[rng.permutation(rows)[: rows.size // 2]] = True
+        for fit_rows in (halves, ~halves):
+            if np.bincount(inverse[fit_rows], minlength=n_groups).min() < 2:
+                return scores
+        draws = rng.uniform(size=x.size)  # one tie draw per row, shared by the candidates (a paired comparison)
+        for c, choice in enumerate(AUTO_CANDIDATES):
+            for fit_rows in (halves, ~halves):
+                xf, inv_f = x[fit_rows], inverse[fit_rows]
+                knots, cells, used = self.coordinate_knots([xf[inv_f == g] for g in range(n_groups)], None,
+                                                           self.n_bins(np.bincount(inv_f, minlength=n_groups)),
+                                                           quantile.discrete_cells(xf), choice)
+                if used != choice:  # relative without repeated values: the histogram
+                    scores[c] = scores[AUTO_CANDIDATES.index(used)]
+                    break
+                for g in range(n_groups):
+                    rows = ~fit_rows & (inverse == g)
+                    if rows.any():
+                        u = quantile.cdf(knots[g], x[rows], "random", _Fixed(draws[rows]), cells)
+                        scores[c] += _uniformity(u)
+        return scores
+
+    @staticmethod
+    def auto_choice(scores: np.ndarray) -> str:
+        """The candidate of `AUTO_CANDIDATES` with the smallest split score (`smoothing_scores`, summed over sites);
+        ties go to the earlier one, so all-zero scores give "histogram"."""
+        return AUTO_CANDIDATES[int(np.argmin(np.asarray(scores)))]
 
     def _blocks(self, d: int) -> list[list[int]]:
         """The one-hot blocks (quantile method), checked against d columns; ValueError naming a bad block."""

@@ -46,7 +46,9 @@ class QuantileSketch:
     """One client's per-group quantile sketch: counts (G,), quantiles (G, m, d) at `levels` (m,).
 
     block_counts: per one-hot block (the `blocks` the sketch was made for), a (G, K) count of each category per
-    group; empty without blocks.
+    group; empty without blocks. smoothing_scores: (d, 3) the site's split scores of smoothing="auto" per coordinate
+    (`BarycenterProjector.smoothing_scores`: χ² statistics of held-out ranks, aggregates of the rows),
+    None from a site that did not compute them.
     """
 
     labels: list
@@ -54,6 +56,7 @@ class QuantileSketch:
     levels: np.ndarray
     quantiles: np.ndarray
     block_counts: list = field(default_factory=list)
+    smoothing_scores: np.ndarray | None = None
 
 
 def _groups(Z: object, s: object) -> tuple[np.ndarray, list, np.ndarray]:
@@ -72,7 +75,8 @@ def gaussian_summary(Z: object, s: object) -> GaussianSummary:
     return GaussianSummary(labels, counts, sums, outer)
 
 
-def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[Sequence[int]] | None = None) -> QuantileSketch:
+def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[Sequence[int]] | None = None,
+                    seed: int = 0) -> QuantileSketch:
     """Client side: per group and coordinate, the local quantile function at levels k/(m − 1), plus counts.
 
     The quantile function is the step function of the rows (numpy's "inverted_cdf": the smallest value whose
@@ -83,7 +87,9 @@ def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[
     diabetes over 5 sites a single projected column predicted S better than before the projection: gradient-boosting
     AUC 0.55 -> 0.67 for age.)
     blocks: one-hot blocks (column indices); each adds its (G, K) category counts per group (the active column of a
-    row is its largest value in the block).
+    row is its largest value in the block). The sketch also carries the site's split scores of smoothing="auto"
+    (`BarycenterProjector.smoothing_scores`, seeded by seed), which the server sums over sites to choose each
+    coordinate's smoothing; with fewer than 4 rows in a group they are zeros (no choice from this site).
     """
     if n_levels < 2:
         raise ValueError(f"n_levels must be at least 2, got {n_levels}")
@@ -98,7 +104,12 @@ def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[
     for cols in blocks or []:
         cat = np.argmax(Z[:, list(cols)], axis=1)
         block_counts.append(np.stack([np.bincount(cat[inv == g], minlength=len(cols)) for g in range(len(labels))]).astype(np.float64))
-    return QuantileSketch(labels, counts, levels, q, block_counts)
+    scorer = BarycenterProjector(method="quantile")
+    rng = np.random.default_rng([int(seed), 7919])
+    in_block = {c for cols in blocks or [] for c in cols}
+    scores = np.stack([np.zeros(3) if j in in_block or len(labels) < 2 or counts.min() < 4 else
+                       scorer.smoothing_scores(Z[:, j], inv, len(labels), rng) for j in range(Z.shape[1])])
+    return QuantileSketch(labels, counts, levels, q, block_counts, scores)
 
 
 def _all_labels(summaries: Sequence[GaussianSummary | QuantileSketch]) -> list:
@@ -136,7 +147,7 @@ def merge_gaussian(summaries: Sequence[GaussianSummary], **projector_kwargs: Any
 
 def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) -> BarycenterProjector:
     """Server side: per group and coordinate, pooled knots from weighted sketch values, smoothed as a central fit
-    (projector_kwargs `smoothing`: "histogram" or "kernel", as `BarycenterProjector`; the sites must rebuild the maps
+    (projector_kwargs `smoothing`: "histogram", "kernel" or "relative", as `BarycenterProjector`; the sites must rebuild the maps
     with the same kwargs, see `unlearn_fl.engine.feature_exchange.merged_maps`).
 
     The coordinates' discrete cells come from the pooled sketch values (values repeated across levels or sketches);
@@ -171,11 +182,25 @@ def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) 
     weights = [np.concatenate(wts[g]) for g in range(len(labels))]
     cells = [quantile.discrete_cells(np.concatenate([v[:, j] for v in pooled])) for j in range(d)]
     b = proj.n_bins(n)
-    knots = [[proj.group_knots(pooled[g][:, j], weights[g], b, cells[j]) for j in range(d)] for g in range(len(labels))]
+    smoothing = getattr(proj, "smoothing", "histogram")
+    if smoothing == "auto":
+        if any(sk.smoothing_scores is None for sk in sketches):
+            raise ValueError("smoothing='auto' needs every site's split scores, and a sketch came without them; "
+                             "make every sketch with this version's quantile_sketch, or pass 'histogram' or 'relative'")
+        total = np.sum([np.asarray(sk.smoothing_scores, dtype=np.float64).reshape(d, -1) for sk in sketches], axis=0)
+    by_col, choices = [], []
+    for j in range(d):
+        choice = proj.auto_choice(total[j]) if smoothing == "auto" else smoothing
+        k, cells[j], used = proj.coordinate_knots([pooled[g][:, j] for g in range(len(labels))], weights, b, cells[j], choice)
+        by_col.append(k)
+        choices.append(used)
+    knots = [[by_col[j][g] for j in range(d)] for g in range(len(labels))]
     lo = np.min([v.min(axis=0) for v in pooled], axis=0)
     hi = np.max([v.max(axis=0) for v in pooled], axis=0)
     values = [np.stack([lo[cols], hi[cols]]) for cols in blocks]
-    return proj.fit_from_knots(labels, n, knots, cells, block_counts, values)
+    proj.fit_from_knots(labels, n, knots, cells, block_counts, values)
+    proj.smoothing_ = choices
+    return proj
 
 
 def client_summary(Z: object, s: object, method: Literal["quantile", "gaussian"] = "quantile", n_levels: int = 201,

@@ -129,12 +129,17 @@ def _histogram_knots(v: np.ndarray, w: np.ndarray, bins: int) -> tuple[np.ndarra
 
 
 def _kernel_knots(v: np.ndarray, w: np.ndarray, grid: int = 128) -> tuple[np.ndarray, np.ndarray] | None:
-    """(values, cumulative mass) of a Gaussian kernel estimate of a sorted weighted sample's CDF on `grid` points
-    from min − 4h to max + 4h, its mass Σw; None when the sample has no spread (one value, or zero IQR and sd).
+    """(values, cumulative mass) of a Gaussian kernel estimate of a sorted weighted sample's CDF, its mass Σw; None
+    when the sample has no spread (one value, or zero IQR and sd).
 
     Bandwidth: Silverman's rule h = 0.9 · min(sd, IQR / 1.34) · n^(−1/5), n = Σw: weights count rows (1 for a raw
     row; a merged sketch's pseudo-point carries the rows it stands for), so a sample and its weighted summary
     get the same bandwidth.
+
+    The CDF is evaluated where the sample is: at its weighted quantiles at `grid` levels, each also at ±3h, and at
+    min − 4h and max + 4h (the tails), linear in between. A uniform grid over [min − 4h, max + 4h] would put every
+    point of the bulk in one grid step when one value lies far out (a missing-value code such as 999999 in a column
+    of counts); the maps would then carry S in new rows (docs/method.md §3, "Smoothing").
     """
     from scipy.special import ndtr
 
@@ -147,7 +152,8 @@ def _kernel_knots(v: np.ndarray, w: np.ndarray, grid: int = 128) -> tuple[np.nda
     if not spread > 0:
         return None
     h = 0.9 * spread * total ** -0.2
-    xs = np.linspace(v[0] - 4 * h, v[-1] + 4 * h, grid)
+    anchors = np.unique(v[np.minimum(np.searchsorted(cum, np.linspace(0.0, 1.0, grid)), v.size - 1)])
+    xs = np.unique(np.concatenate([anchors - 3 * h, anchors, anchors + 3 * h, [v[0] - 4 * h, v[-1] + 4 * h]]))
     F = ndtr((xs[:, None] - v[None, :]) / h) @ w
     F = (F - F[0]) / (F[-1] - F[0]) * total
     return xs, np.maximum.accumulate(F)
@@ -236,6 +242,80 @@ def build_smooth_knots(values: np.ndarray, weights: np.ndarray | None = None, bi
             vals.append(x)
     levels_arr = np.clip(np.maximum.accumulate(np.asarray(levels)), 0.0, 1.0)
     return Knots(levels_arr, np.asarray(vals))
+
+
+def pooled_ranks(values: np.ndarray, weights: np.ndarray | None, pooled: Knots, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """A group's sample (n,) as positions on the pooled law's level axis, r = F_pool(x): (r, weights), sorted.
+
+    pooled: exact knots of the pooled sample (`build_knots`, every group). A value that is a flat stretch of the pooled
+    quantile function (an atom) spreads the group's points at it evenly over the stretch, except a heavy atom of the
+    group (mass ≥ total/bins), whose points all sit at the stretch's middle so that the smoothing keeps its mass exact.
+    """
+    v, w = _sorted_masses(values, weights)
+    uniq, start, counts = np.unique(v, return_index=True, return_counts=True)
+    mass = np.add.reduceat(w, start)
+    total = mass.sum()
+    lo_k = np.searchsorted(pooled.values, uniq, side="left")
+    hi_k = np.searchsorted(pooled.values, uniq, side="right")
+    at = np.interp(uniq, pooled.values, pooled.levels)
+    stretch = hi_k - lo_k > 1
+    lo = np.where(stretch, pooled.levels[np.minimum(lo_k, pooled.levels.size - 1)], at)
+    hi = np.where(stretch, pooled.levels[np.maximum(hi_k - 1, 0)], at)
+    atom = np.repeat(np.arange(uniq.size), counts)
+    within = (np.cumsum(w) - np.repeat(np.cumsum(mass) - mass, counts) - 0.5 * w) / mass[atom]
+    heavy = (mass >= total / bins * (1 - 1e-12))[atom]
+    within = np.where(heavy, 0.5, within)
+    r = lo[atom] + within * (hi - lo)[atom]
+    order = np.argsort(r, kind="stable")
+    return r[order], w[order]
+
+
+def pooled_reference(values: np.ndarray, weights: np.ndarray | None = None, bins: int | None = None) -> Knots:
+    """The pooled law's knots for `relative_smooth_knots`: the exact knots (`build_knots`) with every repeated value
+    kept as its flat stretch and each run of single values between them thinned to an equal-mass polyline of about
+    bins · (its mass share) segments (bins: default ⌈1.5 n^(1/3)⌉ of the pooled n). Linear between knots, so every new
+    value between two fitted ones gets its own rank (no flat stretch of the CDF)."""
+    exact = build_knots(values, weights)
+    lv, vv = exact.levels, exact.values
+    n = float(np.asarray(values).size if weights is None else np.sum(weights))
+    b = auto_bins(n) if bins is None else int(bins)
+    atom = np.zeros(lv.size, dtype=bool)
+    same = vv[1:] == vv[:-1]
+    atom[1:] |= same
+    atom[:-1] |= same
+    keep = atom.copy()
+    keep[[0, -1]] = True
+    idx = np.flatnonzero(~atom)
+    if idx.size:
+        runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+        for run in runs:
+            share = lv[run[-1]] - lv[run[0]]
+            segs = max(1, int(round(b * share)))
+            keep[run[np.unique(np.round(np.linspace(0, run.size - 1, segs + 1)).astype(int))]] = True
+    return Knots(lv[keep], vv[keep])
+
+
+def relative_smooth_knots(values: np.ndarray, weights: np.ndarray | None, pooled: Knots, bins: int | None = None) -> Knots:
+    """Smoothed quantile knots of a group's sample (n,), smoothed on the pooled law's level axis (docs/method.md §3).
+
+    The group's law is smoothed as a law of r = F_pool(x) (`pooled_ranks`, then `build_smooth_knots` with no cells),
+    then mapped back through the pooled quantile function: Q_s = Q_pool ∘ G_s⁻¹, exact as a piecewise-linear function
+    (knots at G_s's and at Q_pool's breakpoints). On that axis every pooled atom is an interval as wide as its pooled
+    mass and the group's density is the likelihood ratio dμ_s/dμ_pool, which is smooth where the raw values are not
+    (values on a grid, atoms next to continuous stretches). Every pooled atom is a flat stretch of Q_s carrying a
+    smoothed mass, so a new point at an atom gets a rank spread over that mass (`cdf`).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    b = auto_bins(v.size) if bins is None else int(bins)
+    r, w = pooled_ranks(v, weights, pooled, b)
+    G = build_smooth_knots(r, w, b, None, "histogram")
+    # composite breakpoints: G's knots and the pooled knots' levels inside G's range, as (u, r) pairs sorted by r
+    inner = pooled.levels[(pooled.levels > G.values[0]) & (pooled.levels < G.values[-1])]
+    u = np.concatenate([G.levels, np.interp(inner, G.values, G.levels)])
+    rr = np.concatenate([G.values, inner])
+    order = np.lexsort((u, rr))
+    u, rr = np.maximum.accumulate(u[order]), rr[order]
+    return Knots(np.clip(u, 0.0, 1.0), np.interp(rr, pooled.levels, pooled.values))
 
 
 def quantile(knots: Knots, u: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ Tags (under `unlearn_fl.`) besides tracking.py's kind, parent_version, clients, 
 method, method_config_digest, data_digest, run_id, federation_run_id, contains_withdrawn, classes, report_digest:
   sensitive, feature_method (quantile | gaussian | identity), t, s_auc_before, s_auc_after, mi_before, mi_after,
   utility_before, utility_after, s_auc_gbm_after, estimates_agree, outputs, default_output, release_digest, release
-  (the alias it got), max_s_auc, smoothing (kernel, when the quantile maps' group laws were not the default
-  histograms), and for a model's release outcome (embedding | scores) and lam (in training)
+  (the alias it got), max_s_auc, smoothing (auto, relative or kernel: how the quantile maps smoothed the group
+  laws, when not by histograms of the values), and for a model's release outcome (embedding | scores) and lam (in training)
   (the base version: sensitive, feature_method=identity, t=0, s_auc, utility, outputs, release_digest).
 A version is complete once `kind` is set, which is done last (after its report and `report_digest`), and its alias
 moves after that. A failure at any step deletes every version the call created (with its model artefacts), so the

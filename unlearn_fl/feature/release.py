@@ -411,8 +411,8 @@ _DATACLASSES = {"Knots": quantile.Knots}
 
 
 def _projector_state(projector: BarycenterProjector) -> dict:
-    """The projector's attributes to store; the default smoothing (a fit-time setting) is left out, so releases
-    stored before the setting existed keep their digests."""
+    """The projector's attributes to store; the histogram smoothing (the class default, a fit-time setting) is left
+    out, so releases stored before the setting existed keep their digests."""
     state = dict(vars(projector))
     if state.get("smoothing") == "histogram":
         del state["smoothing"]

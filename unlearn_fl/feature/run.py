@@ -57,9 +57,10 @@ class FeatureRunConfig(BaseModel):
     probe_folds: int = Field(5, ge=2)
     probe_repeats: int = Field(5, ge=1)
     min_group_size: int | None = Field(None, ge=1)
-    smoothing: Literal["histogram", "kernel"] = Field(
-        "histogram", description="How the quantile maps estimate each group's law: equal-mass histograms or a Gaussian "
-                                 "kernel CDF (docs/method.md §3, 'Sample size'); quantile method only.")
+    smoothing: Literal["histogram", "kernel", "relative", "auto"] | None = Field(
+        None, description="How the quantile maps estimate each group's law (`BarycenterProjector`, docs/method.md §3, "
+                          "'Smoothing'): default 'auto' for the quantile method (per column, histogram or relative, "
+                          "chosen on a split of the train rows), 'histogram' for the gaussian method, which has none.")
 
     @field_validator("grid")
     @classmethod
@@ -70,7 +71,9 @@ class FeatureRunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _smoothing_needs_quantile(self) -> FeatureRunConfig:
-        if self.smoothing != "histogram" and self.method != "quantile":
+        if self.smoothing is None:
+            self.smoothing = "auto" if self.method == "quantile" else "histogram"
+        elif self.smoothing != "histogram" and self.method != "quantile":
             raise ValueError(f"smoothing={self.smoothing!r} smooths the group laws of the quantile maps; use "
                              "method='quantile' or leave smoothing at 'histogram'")
         return self
@@ -227,8 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sensitive", default="sex")
     ap.add_argument("--target", default=DIABETES_TARGET)
     ap.add_argument("--method", choices=["quantile", "gaussian"], default="quantile")
-    ap.add_argument("--smoothing", choices=["histogram", "kernel"], default="histogram",
-                    help="group laws of the quantile maps: equal-mass histograms (default) or a Gaussian kernel CDF")
+    ap.add_argument("--smoothing", choices=["histogram", "kernel", "relative", "auto"], default=None,
+                    help="group laws of the quantile maps (default auto: per column, histogram or relative)")
     ap.add_argument("--t", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-fraction", type=float, default=0.5)

@@ -490,8 +490,9 @@ def _add_feature(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="unlearn-report")
     p.add_argument("--clients", type=int, default=None,
-                   help="run federated over this many simulated Flower clients (only per-group summaries, head weights and "
-                        "counts leave a client; a quantile sketch of a small group holds each of its column values)")
+                   help="run federated over this many simulated Flower clients (only per-group summaries, with three split "
+                        "scores per column for --smoothing auto, head weights and counts leave a client; a quantile "
+                        "sketch of a small group holds each of its column values)")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
     p.add_argument("--model-name", default=None,

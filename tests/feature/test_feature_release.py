@@ -210,7 +210,8 @@ def test_kernel_smoothing_is_recorded_and_released_with_its_maps(tmp_path, capsy
     Z_run = fit.projector.transform(X[te], fit.table.s[te], t=1.0)
     Z = model.predict(rows, params={"output": "features"}).to_numpy()
     assert np.abs(Z - Z_run).max() < 1e-9
-    Z_hist = _fit("quantile")[1].projector.transform(X[te], fit.table.s[te], t=1.0)
+    hist = run_feature_fit(FeatureRunConfig(grid=[0.0, 1.0], smoothing="histogram"))[1]
+    Z_hist = hist.projector.transform(X[te], fit.table.s[te], t=1.0)
     assert np.abs(Z - Z_hist).max() > 0.01
     labels = model.predict(rows)["progression_high"].to_numpy()
     assert np.mean(labels == fit.table.y[te]) == pytest.approx(report.feature.utility_after, abs=1e-12)

@@ -248,8 +248,9 @@ FEATURE_REPLIES: dict[str, DeclaredReply] = {
         config={"summary": "JSON of the site's per-group summary of its features without S (feature-summary): group "
                            "labels (the values of S: numbers, or the categories of a text column) and counts, plus Σz "
                            "and Σzzᵀ per group (gaussian) or each coordinate's quantile function at 201 levels per "
-                           "group and, per one-hot encoded text column, the count of each category per group "
-                           "(quantile); representation-summary: the same summary of Z, the global model's penultimate "
+                           "group, per one-hot encoded text column, the count of each category per group, and per "
+                           "coordinate three split scores of --smoothing auto (log-spacing statistics of held-out "
+                           "ranks, BarycenterProjector.smoothing_scores) (quantile); representation-summary: the same summary of Z, the global model's penultimate "
                            "pre-activation (or output scores) on the site's train rows, one coordinate per unit"},
     ),
 }

@@ -51,15 +51,17 @@ AUTO_CANDIDATES = ("histogram", "relative", "kernel")
 
 
 def _uniformity(u: np.ndarray) -> float:
-    """How far ranks u (n,) in [0, 1] are from U(0, 1): Pearson's χ² over k = max(4, round(√n)) equal bins, standardised
-    as (χ² − (k − 1)) / √(2(k − 1)) (about N(0, 1) for uniform ranks). Fine bins see what a flexible probe reads, many
-    rows of one group on nearly the same rank; on the Boston mortgage table the Cramér–von Mises distance, which
-    weighs the whole CDF, chose worse (largest one-column AUC 0.70 against 0.66, benchmarks/feature_fairness.py)."""
-    k = max(4, int(round(np.sqrt(u.size))))
-    observed = np.bincount(np.minimum((u * k).astype(int), k - 1), minlength=k)
-    expected = u.size / k
-    chi2 = float(np.sum((observed - expected) ** 2) / expected)
-    return (chi2 - (k - 1)) / np.sqrt(2 * (k - 1))
+    """How far ranks u (n,) in [0, 1] are from U(0, 1), by clustering: Moran's log-spacing statistic
+    M = −Σ_{i=0..n} log((n + 1) D_i), D the n + 1 spacings of 0, the sorted u and 1, standardised as
+    (M − (n + 1) γ) / √((n + 1)(π²/6 − 1)) (γ Euler's constant; about N(0, 1) for uniform ranks; Moran 1951,
+    Biometrika 38:92). Many rows of one group on nearly the same rank, what a flexible probe reads S from, make
+    tiny spacings and a large M. A χ² over √n bins, or the Cramér–von Mises distance, is blind at that scale: on
+    the Boston mortgage table they chose the kernel for columns on a grid, where it leaves S (docs/method.md §3,
+    "Values on a grid")."""
+    n = u.size
+    spacings = np.diff(np.concatenate([[0.0], np.sort(np.clip(u, 0.0, 1.0)), [1.0]]))
+    m = -float(np.sum(np.log(np.maximum((n + 1) * spacings, 1e-12))))
+    return (m - (n + 1) * np.euler_gamma) / np.sqrt((n + 1) * (np.pi ** 2 / 6 - 1))
 
 
 class _Fixed:
@@ -248,7 +250,7 @@ class BarycenterProjector:
 
         The rows are split in two halves, each group evenly; the maps fitted on one half rank the other half's rows
         (random tie ranks, one draw per row shared by the candidates); a score is the sum over groups and both
-        directions of the standardised χ² of those ranks against U(0, 1) (`_uniformity`). Scores are additive over
+        directions of Moran's standardised log-spacing statistic of those ranks (`_uniformity`). Scores are additive over
         sites, so a federation
         sums its sites' (`federated.quantile_sketch`). On a coordinate without repeated values "relative" is the
         histogram and gets its score. A split with fewer than 2 rows of a group in a half scores zeros (no choice).

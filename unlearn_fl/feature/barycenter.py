@@ -246,13 +246,12 @@ class BarycenterProjector:
 
     def smoothing_scores(self, x: np.ndarray, inverse: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
         """The split scores of smoothing="auto" on one coordinate x (n,) with group indices inverse (n,): (3,), for
-        `AUTO_CANDIDATES`; the smallest leaves held-out ranks closest to U(0, 1) (docs/method.md §3, "Smoothing").
+        `AUTO_CANDIDATES`; the smallest leaves held-out ranks closest to U(0, 1) (docs/method.md §3, "Values on a grid").
 
         The rows are split in two halves, each group evenly; the maps fitted on one half rank the other half's rows
         (random tie ranks, one draw per row shared by the candidates); a score is the sum over groups and both
-        directions of Moran's standardised log-spacing statistic of those ranks (`_uniformity`). Scores are additive over
-        sites, so a federation
-        sums its sites' (`federated.quantile_sketch`). On a coordinate without repeated values "relative" is the
+        directions of Moran's standardised log-spacing statistic of those ranks (`_uniformity`). Scores are additive
+        over sites, so a federation sums its sites' (`federated.quantile_sketch`). On a coordinate without repeated values "relative" is the
         histogram and gets its score. A split with fewer than 2 rows of a group in a half scores zeros (no choice).
         """
         scores = np.zeros(len(AUTO_CANDIDATES))

@@ -247,7 +247,7 @@ def build_smooth_knots(values: np.ndarray, weights: np.ndarray | None = None, bi
 def pooled_ranks(values: np.ndarray, weights: np.ndarray | None, pooled: Knots, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """A group's sample (n,) as positions on the pooled law's level axis, r = F_pool(x): (r, weights), sorted.
 
-    pooled: exact knots of the pooled sample (`build_knots`, every group). A value that is a flat stretch of the pooled
+    pooled: the pooled sample's knots (`pooled_reference`, every group). A value that is a flat stretch of the pooled
     quantile function (an atom) spreads the group's points at it evenly over the stretch, except a heavy atom of the
     group (mass ≥ total/bins), whose points all sit at the stretch's middle so that the smoothing keeps its mass exact.
     """

@@ -27,7 +27,11 @@ from a single projected column (mean of 3 fold seeds; the same held-out rows) wi
 (its task head's probability of the positive class, before: the head on the raw columns). A federated variant the federated
 run does not take yet is listed as not run, with the reason.
 
-    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated] [--tables ...] [--variants ...] [--out STEM]
+    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated] [--no-central] [--tables ...]
+        [--variants ...] [--summary sketch|marginals] [--out STEM]
+
+With --summary marginals the federated sites send their per-group marginals (`unlearn-fl feature --summary
+marginals`): the maps are those of a central fit on the sites' pooled train rows.
 
 writes benchmarks/results/feature_fairness.{json,md}.
 """
@@ -142,14 +146,15 @@ def central(path: str, sensitive: str, target: str, method: str, smoothing: str,
     return {"runs": rows, "mean": _mean(rows)}
 
 
-def federated(path: str, sensitive: str, target: str, method: str, smoothing: str, clients: int) -> dict:
+def federated(path: str, sensitive: str, target: str, method: str, smoothing: str, clients: int,
+              summary: str = "sketch") -> dict:
     from unlearn_fl.cli import UsageError, _federated_feature
     from unlearn_fl.data import federation
     from unlearn_fl.engine.feature_exchange import sensitive_columns, sensitive_values
 
     with tempfile.TemporaryDirectory() as out:
         a = argparse.Namespace(clients=clients, dataset=path, target=target, sensitive=sensitive, method=method, t=1.0,
-                               grid="0,1", seed=0, out=out, smoothing=smoothing)
+                               grid="0,1", seed=0, out=out, smoothing=smoothing, summary=summary)
         try:
             report, fitted = _federated_feature(a)
         except UsageError as e:
@@ -217,6 +222,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--no-federated", action="store_true")
+    ap.add_argument("--no-central", action="store_true")
+    ap.add_argument("--summary", choices=["sketch", "marginals"], default="sketch",
+                    help="what the federated sites send for the quantile maps (unlearn-fl feature --summary)")
     ap.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES), help="default: all")
     ap.add_argument("--variants", nargs="+", default=[f"{m}:{sm}" for m, sm in VARIANTS],
                     choices=[f"{m}:{sm}" for m, sm in VARIANTS], help="method:smoothing pairs (default: all)")
@@ -235,10 +243,11 @@ def main() -> None:
             make().to_csv(path, index=False)
             res["tables"][name] = {}
             for method, smoothing in (v.split(":") for v in args.variants):
-                entry = {"central": central(path, sensitive, target, method, smoothing, args.seeds)}
+                entry = {} if args.no_central else {"central": central(path, sensitive, target, method, smoothing, args.seeds)}
                 if not args.no_federated:
-                    entry[f"federated ({args.clients} clients)"] = federated(path, sensitive, target, method, smoothing,
-                                                                             args.clients)
+                    where = f"federated ({args.clients} clients{', marginals' if args.summary == 'marginals' else ''})"
+                    entry[where] = federated(path, sensitive, target, method, smoothing, args.clients,
+                                             args.summary if method == "quantile" else "sketch")
                 label = (method if method == "gaussian" else
                          f"{method}, {smoothing} smoothing" + {"auto": " (the central default)", "relative": " (the federated default)"}.get(smoothing, ""))
                 res["tables"][name][label] = entry

@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 from unlearn_fl.engine.federation import Federation
 from unlearn_fl.config import UnlearningSettings
 from unlearn_fl.data import DataSpec, federation
-from unlearn_fl.engine.feature_exchange import (feature_blocks, merged_maps, sensitive_columns, sensitive_values,
-                                                  summary_from_json)
+from unlearn_fl.engine.feature_exchange import (feature_blocks, merge_for_sites, merged_maps, sensitive_columns,
+                                                  sensitive_values, summary_from_json)
 from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, encode_spec
 from unlearn_fl.feature.federated import server_fit
 from unlearn_fl.information.dependence import measure as measure_dependence, report_fields
@@ -31,12 +31,15 @@ from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock,
 def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: str = "gaussian", t: float = 1.0,
                            grid_t: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0,
                            fitted: dict | None = None, smoothing: str = "histogram", head_rounds: int = 10,
-                           head_epochs: int = 2, head_lr: float = 0.01) -> ForgettingReport:
+                           head_epochs: int = 2, head_lr: float = 0.01, summary: str = "sketch") -> ForgettingReport:
     """The federated run's forgetting report; `fitted`, when given, receives what the server fitted (for the release,
     unlearn_fl.feature.release.federated_releases): projector (the merged maps), spec, sensitive, t, clients.
     smoothing: of the quantile maps' group laws, "histogram" or "kernel" (docs/method.md §3); the sites rebuild the
     maps with the same setting. Left out of the request id and the recorded config at its default, so default runs
-    keep their ids. The release's task heads (a Linear layer on the features at t = 0 and on the projected features
+    keep their ids. summary: what a site sends for the quantile maps, "sketch" (the default) or "marginals" (its
+    per-group marginals, `unlearn_fl.feature.marginals`: the maps then equal the central fit on the pooled rows; the
+    server sends the merged marginals back, not the sites'); recorded, and in the request id, when "marginals".
+ The release's task heads (a Linear layer on the features at t = 0 and on the projected features
     at t) are trained by `head_rounds` FedAvg rounds of `head_epochs` local epochs (Adam, `head_lr`) on the sites'
     rows (task feature-heads, `engine.feature_exchange.local_feature_heads`); `fitted` also receives them ("heads"
     {0, t}: Linear states) and the report their pooled holdout accuracy and an S-probe on their scores."""
@@ -46,12 +49,18 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
     blocks = feature_blocks(spec, sensitive) if method == "quantile" else []
     base = {**encode_spec(spec), "sensitive": sensitive, "method": method, "seed": seed}
     extra = {"smoothing": smoothing} if smoothing != "histogram" else {}
+    if summary != "sketch":
+        if method != "quantile":
+            raise ValueError(f"summary={summary!r} is a summary of the quantile maps; the gaussian maps' moments are exact already")
+        extra["summary"] = summary
     base.update(extra)
     replies = fed.exchange(fed.node_of.values(), "query", RecordDict({CONFIG: ConfigRecord({**base, "task": "feature-summary"})}),
                            strict=True, what="the barycenter needs every site's summary")
     summaries = [str(r.content[CONFIG]["summary"]) for r in replies]
     if len(summaries) < spec.num_clients:
         raise RuntimeError(f"only {len(summaries)} of {spec.num_clients} clients sent their summaries")
+    counts = [int(np.sum(summary_from_json(x).counts)) for x in summaries]
+    summaries = merge_for_sites(summaries)  # marginals: merged into one before they go back to the sites
     proj = merged_maps(spec, sensitive, summaries, seed, smoothing)
     if fitted is not None:
         fitted.update(projector=proj, spec=spec, sensitive=sensitive, t=t, clients=sorted(fed.node_of))
@@ -86,7 +95,6 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
             points[x] = ParetoPoint(t=x, s_auc=d.s_auc, utility=utility[x], mi=d.mi,
                                     distortion=float(np.mean(np.sum((Z - Zte) ** 2, axis=1))), s_auc_gbm=d.s_auc_gbm,
                                     mi_gaussian=d.mi_gaussian)
-    counts = [int(np.sum(summary_from_json(x).counts)) for x in summaries]
     key = [spec.model_dump_json(), sensitive, method, t, seed] + list(extra.values())
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
     b, a = points[0.0], points[t]
@@ -107,8 +115,10 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                        "scores_s_auc": {"before": score_deps[0.0].s_auc, "after": score_deps[t].s_auc,
                                         "note": "logistic probe of S on the release's class probabilities, server's test split"},
                        "scores_s_auc_gbm": {"before": score_deps[0.0].s_auc_gbm, "after": score_deps[t].s_auc_gbm},
-                       "exchanged": "per-group summaries (gaussian: counts, sums, outer products; quantile: sketches and "
-                                    "one-hot category counts), the task heads' weights and holdout counts"},
+                       "exchanged": "per-group summaries (gaussian: counts, sums, outer products; quantile: "
+                                    + ("every column's values with their counts per group (marginals, unlinked across "
+                                       "columns; the sites got the merged marginals back)" if summary == "marginals" else "sketches")
+                                    + " and one-hot category counts), the task heads' weights and holdout counts"},
         dataset={"dataset": spec.dataset, "clients": spec.num_clients, "rows_per_client": counts,
                  "test_groups": {str(k): int(v) for k, v in zip(labels, group_n)}},
         model=ModelBlock(name=f"feature-{sensitive}"),

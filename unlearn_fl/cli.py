@@ -494,6 +494,11 @@ def _add_feature(sub) -> None:
                    help="run federated over this many simulated Flower clients (only per-group summaries, with three split "
                         "scores per column for --smoothing auto, head weights and counts leave a client; a quantile "
                         "sketch of a small group holds each of its column values)")
+    p.add_argument("--summary", choices=["sketch", "marginals"], default=None,
+                   help="with --clients and the quantile maps, what a site sends (docs/method.md §3, 'Exact federated "
+                        "maps'): sketch (the default: 201 quantiles per group and column; maps close to the central "
+                        "ones) or marginals (every value of every column with its count per group, unlinked across "
+                        "columns: the maps equal the central fit on the pooled rows, and --smoothing defaults to auto)")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow store the released model is registered in (sqlite:///PATH.db or http://HOST:PORT)")
     p.add_argument("--model-name", default=None,
@@ -557,7 +562,8 @@ def _federated_feature(a):
     report = run_in_simulation(lambda grid: run_feature_federation(grid, spec, a.sensitive, a.method, a.t, tuple(t_grid),
                                                                    a.seed, fitted=fitted,
                                                                    smoothing=getattr(a, "smoothing", "histogram"),
-                                                                   head_rounds=getattr(a, "head_rounds", None) or FEATURE_RELEASE_HEAD_ROUNDS),
+                                                                   head_rounds=getattr(a, "head_rounds", None) or FEATURE_RELEASE_HEAD_ROUNDS,
+                                                                   summary=getattr(a, "summary", None) or "sketch"),
                                 client_app, a.clients)
     return report, fitted
 
@@ -605,6 +611,9 @@ def _resolve_feature_flags(a) -> str:
                          + "): use conditional_entropy or energy")
     if a.max_s_auc is None:
         a.max_s_auc = 0.6
+    if a.summary is not None and not (federated_release and (a.method or "quantile") == "quantile"):
+        raise UsageError(f"--summary {a.summary} says what a site sends for the quantile maps of a federated release of the "
+                         "input columns: add --clients N and keep --method quantile and --outcome features, or drop --summary")
     _check_smoothing(a)  # before the defaults: a --smoothing given with the gaussian maps is refused, whichever
     if federated_release and a.head_rounds is None:
         a.head_rounds = FEATURE_RELEASE_HEAD_ROUNDS
@@ -613,7 +622,8 @@ def _resolve_feature_flags(a) -> str:
     if a.smoothing is None and path == "features" and (a.method or "quantile") == "quantile":
         # Federated, the sites' split scores come from a few dozen rows per group and choose badly (docs/method.md
         # §3, "Values on a grid"): the sites' maps take relative, the best single choice there.
-        a.smoothing = "relative" if federated_release else "auto"
+        # Marginals give the server the pooled rows' marginals, so auto chooses as centrally.
+        a.smoothing = "relative" if federated_release and a.summary != "marginals" else "auto"
     for k, v in _FEATURE_DEFAULTS.items():
         if getattr(a, k) is None:
             setattr(a, k, v)

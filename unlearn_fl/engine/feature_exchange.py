@@ -17,6 +17,7 @@ import numpy as np
 
 from unlearn_fl.data import DataSpec, client_data, federation
 from unlearn_fl.feature.federated import GaussianSummary, QuantileSketch, client_summary, server_fit
+from unlearn_fl.feature.marginals import MarginalSummary, merge_marginals
 
 
 def _raw_columns(names: list[str]) -> list[str]:
@@ -97,28 +98,40 @@ def _label(x: object) -> object:
     return x if isinstance(x, str) else float(x)
 
 
-def summary_to_json(s: GaussianSummary | QuantileSketch) -> str:
-    kind = "gaussian" if isinstance(s, GaussianSummary) else "quantile"
-    body = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(s).items()}
+_KINDS = {"gaussian": GaussianSummary, "quantile": QuantileSketch, "marginals": MarginalSummary}
+_LISTS = ("labels", "block_counts", "values", "value_counts")  # lists of arrays (or labels) in the JSON
+
+
+def summary_to_json(s: GaussianSummary | QuantileSketch | MarginalSummary) -> str:
+    kind = next(k for k, cls in _KINDS.items() if isinstance(s, cls))
+    body = {k: (v.tolist() if isinstance(v, np.ndarray) else [np.asarray(a).tolist() for a in v] if k in _LISTS[1:] else v)
+            for k, v in vars(s).items()}
     body["labels"] = [_label(x) for x in s.labels]
-    if kind == "quantile":
-        body["block_counts"] = [np.asarray(b).tolist() for b in s.block_counts]
     return json.dumps({"kind": kind, **body})
 
 
-def summary_from_json(text: str) -> GaussianSummary | QuantileSketch:
+def summary_from_json(text: str) -> GaussianSummary | QuantileSketch | MarginalSummary:
     d = json.loads(text)
-    kind = d.pop("kind")
-    cls = GaussianSummary if kind == "gaussian" else QuantileSketch
-    out = {k: (v if v is None else np.asarray(v) if k not in ("labels", "block_counts") else list(v)) for k, v in d.items()}
-    if "block_counts" in out:
-        out["block_counts"] = [np.asarray(b, dtype=np.float64) for b in out["block_counts"]]
+    cls = _KINDS[d.pop("kind")]
+    out = {k: (v if v is None or k == "labels" else [np.asarray(a, dtype=np.float64) for a in v] if k in _LISTS else np.asarray(v))
+           for k, v in d.items()}
     return cls(**out)
 
 
-def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str) -> str:
+def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str, summary: str = "sketch") -> str:
+    """The site's summary (JSON) of its train rows: gaussian moments, or a quantile sketch or (summary="marginals")
+    its per-group marginals (`unlearn_fl.feature.marginals`), with the one-hot blocks' category counts."""
     Z, s, _ = local_rows(spec, client_id, sensitive)
-    return summary_to_json(client_summary(Z, s, method, blocks=feature_blocks(spec, sensitive)))
+    return summary_to_json(client_summary(Z, s, method, blocks=feature_blocks(spec, sensitive), summary=summary))
+
+
+def merge_for_sites(summaries: list[str]) -> list[str]:
+    """What the server sends back to the sites to rebuild the maps: marginals merged into one summary (the pooled
+    marginals; no site sees another's), any other kind as received."""
+    parsed = [summary_from_json(x) for x in summaries]
+    if parsed and all(isinstance(x, MarginalSummary) for x in parsed):
+        return [summary_to_json(merge_marginals(parsed))]
+    return summaries
 
 
 def merged_maps(spec: DataSpec, sensitive: str, summaries: list[str], seed: int, smoothing: str = "histogram"):
@@ -126,7 +139,7 @@ def merged_maps(spec: DataSpec, sensitive: str, summaries: list[str], seed: int,
     seed, one-hot blocks (quantile summaries) and smoothing of the quantile group laws ("histogram" or "kernel",
     docs/method.md §3 'Sample size'; gaussian summaries take only the histogram, the default)."""
     parsed = [summary_from_json(x) for x in summaries]
-    quantile = bool(parsed) and all(isinstance(x, QuantileSketch) for x in parsed)
+    quantile = bool(parsed) and all(isinstance(x, (QuantileSketch, MarginalSummary)) for x in parsed)
     extra = {"smoothing": smoothing} if smoothing != "histogram" else {}
     return server_fit(parsed, random_state=seed, blocks=(feature_blocks(spec, sensitive) or None) if quantile else None,
                       **extra)

@@ -250,7 +250,10 @@ FEATURE_REPLIES: dict[str, DeclaredReply] = {
                            "and Σzzᵀ per group (gaussian) or each coordinate's quantile function at 201 levels per "
                            "group, per one-hot encoded text column, the count of each category per group, and per "
                            "coordinate three split scores of --smoothing auto (log-spacing statistics of held-out "
-                           "ranks, BarycenterProjector.smoothing_scores) (quantile); representation-summary: the same summary of Z, the global model's penultimate "
+                           "ranks, BarycenterProjector.smoothing_scores) (quantile); or, when the server asks for "
+                           "summary marginals (--summary marginals), each coordinate's distinct values with the count of "
+                           "each per group (every value of every column, unlinked across columns; "
+                           "unlearn_fl.feature.marginals) and the one-hot category counts; representation-summary: the same summary of Z, the global model's penultimate "
                            "pre-activation (or output scores) on the site's train rows, one coordinate per unit"},
     ),
 }

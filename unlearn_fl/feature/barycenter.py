@@ -184,32 +184,57 @@ class BarycenterProjector:
         classes = normalise_labels(classes)
         check_group_sizes(classes, counts, self._min_size(Z.shape[1]))
         if self.method == "quantile":
-            cells = [quantile.discrete_cells(Z[:, j]) for j in range(Z.shape[1])]
-            b = self.n_bins(counts)
-            smoothing = getattr(self, "smoothing", "histogram")
-            rng = np.random.default_rng(None if self.random_state is None else [int(self.random_state), 7919])
-            knots_by_col, choices = [], []
-            in_block = {c for cols in self._blocks(Z.shape[1]) for c in cols}  # mapped jointly, not by these knots
-            for j in range(Z.shape[1]):
-                choice = ("histogram" if j in in_block else
-                          self.auto_choice(self.smoothing_scores(Z[:, j], inverse, len(classes), rng)) if smoothing == "auto"
-                          else smoothing)
-                k, cells[j], choice = self.coordinate_knots([Z[inverse == g, j] for g in range(len(classes))], None, b,
-                                                            cells[j], choice)
-                knots_by_col.append(k)
-                choices.append(choice)
-            knots = [[knots_by_col[j][g] for j in range(Z.shape[1])] for g in range(len(classes))]
-            values = [np.stack([Z[:, cols].min(axis=0), Z[:, cols].max(axis=0)]) for cols in self._blocks(Z.shape[1])]
+            blocks = self._blocks(Z.shape[1])
+            values = [np.stack([Z[:, cols].min(axis=0), Z[:, cols].max(axis=0)]) for cols in blocks]
             block_counts = []
-            for cols, v in zip(self._blocks(Z.shape[1]), values):
+            for cols, v in zip(blocks, values):
                 cat = self._categories(Z[:, cols], v, cols, strict=True)
                 block_counts.append(np.stack([np.bincount(cat[inverse == g], minlength=len(cols)) for g in range(len(classes))]))
-            self.fit_from_knots(classes, counts, knots, cells, block_counts, values)
-            self.smoothing_ = choices
-            return self
+            columns = [[Z[inverse == g, j] for g in range(len(classes))] for j in range(Z.shape[1])]
+            return self.fit_from_columns(classes, columns, block_counts, values)
         means = np.stack([Z[inverse == g].mean(axis=0) for g in range(len(classes))])
         covs = np.stack([np.cov(Z[inverse == g], rowvar=False, bias=True).reshape(Z.shape[1], Z.shape[1]) for g in range(len(classes))])
         return self.fit_from_moments(classes, counts, means, covs)
+
+    def fit_from_columns(self, classes: Sequence[Hashable], columns: Sequence[Sequence[np.ndarray]],
+                         block_counts: Sequence[np.ndarray] | None = None,
+                         block_values: Sequence[np.ndarray] | None = None) -> BarycenterProjector:
+        """Fit the quantile method from each group's values on each coordinate (docs/method.md §3).
+
+        columns[j][g]: group g's values (n_g,) on coordinate j, in any order; every coordinate has the same n_g.
+        The per-coordinate maps depend on the rows only through these marginals, so `fit(Z, s)` is this with the
+        columns of Z, and a federation whose sites send their marginals (`feature.marginals`) fits the same maps.
+        block_counts, block_values: as `fit_from_knots`. ValueError for a group below the minimum size or columns of
+        unequal group sizes.
+        """
+        self._check_params()
+        if self.method != "quantile":
+            raise ValueError("fit_from_columns needs method='quantile'")
+        classes = list(classes)
+        counts = np.array([np.asarray(v).size for v in columns[0]], dtype=np.float64)
+        if any(len(col) != len(classes) or [np.asarray(v).size for v in col] != counts.tolist() for col in columns):
+            raise ValueError("every coordinate needs one array per group, with the same group sizes on every coordinate")
+        check_group_sizes(classes, counts.astype(int), self._min_size(len(columns)))
+        inverse = np.repeat(np.arange(len(classes)), counts.astype(int))
+        b = self.n_bins(counts)
+        smoothing = getattr(self, "smoothing", "histogram")
+        rng = np.random.default_rng(None if self.random_state is None else [int(self.random_state), 7919])
+        in_block = {c for cols in self._blocks(len(columns)) for c in cols}  # mapped jointly, not by these knots
+        knots_by_col, cells, choices = [], [], []
+        for j, col in enumerate(columns):
+            col = [np.asarray(v, dtype=np.float64) for v in col]
+            x = np.concatenate(col)
+            choice = ("histogram" if j in in_block else
+                      self.auto_choice(self.smoothing_scores(x, inverse, len(classes), rng)) if smoothing == "auto"
+                      else smoothing)
+            k, c, choice = self.coordinate_knots(col, None, b, quantile.discrete_cells(x), choice)
+            knots_by_col.append(k)
+            cells.append(c)
+            choices.append(choice)
+        knots = [[knots_by_col[j][g] for j in range(len(columns))] for g in range(len(classes))]
+        self.fit_from_knots(classes, counts, knots, cells, block_counts, block_values)
+        self.smoothing_ = choices
+        return self
 
     def n_bins(self, counts: Sequence[float]) -> int | None:
         """Histogram bins b shared by every group (docs/method.md §3): `auto_bins` of the smallest group, the

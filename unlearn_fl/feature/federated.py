@@ -14,6 +14,9 @@ sketch value carries its level cell's share of n_c), which approximates the pool
 to within the grid resolution; the server then smooths them exactly as a central fit smooths rows
 (`BarycenterProjector.group_knots`, one bin count from the smallest pooled group). For one-hot blocks
 (`blocks`) a sketch also carries each group's category counts, which add up exactly.
+Exact quantile maps: sites that send their per-group marginals instead (`client_summary(..., summary="marginals")`,
+`unlearn_fl.feature.marginals`) give maps equal to the central fit on the pooled rows, at the price of sending every
+value of every column (unlinked across columns).
 Caveat: a sketch with m ≥ a client's group size essentially reveals that group's values
 on each coordinate; use m well below the local group sizes when that matters.
 """
@@ -28,6 +31,7 @@ import numpy as np
 
 from unlearn_fl.feature import quantile
 from unlearn_fl.feature.barycenter import BarycenterProjector
+from unlearn_fl.feature.marginals import MarginalSummary, fit_marginals, marginal_summary
 from unlearn_fl.feature.validation import check_labels, check_matrix, normalise_labels
 
 
@@ -204,19 +208,26 @@ def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) 
 
 
 def client_summary(Z: object, s: object, method: Literal["quantile", "gaussian"] = "quantile", n_levels: int = 201,
-                   blocks: Sequence[Sequence[int]] | None = None) -> GaussianSummary | QuantileSketch:
-    """Client side, either method: the only object a client sends (blocks: one-hot blocks, quantile method only)."""
+                   blocks: Sequence[Sequence[int]] | None = None,
+                   summary: Literal["sketch", "marginals"] = "sketch") -> GaussianSummary | QuantileSketch | MarginalSummary:
+    """Client side, either method: the only object a client sends (blocks: one-hot blocks, quantile method only).
+
+    summary (quantile method): "sketch" (`quantile_sketch`, the default) or "marginals" (`marginals.marginal_summary`:
+    every value of every column per group, unlinked across columns; the merged maps then equal the central ones)."""
     if method == "gaussian":
         return gaussian_summary(Z, s)
     if method == "quantile":
+        if summary == "marginals":
+            return marginal_summary(Z, s, blocks)
+        if summary != "sketch":
+            raise ValueError(f"summary must be 'sketch' or 'marginals', got {summary!r}")
         return quantile_sketch(Z, s, n_levels, blocks)
     raise ValueError(f"method must be 'quantile' or 'gaussian', got {method!r}")
 
 
-def server_fit(summaries: Sequence[GaussianSummary | QuantileSketch], **projector_kwargs: Any) -> BarycenterProjector:
+def server_fit(summaries: Sequence[GaussianSummary | QuantileSketch | MarginalSummary], **projector_kwargs: Any) -> BarycenterProjector:
     """Server side, either method (chosen by the summaries' type): merge and fit the projector."""
-    if summaries and all(isinstance(x, GaussianSummary) for x in summaries):
-        return merge_gaussian(summaries, **projector_kwargs)
-    if summaries and all(isinstance(x, QuantileSketch) for x in summaries):
-        return merge_quantile(summaries, **projector_kwargs)
-    raise ValueError("summaries must be a non-empty list of GaussianSummary or of QuantileSketch, not a mix")
+    for kind, merge in ((GaussianSummary, merge_gaussian), (QuantileSketch, merge_quantile), (MarginalSummary, fit_marginals)):
+        if summaries and all(isinstance(x, kind) for x in summaries):
+            return merge(summaries, **projector_kwargs)
+    raise ValueError("summaries must be a non-empty list of GaussianSummary, of QuantileSketch or of MarginalSummary, not a mix")

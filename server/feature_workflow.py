@@ -24,6 +24,7 @@ from unlearn_fl.engine.feature_exchange import (feature_blocks, merge_for_sites,
                                                   sensitive_values, summary_from_json)
 from unlearn_fl.engine.protocol import ARRAYS, CONFIG, METRICS, encode_spec
 from unlearn_fl.feature.federated import server_fit
+from unlearn_fl.feature.parity_ceiling import ceiling_record
 from unlearn_fl.information.dependence import measure as measure_dependence, report_fields
 from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock, ParetoPoint, RequestBlock
 
@@ -71,7 +72,7 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
     Zte = np.delete(test.X, cols, axis=1).astype(np.float64)
     s_te = sensitive_values(spec, sensitive, f.test_idx)
     keep = np.array([v in set(proj.classes_) for v in s_te.tolist()], dtype=bool)
-    Zte, s_te = Zte[keep], s_te[keep]
+    Zte, s_te, y_te = Zte[keep], s_te[keep], test.y[keep]
 
     ts = sorted(set(grid_t) | {0.0, t})
     cfg = ConfigRecord({**base, "task": "feature-apply", "summaries": summaries, "grid": [float(x) for x in ts]})
@@ -115,6 +116,10 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                        "scores_s_auc": {"before": score_deps[0.0].s_auc, "after": score_deps[t].s_auc,
                                         "note": "logistic probe of S on the release's class probabilities, server's test split"},
                        "scores_s_auc_gbm": {"before": score_deps[0.0].s_auc_gbm, "after": score_deps[t].s_auc_gbm},
+                       "parity_ceiling": ceiling_record(Zte, s_te, y_te, seed),
+                       **({"smoothing_used": dict(zip([n for k, n in enumerate(f.table.feature_names) if k not in set(cols)],
+                                                      proj.smoothing_))}
+                          if smoothing == "auto" and hasattr(proj, "smoothing_") else {}),
                        "exchanged": "per-group summaries (gaussian: counts, sums, outer products; quantile: "
                                     + ("every column's values with their counts per group (marginals, unlinked across "
                                        "columns; the sites got the merged marginals back)" if summary == "marginals" else "sketches")
@@ -390,6 +395,8 @@ def run_model_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, out
                        "s_auc": "logistic probe, 5-fold x 3 CV, on the model's class probabilities for the server's test split",
                        "mi": "k-NN MI (nats) on an out-of-fold gradient-boosting probe's score, same rows",
                        "utility": "pooled accuracy on the sites' holdout rows",
+                       "parity_ceiling": ceiling_record(np.delete(test.X, sensitive_columns(spec, sensitive)[0], axis=1),
+                                                        s_te, test.y, seed),
                        "exchanged": "per-group summaries of Z, per-group sums of soft outcomes with counts, model and head "
                                     "weights, holdout counts"},
         dataset={"dataset": spec.dataset, "clients": spec.num_clients,

@@ -131,6 +131,8 @@ def test_flower_release_with_marginals_is_the_central_fit_of_the_sites_rows(tmp_
     report = ForgettingReport.model_validate_json((out / "forgetting_report.json").read_text())
     assert report.method_config["summary"] == "marginals" and report.method_config["smoothing"] == "auto"
     assert "marginals" in report.method_config["exchanged"]
+    pc = report.method_config["parity_ceiling"]  # on the server's test rows, as every feature report
+    assert 0.5 <= pc["ceiling"] <= 1 and pc["probe"] in ("logistic", "gradient boosting")
     mlflow.set_tracking_uri(uri)
     proj = mlflow.pyfunc.load_model("models:/feature-sex-federated/2").unwrap_python_model().release.projector
     spec = DataSpec(dataset=str(out / "diabetes.csv"), target="progression_high", num_clients=3, seed=0)
@@ -138,6 +140,7 @@ def test_flower_release_with_marginals_is_the_central_fit_of_the_sites_rows(tmp_
     Z, s = np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
     central = BarycenterProjector(smoothing="auto", random_state=0).fit(Z, s)
     assert _max_gap(proj, central) <= 1e-6 and proj.smoothing_ == central.smoothing_
+    assert list(report.method_config["smoothing_used"].values()) == central.smoothing_
     assert np.abs(proj.transform(Z, s) - central.transform(Z, s)).max() <= 1e-6
     code = cli.main(["feature", "--clients", "3", "--smoothing", "auto", "--grid", "0,1", "--head-rounds", "2",
                      "--tracking-uri", uri, "--out", str(tmp_path / "sketch")])

@@ -84,3 +84,31 @@ def test_bad_input_is_refused_with_the_fix():
         estimate_parity_ceiling(np.zeros((100, 2)), s, y, positive=7)
     with pytest.raises(ValueError, match="3 classes"):
         estimate_parity_ceiling(np.zeros((100, 2)), s, np.arange(100) % 3)
+
+
+def test_every_feature_report_carries_the_ceiling_of_its_held_out_rows(tmp_path):
+    """A central run on diabetes: the report's parity_ceiling is `estimate_parity_ceiling` of its own held-out rows,
+    the HTML shows it, and the smoothing row names the setting and auto's per-column choices (a relative or auto run
+    was once described as the histogram)."""
+    import html as html_text
+
+    from unlearn_fl.feature.run import FeatureRunConfig, run_feature_fit
+    from unlearn_fl.report.html import render_html
+
+    report, fit = run_feature_fit(FeatureRunConfig(dataset="diabetes", sensitive="sex", target="progression_high",
+                                                   grid=[0.0, 1.0], probe_repeats=1))
+    pc = report.method_config["parity_ceiling"]
+    X = ((fit.table.X - fit.mean) / fit.scale)[fit.test_idx]
+    want = estimate_parity_ceiling(X, fit.table.s[fit.test_idx], fit.table.y[fit.test_idx], random_state=0)
+    assert (pc["accuracy_with_s"], pc["ceiling"], pc["probe"]) == (want.accuracy, want.ceiling, want.probe)
+    used = report.method_config["smoothing_used"]
+    assert list(used) == fit.table.feature_names and list(used.values()) == fit.projector.smoothing_
+    page = html_text.unescape(render_html(report))
+    assert f"{pc['accuracy_with_s']:.4g} with S / {pc['ceiling']:.4g} independent of S" in page
+    counts = {k: list(used.values()).count(k) for k in ("histogram", "relative", "kernel")}
+    assert all(f"{k} on {n} column" in page for k, n in counts.items() if n)
+    for setting, words in (("relative", "pooled law's levels"), ("kernel", "Gaussian kernel"),
+                           ("histogram", "equal-mass histograms")):
+        config = {k: v for k, v in report.method_config.items() if k != "smoothing_used"} | {"smoothing": setting}
+        other = html_text.unescape(render_html(report.model_copy(update={"method_config": config})))
+        assert words in other and "step quantile" not in other and " on 9 columns" not in other

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict
 class ParityCeiling(BaseModel):
     """accuracy: the best accuracy of one threshold on η for every row (unconstrained); ceiling: the best accuracy
     under demographic parity, at the common positive rate `rate`; positive_rates: per group (labels as str), that
-    unconstrained rule's rate of positive predictions. Both maxima choose one parameter on the same rows, so they
+    unconstrained rule's rate of positive predictions; probe: what estimated η (`estimate_parity_ceiling`), None when
+    η was given. Both maxima choose one parameter on the same rows, so they
     carry the same small optimism. Accuracies in [0, 1]."""
 
     model_config = ConfigDict(extra="forbid")
@@ -33,6 +34,7 @@ class ParityCeiling(BaseModel):
     rate: float
     positive_rates: dict[str, float]
     n: int
+    probe: str | None = None
 
 
 def _group_curve(eta: np.ndarray, gain: np.ndarray, rates: np.ndarray) -> np.ndarray:
@@ -84,12 +86,17 @@ def parity_ceiling(eta: object, s: object, y: object | None = None, grid: int = 
 
 def estimate_parity_ceiling(X: object, s: object, y: object, positive: object | None = None, folds: int = 5,
                             random_state: int = 0) -> ParityCeiling:
-    """`parity_ceiling` from data: η out of fold from a gradient-boosting classifier on (X, one-hot S) (scikit-learn's
-    HistGradientBoostingClassifier, `folds`-fold stratified), accuracies empirical on y. X: (n, d) numeric; s: (n,)
-    groups; y: (n,) two classes; positive: the label taken as 1 (default: the larger). The choice of r on the same rows makes the ceiling
-    optimistic by the noise of a one-parameter fit. ValueError for a y with other than two classes."""
+    """`parity_ceiling` from data: η = P(Y = 1 | X, S) out of fold (`folds`-fold stratified) from the better, by
+    out-of-fold log loss, of a logistic regression and a gradient-boosting classifier (scikit-learn's) on (X, one-hot
+    S); accuracies empirical on y. X: (n, d) numeric; s: (n,) groups; y: (n,) two classes; positive: the label taken as
+    1 (default: the larger). The probe is `probe` in the result. Choosing r (and the probe) on the same rows makes the
+    ceiling optimistic by the noise of those choices. ValueError for a y with other than two classes."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     X = np.asarray(X, dtype=np.float64)
     s = np.asarray(s)
@@ -103,6 +110,26 @@ def estimate_parity_ceiling(X: object, s: object, y: object, positive: object | 
     groups = np.unique(s)
     features = np.column_stack([X, (s[:, None] == groups[None, :]).astype(np.float64)])
     cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
-    eta = cross_val_predict(HistGradientBoostingClassifier(random_state=random_state), features, y01, cv=cv,
-                            method="predict_proba")[:, 1]
-    return parity_ceiling(eta, s, y01)
+    probes = {"logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+              "gradient boosting": HistGradientBoostingClassifier(random_state=random_state)}
+    etas = {k: cross_val_predict(m, features, y01, cv=cv, method="predict_proba")[:, 1] for k, m in probes.items()}
+    probe = min(etas, key=lambda k: log_loss(y01, np.clip(etas[k], 1e-12, 1 - 1e-12)))
+    return parity_ceiling(etas[probe], s, y01).model_copy(update={"probe": probe})
+
+
+def ceiling_record(X: object, s: object, y: object, random_state: int = 0) -> dict:
+    """The report's `parity_ceiling` entry for held-out rows X (n, d), s, y (docs/method.md §3): accuracy_with_s and
+    ceiling (`estimate_parity_ceiling`, 5 folds, or fewer when a class is rare), and a note; for a target with other than
+    two classes, or too few rows of a class to fold, only the note saying why there is none."""
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if classes.size != 2:
+        return {"note": f"not estimated: the target has {classes.size} classes (the ceiling here is for binary targets)"}
+    folds = int(min(5, counts.min()))
+    if folds < 2:
+        return {"note": "not estimated: a class of the target has fewer than 2 held-out rows"}
+    pc = estimate_parity_ceiling(X, s, y, folds=folds, random_state=random_state)
+    return {"accuracy_with_s": pc.accuracy, "ceiling": pc.ceiling, "probe": pc.probe,
+            "note": "best accuracy of any classifier independent of S (demographic parity) against the best with S, "
+                    f"from a {pc.probe} probe's out-of-fold P(Y | X, S) ({folds} folds) on the held-out rows: their "
+                    "difference estimates what any S-free model gives up"}

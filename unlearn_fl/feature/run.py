@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from unlearn_fl.types import Seed
 from unlearn_fl.feature.barycenter import BarycenterProjector
+from unlearn_fl.feature.parity_ceiling import ceiling_record
 from unlearn_fl.feature.tabular import DIABETES_TARGET, FeatureTable, load_feature_table, write_diabetes_csv
 from unlearn_fl.information.dependence import Dependence, measure as measure_dependence, report_fields
 from unlearn_fl.report.schema import FeatureBlock, ForgettingReport, ModelBlock, ParetoPoint, RequestBlock
@@ -195,6 +196,9 @@ def run_feature_fit(config: FeatureRunConfig) -> tuple[ForgettingReport, Feature
             "one_hot_blocks": [[table.feature_names[c] for c in b] for b in table.blocks] if cfg.method == "quantile" else [],
             "s_auc": f"{cfg.probe} probe, {cfg.probe_folds}-fold x {cfg.probe_repeats} CV on the held-out split",
             "utility": "accuracy of a logistic regression trained on transformed train, tested on transformed test",
+            "parity_ceiling": ceiling_record(Xte, s_te, y_te, cfg.seed),
+            **({"smoothing_used": dict(zip(table.feature_names, projector.smoothing_))}
+               if cfg.smoothing == "auto" and hasattr(projector, "smoothing_") else {}),
         },
         dataset={
             "name": table.source,

@@ -30,14 +30,41 @@ def _fig(w: float = 5.2, h: float = 3.4):
     return plt.subplots(figsize=(w, h))
 
 
+_SMOOTHING_TEXT = {
+    "histogram": "histogram (equal-mass histograms of each group's values)",
+    "kernel": "kernel-smoothed (a Gaussian kernel on each group's sample; smooth quantile functions)",
+    "relative": "relative (histograms on the pooled law's levels, mapped back through its quantile function; for "
+                "columns of values on a grid)",
+    "auto": "auto (per column, whichever of histogram, relative and kernel left the groups' held-out ranks most "
+            "uniform on splits of the fitted rows)",
+}
+
+
 def _smoothing(r: ForgettingReport) -> str | None:
-    """How a quantile projection of the input columns estimated each group's law (method-notes: `--smoothing`)."""
+    """How a quantile projection of the input columns estimated each group's law (docs/method.md §3, "Smoothing" and
+    "Values on a grid"), with auto's choices counted when the report records them."""
     f = r.feature
     if f is None or f.method != "quantile" or f.lam is not None or f.outcome not in (None, "features"):
         return None
-    if r.method_config.get("smoothing", "histogram") == "kernel":
-        return "kernel-smoothed (a Gaussian kernel on each group's sample; smooth quantile functions)"
-    return "histogram (each group's empirical law; step quantile functions)"
+    setting = str(r.method_config.get("smoothing", "histogram"))
+    text = _SMOOTHING_TEXT.get(setting, setting)
+    used = r.method_config.get("smoothing_used")
+    if setting == "auto" and isinstance(used, dict) and used:
+        counts = {k: list(used.values()).count(k) for k in ("histogram", "relative", "kernel")}
+        text += ": " + ", ".join(f"{k} on {n} column{'s' if n != 1 else ''}" for k, n in counts.items() if n)
+    return text
+
+
+def _ceiling(r: ForgettingReport) -> str | None:
+    """The demographic-parity ceiling row (unlearn_fl.feature.parity_ceiling), or its reason for being absent."""
+    pc = r.method_config.get("parity_ceiling")
+    if not isinstance(pc, dict):
+        return None
+    if "ceiling" not in pc:
+        return str(pc.get("note"))
+    gap = 100 * (pc["accuracy_with_s"] - pc["ceiling"])
+    cost = f"{gap:.1f} points, what any S-free model gives up" if gap > 0 else "no measurable cost of independence"
+    return f"{pc['accuracy_with_s']:.4g} with S / {pc['ceiling']:.4g} independent of S ({cost}; {pc.get('probe')} probe)"
 
 
 def _feature_setting_rows(r: ForgettingReport) -> list[tuple[str, str]]:
@@ -51,7 +78,8 @@ def _feature_setting_rows(r: ForgettingReport) -> list[tuple[str, str]]:
     rows = [("group laws of the quantile maps", _smoothing(r)), ("task heads", mc.get("head")),
             ("task heads' accuracy before / after (the released model, pooled site holdouts)", before_after("head_accuracy")),
             ("S-probe AUC on the released model's scores before / after", before_after("scores_s_auc")),
-            ("gradient-boosting S-probe AUC on the released model's scores before / after", before_after("scores_s_auc_gbm"))]
+            ("gradient-boosting S-probe AUC on the released model's scores before / after", before_after("scores_s_auc_gbm")),
+            ("best task accuracy with S / independent of S (demographic-parity ceiling, held-out rows)", _ceiling(r))]
     return [(k, v) for k, v in rows if v is not None]
 
 

@@ -35,7 +35,8 @@ def query(msg: Message, context: Context) -> Message:
     cfg = dict(msg.content[CONFIG])
     spec, cid = decode_spec(cfg), UnlearningClient.client_id(context)
     if cfg.get("task") == "feature-summary":
-        summary = fx.local_summary(spec, cid, str(cfg["sensitive"]), str(cfg["method"]), str(cfg.get("summary", "sketch")))
+        summary = fx.local_summary(spec, cid, str(cfg["sensitive"]), str(cfg["method"]), str(cfg.get("summary", "sketch")),
+                                   split_scores=cfg.get("smoothing") == "auto")
         return Message(content=RecordDict({CONFIG: ConfigRecord({"summary": summary})}), reply_to=msg)
     if cfg.get("task") == "feature-apply":
         out = fx.local_apply(spec, cid, str(cfg["sensitive"]), [str(x) for x in cfg["summaries"]],

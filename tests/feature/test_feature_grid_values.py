@@ -88,7 +88,8 @@ def test_federated_auto_sums_the_sites_split_scores():
     for _ in range(3):
         X, s = _sample(800, rng)
         sites.append((np.column_stack([rng.standard_normal(800), X[:, 0]]), s))
-    sketches = [summary_from_json(summary_to_json(quantile_sketch(X, s, 101))) for X, s in sites]
+    assert quantile_sketch(*sites[0], 101).smoothing_scores is None  # computed only when asked for
+    sketches = [summary_from_json(summary_to_json(quantile_sketch(X, s, 101, split_scores=True))) for X, s in sites]
     assert all(sk.smoothing_scores.shape == (2, 3) for sk in sketches)  # (columns, AUTO_CANDIDATES)
     total = np.sum([sk.smoothing_scores for sk in sketches], axis=0)
     assert total[0, 1] == total[0, 0]  # a continuous column: relative is the histogram

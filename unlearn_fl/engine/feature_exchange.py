@@ -118,11 +118,14 @@ def summary_from_json(text: str) -> GaussianSummary | QuantileSketch | MarginalS
     return cls(**out)
 
 
-def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str, summary: str = "sketch") -> str:
+def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str, summary: str = "sketch",
+                  split_scores: bool = False) -> str:
     """The site's summary (JSON) of its train rows: gaussian moments, or a quantile sketch or (summary="marginals")
-    its per-group marginals (`unlearn_fl.feature.marginals`), with the one-hot blocks' category counts."""
+    its per-group marginals (`unlearn_fl.feature.marginals`), with the one-hot blocks' category counts; a sketch
+    carries the split scores of smoothing="auto" when split_scores (the server asks for them with that smoothing)."""
     Z, s, _ = local_rows(spec, client_id, sensitive)
-    return summary_to_json(client_summary(Z, s, method, blocks=feature_blocks(spec, sensitive), summary=summary))
+    return summary_to_json(client_summary(Z, s, method, blocks=feature_blocks(spec, sensitive), summary=summary,
+                                          split_scores=split_scores))
 
 
 def merge_for_sites(summaries: list[str]) -> list[str]:

@@ -80,7 +80,7 @@ def gaussian_summary(Z: object, s: object) -> GaussianSummary:
 
 
 def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[Sequence[int]] | None = None,
-                    seed: int = 0) -> QuantileSketch:
+                    seed: int = 0, split_scores: bool = False) -> QuantileSketch:
     """Client side: per group and coordinate, the local quantile function at levels k/(m − 1), plus counts.
 
     The quantile function is the step function of the rows (numpy's "inverted_cdf": the smallest value whose
@@ -91,9 +91,11 @@ def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[
     diabetes over 5 sites a single projected column predicted S better than before the projection: gradient-boosting
     AUC 0.55 -> 0.67 for age.)
     blocks: one-hot blocks (column indices); each adds its (G, K) category counts per group (the active column of a
-    row is its largest value in the block). The sketch also carries the site's split scores of smoothing="auto"
-    (`BarycenterProjector.smoothing_scores`, seeded by seed), which the server sums over sites to choose each
-    coordinate's smoothing; with fewer than 4 rows in a group they are zeros (no choice from this site).
+    row is its largest value in the block). split_scores (when the server will merge with smoothing="auto"): the
+    sketch also carries the site's split scores (`BarycenterProjector.smoothing_scores`, seeded by seed), which the
+    server sums over sites to choose each coordinate's smoothing; with fewer than 4 rows in a group they are zeros
+    (no choice from this site). Without them smoothing_scores is None: they cost 3 candidates × 2 halves ×
+    `AUTO_SPLITS` one-dimensional fits per column, spent only when asked for.
     """
     if n_levels < 2:
         raise ValueError(f"n_levels must be at least 2, got {n_levels}")
@@ -108,6 +110,8 @@ def quantile_sketch(Z: object, s: object, n_levels: int = 201, blocks: Sequence[
     for cols in blocks or []:
         cat = np.argmax(Z[:, list(cols)], axis=1)
         block_counts.append(np.stack([np.bincount(cat[inv == g], minlength=len(cols)) for g in range(len(labels))]).astype(np.float64))
+    if not split_scores:
+        return QuantileSketch(labels, counts, levels, q, block_counts, None)
     scorer = BarycenterProjector(method="quantile")
     rng = np.random.default_rng([int(seed), 7919])
     in_block = {c for cols in blocks or [] for c in cols}
@@ -190,7 +194,7 @@ def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) 
     if smoothing == "auto":
         if any(sk.smoothing_scores is None for sk in sketches):
             raise ValueError("smoothing='auto' needs every site's split scores, and a sketch came without them; "
-                             "make every sketch with this version's quantile_sketch, or pass 'histogram' or 'relative'")
+                             "make every sketch with quantile_sketch(..., split_scores=True), or pass 'histogram' or 'relative'")
         total = np.sum([np.asarray(sk.smoothing_scores, dtype=np.float64).reshape(d, -1) for sk in sketches], axis=0)
     by_col, choices = [], []
     for j in range(d):
@@ -209,11 +213,13 @@ def merge_quantile(sketches: Sequence[QuantileSketch], **projector_kwargs: Any) 
 
 def client_summary(Z: object, s: object, method: Literal["quantile", "gaussian"] = "quantile", n_levels: int = 201,
                    blocks: Sequence[Sequence[int]] | None = None,
-                   summary: Literal["sketch", "marginals"] = "sketch") -> GaussianSummary | QuantileSketch | MarginalSummary:
+                   summary: Literal["sketch", "marginals"] = "sketch",
+                   split_scores: bool = False) -> GaussianSummary | QuantileSketch | MarginalSummary:
     """Client side, either method: the only object a client sends (blocks: one-hot blocks, quantile method only).
 
     summary (quantile method): "sketch" (`quantile_sketch`, the default) or "marginals" (`marginals.marginal_summary`:
-    every value of every column per group, unlinked across columns; the merged maps then equal the central ones)."""
+    every value of every column per group, unlinked across columns; the merged maps then equal the central ones);
+    split_scores: a sketch carries the split scores of smoothing="auto" (`quantile_sketch`)."""
     if method == "gaussian":
         return gaussian_summary(Z, s)
     if method == "quantile":
@@ -221,7 +227,7 @@ def client_summary(Z: object, s: object, method: Literal["quantile", "gaussian"]
             return marginal_summary(Z, s, blocks)
         if summary != "sketch":
             raise ValueError(f"summary must be 'sketch' or 'marginals', got {summary!r}")
-        return quantile_sketch(Z, s, n_levels, blocks)
+        return quantile_sketch(Z, s, n_levels, blocks, split_scores=split_scores)
     raise ValueError(f"method must be 'quantile' or 'gaussian', got {method!r}")
 
 

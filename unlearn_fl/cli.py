@@ -816,7 +816,7 @@ def _feature_summary(report):
     if report.method_config.get("smoothing", "histogram") != "histogram":
         knob += f", {report.method_config['smoothing']} smoothing"
     where = "" if f.outcome in (None, "features") else f" from the model's {f.outcome}" + (" in training" if f.lam is not None else "")
-    print(f"feature unlearning of {f.sensitive!r}{where} ({f.method}, {knob}) on {report.method_config.get('dataset') or report.dataset.get('name', '')}")
+    print(f"feature unlearning of {f.sensitive!r}{where} ({f.method}, {knob}) on {report.method_config.get('dataset') or report.dataset.get('name') or report.dataset.get('dataset', '')}")
     chance = "" if f.s_auc_chance is None else f"; chance level on these rows {f.s_auc_chance:.3f}"
     print(f"  S-probe AUC   {f.s_auc_before:.3f} -> {f.s_auc_after:.3f}   (0.5 = nothing left to predict S from{chance})")
     print(f"  MI (k-NN)     {f.mi_before:.3f} -> {f.mi_after:.3f} nats   (chance level {f.mi_chance or 0:.3f}; "

@@ -128,6 +128,8 @@ def test_flower_release_with_marginals_is_the_central_fit_of_the_sites_rows(tmp_
                      "--tracking-uri", uri, "--out", str(out)])
     printed, err = capsys.readouterr()
     assert code == 0, err[-2000:]
+    head = next(line for line in printed.splitlines() if line.startswith("feature unlearning of"))
+    assert head.endswith(str(out / "diabetes.csv")), head  # the federated summary names its table too
     report = ForgettingReport.model_validate_json((out / "forgetting_report.json").read_text())
     assert report.method_config["summary"] == "marginals" and report.method_config["smoothing"] == "auto"
     assert "marginals" in report.method_config["exchanged"]

@@ -484,16 +484,17 @@ def _add_feature(sub) -> None:
     p.add_argument("--smoothing", choices=["auto", "histogram", "relative", "kernel"], default=None,
                    help="how the quantile maps estimate each group's law (docs/method.md §3, 'Values on a grid'): auto (the "
                         "central default: per column, histogram, relative or kernel, whichever a split of the rows "
-                        "finds closest; with --clients the default is relative), "
+                        "finds closest; with --clients the default is relative, with --summary marginals auto again), "
                         "equal-mass histograms of the values, histograms on the pooled law's levels (relative: for "
                         "columns of values on a grid), or a Gaussian kernel CDF")
     p.add_argument("--grid", default=None, help="t values of the Pareto curve (default 0,0.25,0.5,0.75,1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="unlearn-report")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the maps' tie draws and the probes (default 0)")
+    p.add_argument("--out", default="unlearn-report", help="folder of the forgetting report (JSON and HTML; default unlearn-report)")
     p.add_argument("--clients", type=int, default=None,
                    help="run federated over this many simulated Flower clients (only per-group summaries, with three split "
                         "scores per column for --smoothing auto, head weights and counts leave a client; a quantile "
-                        "sketch of a small group holds each of its column values)")
+                        "sketch of a small group holds each of its column values, and --summary marginals sends every "
+                        "value of every column)")
     p.add_argument("--summary", choices=["sketch", "marginals"], default=None,
                    help="with --clients and the quantile maps, what a site sends (docs/method.md §3, 'Exact federated "
                         "maps'): sketch (the default: 201 quantiles per group and column; maps close to the central "
@@ -611,9 +612,15 @@ def _resolve_feature_flags(a) -> str:
                          + "): use conditional_entropy or energy")
     if a.max_s_auc is None:
         a.max_s_auc = 0.6
-    if a.summary is not None and not (federated_release and (a.method or "quantile") == "quantile"):
-        raise UsageError(f"--summary {a.summary} says what a site sends for the quantile maps of a federated release of the "
-                         "input columns: add --clients N and keep --method quantile and --outcome features, or drop --summary")
+    if a.summary is not None and (a.clients is None or a.clients >= 2):  # --clients 0 or 1: the federation's own error
+        why = ("it needs a federation: add --clients N (N >= 2)" if a.clients is None else
+               f"--outcome {outcome}{' with --lam' if a.lam is not None else ''} has no quantile maps of the input "
+               "columns: use --outcome features" if outcome != "features" else
+               "--method gaussian sends moments, whose merged maps are exact already: use --method quantile"
+               if (a.method or "quantile") != "quantile" else "")
+        if why:
+            raise UsageError(f"--summary {a.summary} says what a site sends for the quantile maps of the input columns, and {why}; "
+                             "or drop --summary")
     _check_smoothing(a)  # before the defaults: a --smoothing given with the gaussian maps is refused, whichever
     if federated_release and a.head_rounds is None:
         a.head_rounds = FEATURE_RELEASE_HEAD_ROUNDS
@@ -1190,6 +1197,7 @@ def cmd_lineage(a) -> int:
             agree = " [yellow]estimates disagree[/yellow]" if r.get("estimates_agree") == "False" else ""
             knob = f"λ={r['lam']}" if r.get("lam") else f"t={r.get('t', '?')}"
             knob += f" smoothing={r['smoothing']}" if r.get("smoothing") else ""
+            knob += f" summary={r['summary']}" if r.get("summary") else ""
             z = f" Z={r['outcome']}" if r.get("outcome") not in (None, "", "features") else ""
             return (f"v{r['version']}{al} {r['kind']} method={r.get('method', '?')} S={r.get('sensitive', '?')}{z} "
                     f"{knob}{s_auc}{gbm}{agree}{warn}")

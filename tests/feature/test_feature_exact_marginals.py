@@ -133,6 +133,11 @@ def test_flower_release_with_marginals_is_the_central_fit_of_the_sites_rows(tmp_
     report = ForgettingReport.model_validate_json((out / "forgetting_report.json").read_text())
     assert report.method_config["summary"] == "marginals" and report.method_config["smoothing"] == "auto"
     assert "marginals" in report.method_config["exchanged"]
+    page = (out / "forgetting_report.html").read_text()
+    assert "what each site sent for the quantile maps</th><td>every column&#x27;s values" in page
+    capsys.readouterr()
+    assert cli.main(["lineage", "--tracking-uri", uri, "--model-name", "feature-sex-federated"]) == 0
+    assert "summary=marginals" in capsys.readouterr()[0]
     pc = report.method_config["parity_ceiling"]  # on the server's test rows, as every feature report
     assert 0.5 <= pc["ceiling"] <= 1 and pc["probe"] in ("logistic", "gradient boosting")
     mlflow.set_tracking_uri(uri)
@@ -158,6 +163,8 @@ def test_flower_release_with_marginals_is_the_central_fit_of_the_sites_rows(tmp_
     (["--summary", "marginals"], ("--summary marginals", "--clients N")),
     (["--clients", "3", "--method", "gaussian", "--summary", "marginals"], ("--summary marginals", "--method quantile")),
     (["--clients", "3", "--outcome", "scores", "--summary", "sketch"], ("--summary sketch", "--outcome features")),
+    (["--clients", "3", "--lam", "10", "--summary", "marginals"], ("--summary marginals", "with --lam")),
+    (["--clients", "0", "--summary", "marginals"], ("--clients 0", "at least two clients")),
 ])
 def test_summary_flag_where_it_does_not_apply_is_one_line_exit_2(tmp_path, capsys, argv, names):
     code = cli.main(["feature", *argv, "--out", str(tmp_path / "o"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])

@@ -132,4 +132,5 @@ def ceiling_record(X: object, s: object, y: object, random_state: int = 0) -> di
     return {"accuracy_with_s": pc.accuracy, "ceiling": pc.ceiling, "probe": pc.probe,
             "note": "best accuracy of any classifier independent of S (demographic parity) against the best with S, "
                     f"from a {pc.probe} probe's out-of-fold P(Y | X, S) ({folds} folds) on the held-out rows: their "
-                    "difference estimates what any S-free model gives up"}
+                    "difference estimates what any S-free model gives up (a ceiling above the accuracy with S is "
+                    "estimation noise: no measurable cost)"}

@@ -17,7 +17,8 @@ method, method_config_digest, data_digest, run_id, federation_run_id, contains_w
   sensitive, feature_method (quantile | gaussian | identity), t, s_auc_before, s_auc_after, mi_before, mi_after,
   utility_before, utility_after, s_auc_gbm_after, estimates_agree, outputs, default_output, release_digest, release
   (the alias it got), max_s_auc, smoothing (auto, relative or kernel: how the quantile maps smoothed the group
-  laws, when not by histograms of the values), and for a model's release outcome (embedding | scores) and lam (in training)
+  laws, when not by histograms of the values), summary (marginals: the sites sent their marginals, the maps are
+  exact; absent for sketches), and for a model's release outcome (embedding | scores) and lam (in training)
   (the base version: sensitive, feature_method=identity, t=0, s_auc, utility, outputs, release_digest).
 A version is complete once `kind` is set, which is done last (after its report and `report_digest`), and its alias
 moves after that. A failure at any step deletes every version the call created (with its model artefacts), so the
@@ -376,7 +377,8 @@ def register_feature(uri: str, model_name: str, report, before: FeatureRelease, 
             "classes": json.dumps([str(c) for c in after.head.classes]) if after.head is not None else "",
             "release": alias, "max_s_auc": f"{max_s_auc:g}", "report_digest": digest,
             **({"outcome": f.outcome} if f.outcome else {}), **({"lam": f"{f.lam:g}"} if f.lam is not None else {}),
-            **({"smoothing": str(report.method_config["smoothing"])} if report.method_config.get("smoothing") else {})},
+            **({"smoothing": str(report.method_config["smoothing"])} if report.method_config.get("smoothing") else {}),
+            **({"summary": str(report.method_config["summary"])} if report.method_config.get("summary") else {})},
             f"Feature-unlearned: {f.sensitive!r} removed"
             + (f" from the model's {f.outcome}" if f.outcome not in (None, "features") else "")
             + f" by {report.method} " + (f"at t={f.t:g}" if f.lam is None else f"in training with λ={f.lam:g}")

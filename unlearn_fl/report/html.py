@@ -40,6 +40,13 @@ _SMOOTHING_TEXT = {
 }
 
 
+_SUMMARY_TEXT = {
+    "sketch": "a quantile sketch per group and column (201 levels): maps close to the central ones",
+    "marginals": "every column's values with their counts per group (marginals, unlinked across columns): maps equal "
+                 "to a central fit on the sites' pooled rows",
+}
+
+
 def _smoothing(r: ForgettingReport) -> str | None:
     """How a quantile projection of the input columns estimated each group's law (docs/method.md §3, "Smoothing" and
     "Values on a grid"), with auto's choices counted when the report records them."""
@@ -79,7 +86,9 @@ def _feature_setting_rows(r: ForgettingReport) -> list[tuple[str, str]]:
             ("task heads' accuracy before / after (the released model, pooled site holdouts)", before_after("head_accuracy")),
             ("S-probe AUC on the released model's scores before / after", before_after("scores_s_auc")),
             ("gradient-boosting S-probe AUC on the released model's scores before / after", before_after("scores_s_auc_gbm")),
-            ("best task accuracy with S / independent of S (demographic-parity ceiling, held-out rows)", _ceiling(r))]
+            ("best task accuracy with S / independent of S (demographic-parity ceiling, held-out rows)", _ceiling(r)),
+            ("what each site sent for the quantile maps", _SUMMARY_TEXT.get(str(mc.get("summary", "sketch")))
+             if _smoothing(r) is not None and r.method.endswith("-federated") else None)]
     return [(k, v) for k, v in rows if v is not None]
 
 

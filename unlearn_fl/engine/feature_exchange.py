@@ -130,7 +130,8 @@ def local_summary(spec: DataSpec, client_id: int, sensitive: str, method: str, s
 
 def merge_for_sites(summaries: list[str]) -> list[str]:
     """What the server sends back to the sites to rebuild the maps: marginals merged into one summary (the pooled
-    marginals; no site sees another's), any other kind as received."""
+    marginals, not each site's; with two sites, though, the pool less a site's own is the other's), any other kind
+    as received."""
     parsed = [summary_from_json(x) for x in summaries]
     if parsed and all(isinstance(x, MarginalSummary) for x in parsed):
         return [summary_to_json(merge_marginals(parsed))]

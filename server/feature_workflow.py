@@ -35,12 +35,12 @@ def run_feature_federation(grid: Grid, spec: DataSpec, sensitive: str, method: s
                            head_epochs: int = 2, head_lr: float = 0.01, summary: str = "sketch") -> ForgettingReport:
     """The federated run's forgetting report; `fitted`, when given, receives what the server fitted (for the release,
     unlearn_fl.feature.release.federated_releases): projector (the merged maps), spec, sensitive, t, clients.
-    smoothing: of the quantile maps' group laws, "histogram" or "kernel" (docs/method.md §3); the sites rebuild the
+    smoothing: of the quantile maps' group laws, "histogram", "relative", "kernel" or "auto" (docs/method.md §3); the sites rebuild the
     maps with the same setting. Left out of the request id and the recorded config at its default, so default runs
     keep their ids. summary: what a site sends for the quantile maps, "sketch" (the default) or "marginals" (its
     per-group marginals, `unlearn_fl.feature.marginals`: the maps then equal the central fit on the pooled rows; the
     server sends the merged marginals back, not the sites'); recorded, and in the request id, when "marginals".
- The release's task heads (a Linear layer on the features at t = 0 and on the projected features
+    The release's task heads (a Linear layer on the features at t = 0 and on the projected features
     at t) are trained by `head_rounds` FedAvg rounds of `head_epochs` local epochs (Adam, `head_lr`) on the sites'
     rows (task feature-heads, `engine.feature_exchange.local_feature_heads`); `fitted` also receives them ("heads"
     {0, t}: Linear states) and the report their pooled holdout accuracy and an S-probe on their scores."""

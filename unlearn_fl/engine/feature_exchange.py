@@ -140,7 +140,7 @@ def merge_for_sites(summaries: list[str]) -> list[str]:
 
 def merged_maps(spec: DataSpec, sensitive: str, summaries: list[str], seed: int, smoothing: str = "histogram"):
     """The barycenter maps of the sites' summaries (JSON), as the server and every site build them: the same
-    seed, one-hot blocks (quantile summaries) and smoothing of the quantile group laws ("histogram" or "kernel",
+    seed, one-hot blocks (quantile summaries) and smoothing of the quantile group laws ("histogram", "relative", "kernel" or "auto",
     docs/method.md §3 'Sample size'; gaussian summaries take only the histogram, the default)."""
     parsed = [summary_from_json(x) for x in summaries]
     quantile = bool(parsed) and all(isinstance(x, (QuantileSketch, MarginalSummary)) for x in parsed)

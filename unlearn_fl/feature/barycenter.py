@@ -102,7 +102,7 @@ class BarycenterProjector:
         coordinate with repeated values; for columns of values on a grid mixed with stray values, where a histogram
         of the values gives a repeated value the share of its narrow cell instead of its mass) or "auto" (per
         coordinate, one of histogram, relative and kernel, whichever leaves the groups' ranks of held-out rows closest
-        to uniform in a 2-fold split of the fitted rows, `smoothing_scores`). The choice made for each coordinate is
+        to uniform over `AUTO_SPLITS` random 2-fold splits of the fitted rows, `smoothing_scores`). The choice made for each coordinate is
         `smoothing_` after fit.
     tol, max_iter: stopping rule of the Gaussian barycenter fixed-point iteration.
     reg: relative eigenvalue floor for covariance roots (Gaussian method).
@@ -279,9 +279,8 @@ class BarycenterProjector:
         The rows are split in two halves, each group evenly; the maps fitted on one half rank the other half's rows
         (random tie ranks, one draw per row shared by the candidates); a score is the sum over groups, both
         directions and `AUTO_SPLITS` random splits of Moran's standardised log-spacing statistic of those ranks
-        (`_uniformity`). Scores are additive
-        over sites, so a federation sums its sites' (`federated.quantile_sketch`). On a coordinate without repeated values "relative" is the
-        histogram and gets its score. A split with fewer than 2 rows of a group in a half scores zeros (no choice).
+        (`_uniformity`). Scores are additive over sites, so a federation sums its sites' (`federated.quantile_sketch`).
+        On a coordinate without repeated values "relative" is the histogram and gets its score. A split with fewer than 2 rows of a group in a half scores zeros (no choice).
         The rows are first sorted by group and value, so the scores are a function of each group's values on the
         coordinate (its marginal) and rng: exact federated maps rebuilt from the sites' marginals make the same split.
         """

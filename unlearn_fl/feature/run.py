@@ -60,7 +60,7 @@ class FeatureRunConfig(BaseModel):
     min_group_size: int | None = Field(None, ge=1)
     smoothing: Literal["histogram", "kernel", "relative", "auto"] | None = Field(
         None, description="How the quantile maps estimate each group's law (`BarycenterProjector`, docs/method.md §3, "
-                          "'Smoothing'): default 'auto' for the quantile method (per column, histogram or relative, "
+                          "'Smoothing'): default 'auto' for the quantile method (per column, histogram, relative or kernel, "
                           "chosen on a split of the train rows), 'histogram' for the gaussian method, which has none.")
 
     @field_validator("grid")
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--target", default=DIABETES_TARGET)
     ap.add_argument("--method", choices=["quantile", "gaussian"], default="quantile")
     ap.add_argument("--smoothing", choices=["histogram", "kernel", "relative", "auto"], default=None,
-                    help="group laws of the quantile maps (default auto: per column, histogram or relative)")
+                    help="group laws of the quantile maps (default auto: per column, histogram, relative or kernel)")
     ap.add_argument("--t", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-fraction", type=float, default=0.5)
